@@ -1,0 +1,39 @@
+"""Where a layer was defined: the first stack frame outside the framework and outside shapecheck."""
+
+from __future__ import annotations
+
+import os
+import sys
+import sysconfig
+from pathlib import Path
+
+from shapecheck.trace import Location
+
+_SHAPECHECK_DIR = str(Path(__file__).resolve().parents[1])
+_SITE_DIRS = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")}, key=len, reverse=True)
+
+
+def display_path(filename: str) -> str:
+    """Relative to the working directory for the user's files, to site-packages for installed libraries."""
+    path = os.path.abspath(filename)
+    for site in _SITE_DIRS:
+        if path.startswith(site + os.sep):
+            return os.path.relpath(path, site)
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def user_frame(skip_dirs: tuple[str, ...], skip_self=None, depth: int = 2) -> Location | None:
+    """The innermost caller that is neither framework code nor the `__init__` chain of `skip_self`."""
+    frame = sys._getframe(depth)
+    skip = tuple(os.path.join(d, "") for d in (_SHAPECHECK_DIR, *skip_dirs))
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not filename.startswith(skip) and not filename.startswith("<"):
+            if skip_self is None or frame.f_locals.get("self") is not skip_self:
+                return Location(display_path(filename), frame.f_lineno)
+        frame = frame.f_back
+    return None

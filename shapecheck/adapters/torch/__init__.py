@@ -1,0 +1,74 @@
+"""PyTorch adapter: load TorchScript and torch.export files, trace modules, probe for batch mixing."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from shapecheck.adapters.sources import user_frame
+from shapecheck.adapters.torch.probe import probe_batch_mixing
+from shapecheck.adapters.torch.tracer import TORCH_DIR, run_once
+from shapecheck.errors import ShapecheckError
+from shapecheck.shapes import TensorMeta
+from shapecheck.trace import Trace
+
+FRAMEWORK = "torch"
+
+
+def owns(obj) -> bool:
+    return isinstance(obj, nn.Module)
+
+
+@contextlib.contextmanager
+def recording_definition_sites():
+    """While a factory runs, remember the line that created each module (`self.fc = nn.Linear(...)`)."""
+    sites: Mapping = weakref.WeakKeyDictionary()
+    original = nn.Module.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if self not in sites:
+            location = user_frame((TORCH_DIR,), skip_self=self)
+            if location is not None:
+                sites[self] = location
+
+    nn.Module.__init__ = init
+    try:
+        yield sites
+    finally:
+        nn.Module.__init__ = original
+
+
+def load_file(path: str) -> nn.Module:
+    """A `torch.export` program (`.pt2`) or a TorchScript archive."""
+    try:
+        if path.endswith(".pt2"):
+            return torch.export.load(path).module()
+        return torch.jit.load(path, map_location="cpu")
+    except Exception as exc:
+        kind = "torch.export program" if path.endswith(".pt2") else "TorchScript archive"
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ShapecheckError(f"cannot load `{path}` as a {kind}: {first.strip()}", kind="load") from exc
+
+
+def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping | None = None) -> Trace:
+    """Trace at the requested batch and at batch + 1 (an output that does not follow the batch shows up)."""
+    sites = sites if sites is not None else {}
+    batch = specs[0].shape[0]
+    primary = run_once(model, specs, batch, target, sites)
+    real = primary.failure is not None and primary.failure.needs_values
+    if real:
+        reason = primary.failure.message
+        primary = run_once(model, specs, batch, target, sites, real=True)
+        primary.notes.append(f"traced with real data at batch {batch}: the symbolic trace needs values ({reason})")
+    primary.alternate = run_once(model, specs, batch + 1, target, sites, real=real)
+    if primary.failure is None:
+        primary.probe, note = probe_batch_mixing(model, specs)
+        if note:
+            primary.notes.append(note)
+    return primary
+

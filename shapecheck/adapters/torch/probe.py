@@ -1,0 +1,84 @@
+"""The batch-mixing probe: change one sample, see whether another sample's output moves.
+
+No shape reveals an RNN fed [N, T, F] without `batch_first=True` (or any layer that mixes samples): only values do.
+The probe runs the model for real, in eval mode, at batch 2, so it is skipped for very large models.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from shapecheck.adapters.torch.tracer import make_inputs, preserved, tensor_leaves
+from shapecheck.shapes import TensorMeta
+from shapecheck.trace import ProbeResult
+
+MAX_PARAMETERS = 100_000_000
+
+
+def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta]) -> tuple[ProbeResult | None, str]:
+    """Return (result when samples mix, note when the probe was skipped)."""
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        return None, f"batch-mixing probe skipped: {count / 1e6:.0f}M parameters (limit {MAX_PARAMETERS // 10**6}M)"
+    if any(p.device.type == "meta" for p in model.parameters()):
+        return None, "batch-mixing probe skipped: the model's parameters are on the meta device"
+    torch.manual_seed(0)
+    base = make_inputs(specs, 2, real=True)
+    changed = [t.clone() for t in base]
+    for tensor in changed:
+        tensor[0] = torch.randn_like(tensor[0]) if tensor.dtype.is_floating_point else 1 - tensor[0]
+    try:
+        first, first_layers = _run(model, base)
+        second, second_layers = _run(model, changed)
+    except Exception as exc:  # the probe is best-effort: the symbolic trace already ran
+        return None, f"batch-mixing probe skipped: the real forward pass raised {type(exc).__name__}"
+    if first is None or first.shape[:1] != (2,) or second.shape != first.shape:
+        return None, ""
+    if not _moved(first[1], second[1]):
+        return None, ""
+    return ProbeResult(layer=_first_mixing_layer(first_layers, second_layers)), ""
+
+
+def _run(model: nn.Module, inputs: list[torch.Tensor]):
+    records: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
+    names = {module: name for name, module in model.named_modules() if not any(True for _ in module.children())}
+
+    def hook(module, args, output):
+        tensor_in = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        tensor_out = next((t for _, t in tensor_leaves(output)), None)
+        records.append((names[module], _sample(tensor_in), _sample(tensor_out)))
+
+    handles = [module.register_forward_hook(hook) for module in names]
+    try:
+        with preserved(model), torch.no_grad():
+            model.eval()
+            output = model(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    leaves = [t for _, t in tensor_leaves(output)]
+    return (leaves[0] if leaves else None), records
+
+
+def _sample(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    if tensor is None or tensor.dim() == 0 or tensor.shape[0] != 2:
+        return None
+    return tensor[1].detach().clone()
+
+
+def _moved(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.dtype.is_floating_point:
+        return bool((a - b).abs().max() > 1e-6 * (1 + a.abs().max()))
+    return not torch.equal(a, b)
+
+
+def _first_mixing_layer(first, second) -> str | None:
+    """The first layer whose sample-1 output moved while its sample-1 input did not."""
+    for (name, in_a, out_a), (_, in_b, out_b) in zip(first, second):
+        if out_a is None or out_b is None or out_a.shape != out_b.shape:
+            continue
+        input_still = in_a is not None and in_b is not None and in_a.shape == in_b.shape and not _moved(in_a, in_b)
+        if input_still and _moved(out_a, out_b):
+            return name
+    return None

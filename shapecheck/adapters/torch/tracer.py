@@ -1,0 +1,271 @@
+"""Trace a PyTorch module with fake tensors: every layer's shapes, the functional ops, and where it fails.
+
+Fake tensors carry shape and dtype but no data, so a model of any size traces in well under a second and
+nothing is computed. The model is left as it was: hooks removed, train/eval flags and buffers restored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from shapecheck.adapters.sources import user_frame
+from shapecheck.shapes import TensorMeta
+from shapecheck.trace import Failure, Layer, Op, Trace
+
+TORCH_DIR = os.path.dirname(torch.__file__)
+_CONFIG_ATTRS = (
+    "in_features", "out_features", "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+    "groups", "input_size", "hidden_size", "num_layers", "batch_first", "bidirectional", "num_embeddings",
+    "embedding_dim", "dim", "normalized_shape", "num_features", "output_size",
+)
+# Fake kernels of these ops skip eager PyTorch's dtype check (float64 data into float32 weights runs under fake
+# tensors), so the tracer applies it itself.
+_WEIGHTED_OPS = {"linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                 "conv_transpose3d", "lstm", "gru", "rnn_tanh", "rnn_relu"}
+_ARG_OPS = {"softmax", "log_softmax", "view", "reshape", "flatten", "transpose", "permute", "squeeze", "unsqueeze",
+            "cat", "stack"}
+
+
+def layer_kind(module: nn.Module) -> str:
+    kinds = (
+        ((nn.Linear, nn.Bilinear, nn.LazyLinear), "linear"),
+        ((nn.modules.conv._ConvNd,), "conv"),
+        ((nn.RNNBase,), "rnn"),
+        ((nn.Embedding, nn.EmbeddingBag), "embedding"),
+        ((nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm), "norm"),
+        ((nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd, nn.modules.pooling._AdaptiveAvgPoolNd,
+          nn.modules.pooling._AdaptiveMaxPoolNd), "pool"),
+        ((nn.Softmax, nn.LogSoftmax, nn.Sigmoid, nn.Tanh, nn.ReLU, nn.GELU, nn.LeakyReLU, nn.PReLU, nn.ELU,
+          nn.SiLU, nn.Softplus, nn.Hardtanh, nn.ReLU6), "activation"),
+        ((nn.Flatten, nn.Unflatten), "flatten"),
+        ((nn.modules.dropout._DropoutNd,), "dropout"),
+        ((nn.Sequential, nn.ModuleList, nn.ModuleDict), "container"),
+    )
+    return next((kind for classes, kind in kinds if isinstance(module, classes)), "other")
+
+
+def meta(tensor: torch.Tensor) -> TensorMeta:
+    return TensorMeta(tuple(int(d) for d in tensor.shape), str(tensor.dtype).removeprefix("torch."))
+
+
+def tensor_leaves(value, path: str = ""):
+    """Yield (path, tensor) for every tensor in a nested output: tuples, lists, dicts, dataclasses."""
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from tensor_leaves(item, f"{path}[{key!r}]")
+    elif isinstance(value, (tuple, list)):
+        for index, item in enumerate(value):
+            yield from tensor_leaves(item, f"{path}[{index}]")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for fld in dataclasses.fields(value):
+            yield from tensor_leaves(getattr(value, fld.name), f"{path}.{fld.name}")
+
+
+def choose_output(leaves: list[tuple[str, torch.Tensor]]) -> str | None:
+    """The tensor a loss would receive: a `logits` entry when there is one, else the first tensor."""
+    for path, _ in leaves:
+        if path.strip("[]'\".") == "logits":
+            return path
+    return leaves[0][0] if leaves else None
+
+
+class _OpRecorder(TorchFunctionMode):
+    """Records every torch function that returns a tensor, with the tensors' producers."""
+
+    def __init__(self, run: _Run):
+        super().__init__()
+        self.run = run
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        if name == "__get__":  # attribute reads such as `.shape`
+            return func(*args, **kwargs)
+        tensors = _tensor_args(args, kwargs)
+        try:
+            if name in _WEIGHTED_OPS:
+                _check_same_dtype(name, tensors)
+            result = func(*args, **kwargs)
+        except Exception:
+            self.run.failed_op = (name, tensors)
+            raise
+        outputs = [t for _, t in tensor_leaves(result)] if not isinstance(result, torch.Tensor) else [result]
+        if outputs and tensors is not None:
+            self.run.record_op(name, tensors, outputs, _op_args(name, args, kwargs))
+        return result
+
+
+def _check_same_dtype(name: str, tensors: list[torch.Tensor]):
+    dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors}
+    if len(dtypes) > 1:
+        raise RuntimeError(f"{name}: tensors must have the same dtype, but got {' and '.join(sorted(dtypes))}")
+
+
+def _tensor_args(args, kwargs) -> list[torch.Tensor]:
+    found = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (tuple, list)):
+            found.extend(v for v in value if isinstance(v, torch.Tensor))
+    return found
+
+
+def _op_args(name: str, args, kwargs) -> dict:
+    if name not in _ARG_OPS:
+        return {}
+    plain = [a for a in args if isinstance(a, (int, tuple, list)) and not _tensor_args([a], {})]
+    return {"args": plain, **{k: v for k, v in kwargs.items() if isinstance(v, (int, tuple, list))}}
+
+
+class _Run:
+    """The state of one traced forward pass."""
+
+    def __init__(self, model: nn.Module, sites: Mapping):
+        self.model = model
+        self.names = {module: name for name, module in model.named_modules()}
+        self.layers = {name: self._layer(name, module, sites) for module, name in self.names.items()}
+        self.stack: list[str] = []
+        self.ops: list[Op] = []
+        self.producer: dict[int, int] = {}
+        self.keep_alive: list[torch.Tensor] = []
+        self.failed_op: tuple[str, list[torch.Tensor]] | None = None
+
+    @staticmethod
+    def _layer(name: str, module: nn.Module, sites: Mapping) -> Layer:
+        params = {pname: meta(p) for pname, p in module.named_parameters(recurse=False)
+                  if not isinstance(p, nn.parameter.UninitializedParameter)}
+        config = {attr: getattr(module, attr) for attr in _CONFIG_ATTRS
+                  if isinstance(getattr(module, attr, None), (int, tuple, bool, list))}
+        return Layer(name=name, type=type(module).__name__, kind=layer_kind(module), params=params, config=config,
+                     source=sites.get(module), is_leaf=not any(True for _ in module.children()))
+
+    def producers_of(self, tensors) -> list[int | None]:
+        return [self.producer.get(id(t)) for t in tensors]
+
+    def record_op(self, name: str, inputs: list[torch.Tensor], outputs: list[torch.Tensor], args: dict):
+        index = len(self.ops)
+        source = user_frame((TORCH_DIR,), depth=3)
+        self.ops.append(Op(index, name, self.stack[-1] if self.stack else "", [meta(t) for t in inputs],
+                           [meta(t) for t in outputs], self.producers_of(inputs), args, source))
+        for tensor in outputs:
+            self.producer[id(tensor)] = index
+            self.keep_alive.append(tensor)
+
+    def pre_hook(self, module, args, kwargs):
+        name = self.names[module]
+        layer = self.layers[name]
+        layer.calls += 1
+        if layer.calls == 1:
+            tensors = _tensor_args(args, kwargs)
+            layer.inputs = [meta(t) for t in tensors]
+            layer.input_producers = self.producers_of(tensors)
+        self.stack.append(name)
+
+    def post_hook(self, module, args, kwargs, output):
+        layer = self.layers[self.names[module]]
+        if layer.calls == 1:
+            layer.outputs = [meta(t) for _, t in tensor_leaves(output)]
+        if self.stack:
+            self.stack.pop()
+
+
+def make_inputs(specs: list[TensorMeta], batch: int, real: bool) -> list[torch.Tensor]:
+    tensors = []
+    for spec in specs:
+        shape = (batch, *spec.shape[1:])
+        dtype = getattr(torch, spec.dtype)
+        if not real:
+            tensors.append(torch.empty(shape, dtype=dtype))
+        elif dtype.is_floating_point:
+            tensors.append(torch.randn(shape, dtype=dtype))
+        else:
+            tensors.append(torch.randint(0, 2, shape, dtype=dtype))
+    return tensors
+
+
+@contextlib.contextmanager
+def preserved(model: nn.Module):
+    """Restore train/eval flags and buffers (BatchNorm counters move even under fake tensors)."""
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    try:
+        yield
+    finally:
+        for module, training in modes:
+            module.training = training
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                if name in buffers and buffer.shape == buffers[name].shape:
+                    buffer.copy_(buffers[name])
+
+
+def is_data_dependent(exc: BaseException) -> bool:
+    """The fake-tensor run hit code that needs real values (`.item()`, data-dependent shapes, `.numpy()`)."""
+    module = type(exc).__module__
+    text = str(exc)
+    return (module.startswith(("torch._subclasses", "torch.fx.experimental"))
+            or "FakeTensor" in text or "fake tensor" in text.lower() or "meta tensor" in text.lower()
+            or "data-dependent" in text.lower())
+
+
+def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str, sites: Mapping,
+             real: bool = False) -> Trace:
+    """One forward pass at `batch`; never raises for an error inside the model, it records it."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    run = _Run(model, sites)
+    handles = []
+    for module in run.names:
+        handles.append(module.register_forward_pre_hook(run.pre_hook, with_kwargs=True))
+        handles.append(module.register_forward_hook(run.post_hook, with_kwargs=True))
+    fake = contextlib.nullcontext() if real else FakeTensorMode(allow_non_fake_inputs=True)
+    trace = Trace(target=target, framework="torch", inputs=[], mode="real" if real else "symbolic",
+                  model_class=type(model).__name__, model_source=sites.get(model))
+    quiet = logging.getLogger("torch._subclasses.fake_tensor")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        with preserved(model), torch.no_grad(), fake:
+            model.train()
+            inputs = make_inputs(specs, batch, real)
+            trace.inputs = [meta(t) for t in inputs]
+            for tensor in inputs:
+                run.producer[id(tensor)] = -1
+            try:
+                with _OpRecorder(run):
+                    output = model(*inputs)
+            except Exception as exc:  # the model's own error is the finding, not ours
+                trace.failure = _failure(run, exc)
+            else:
+                leaves = list(tensor_leaves(output))
+                trace.outputs = {path: meta(t) for path, t in leaves}
+                trace.output_path = choose_output(leaves)
+                chosen = dict(leaves).get(trace.output_path)
+                trace.output_op = run.producer.get(id(chosen)) if chosen is not None else None
+    finally:
+        quiet.setLevel(level)
+        for handle in handles:
+            handle.remove()
+    trace.layers = list(run.layers.values())
+    trace.ops = run.ops
+    return trace
+
+
+def _failure(run: _Run, exc: Exception) -> Failure:
+    layer = run.stack[-1] if run.stack else None
+    op_name, tensors = run.failed_op or (None, [])
+    inputs = [meta(t) for t in tensors] if tensors else (run.layers[layer].inputs if layer is not None else [])
+    message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return Failure(layer=layer, op=op_name, exception=type(exc).__name__, message=message, inputs=inputs,
+                   op_index=len(run.ops) if op_name else None, needs_values=is_data_dependent(exc))

@@ -1,0 +1,89 @@
+"""The `shapecheck` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from shapecheck import __version__
+from shapecheck.errors import ShapecheckError
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="shapecheck")
+def main():
+    """Find shape, loss and label mismatches in deep-learning models before training."""
+
+
+@main.command("check")
+@click.argument("targets", nargs=-1, required=True)
+@click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]",
+              help="Dummy batch shape, e.g. 16,3,224,224 or 8,128:int64; repeat for several inputs.")
+@click.option("--loss", metavar="NAME", help="The training loss: BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, ...")
+@click.option("--labels", "labels_spec", metavar="SHAPE[:DTYPE]", help="Label tensor shape, e.g. 16 or 16,1:float32.")
+@click.option("--labels-file", type=click.Path(dir_okay=False), help="Real labels (.npy, .npz, .pt): enables value rules.")
+@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--select", multiple=True, metavar="CODE", help="Only these rules (code prefixes, e.g. SC1).")
+@click.option("--ignore", multiple=True, metavar="CODE", help="Skip these rules (code prefixes).")
+def check_command(targets, inputs, loss, labels_spec, labels_file, output_format, select, ignore):
+    """Trace TARGETS and check them against the loss and labels.
+
+    TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive or a torch.export .pt2 file.
+    Exit status: 0 no errors, 1 findings of severity error, 2 usage error or a target that could not be loaded.
+    """
+    from shapecheck import api, render
+
+    results = _guard(lambda: api.check_all(list(targets), list(inputs), loss, labels_spec, labels_file,
+                                           set(select) or None, set(ignore)))
+    if output_format == "json":
+        click.echo(render.to_json(results))
+    else:
+        click.echo(render.to_text(results, color=_use_color()))
+    for result in results:
+        if result.error:
+            click.echo(f"shapecheck: {result.target}: {result.error['message']}", err=True)
+    if any(r.error for r in results):
+        sys.exit(EXIT_USAGE)
+    sys.exit(EXIT_FINDINGS if any(r.has_errors for r in results) else EXIT_CLEAN)
+
+
+@main.command("rules")
+def rules_command():
+    """List the rule catalogue."""
+    from shapecheck.rules import load_rules
+
+    for code, rule in load_rules().items():
+        click.echo(f"{code}  {rule.name:<34} {rule.category:<18} {rule.summary}")
+
+
+@main.command("rule")
+@click.argument("code")
+def rule_command(code):
+    """Print the documentation of rule CODE (e.g. SC101)."""
+    from shapecheck.docs import rule_doc
+
+    click.echo(_guard(lambda: rule_doc(code)))
+
+
+def _guard(action):
+    """Run an action; a user-fixable problem becomes one line on stderr and exit code 2, never a traceback."""
+    try:
+        return action()
+    except ShapecheckError as exc:
+        click.echo(f"shapecheck: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except Exception as exc:  # a bug in shapecheck: still one line, with a way to get the traceback
+        if os.environ.get("SHAPECHECK_DEBUG"):
+            raise
+        first = next((line for line in str(exc).splitlines() if line.strip()), "")
+        click.echo(f"shapecheck: internal error: {type(exc).__name__}: {first} (set SHAPECHECK_DEBUG=1 for the "
+                   "traceback)", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _use_color() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ

@@ -1,0 +1,135 @@
+"""The label tensor: its shape and dtype from `--labels`, or its real values from `--labels-file`.
+
+Only summary statistics of the values reach the rules, so the rule engine never sees an array library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shapecheck.errors import ShapecheckError
+from shapecheck.shapes import TensorMeta, normalize_dtype, parse_spec
+
+MAX_LISTED_VALUES = 32
+
+
+@dataclass
+class LabelStats:
+    minimum: float
+    maximum: float
+    integral: bool                      # every value is a whole number
+    distinct: list[float] = field(default_factory=list)   # sorted, only when there are few
+    distinct_count: int = 0
+    # along axis 1 (the class axis in PyTorch) when the labels have rank >= 2 and values in {0, 1}
+    binary_rows: bool = False
+    zero_rows: int = 0
+    multi_hot_rows: int = 0
+    rows: int = 0
+    channels_identical: bool = False    # axis 1 has several channels holding the same values (an RGB-loaded mask)
+
+
+@dataclass
+class LabelInfo:
+    meta: TensorMeta
+    source: str                         # "spec" or the file it was read from
+    stats: LabelStats | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.meta.shape
+
+    @property
+    def dtype(self) -> str:
+        return self.meta.dtype
+
+    def to_json(self) -> dict:
+        data = {"shape": list(self.shape), "dtype": self.dtype}
+        if self.stats:
+            data["values"] = {"min": self.stats.minimum, "max": self.stats.maximum,
+                              "distinct": self.stats.distinct or None}
+        return data
+
+
+def from_spec(text: str, default_dtype: str) -> LabelInfo:
+    shape, dtype = parse_spec(text, default_dtype)
+    return LabelInfo(TensorMeta(shape, dtype), "spec")
+
+
+def from_file(path_text: str) -> LabelInfo:
+    path = Path(path_text)
+    if not path.is_file():
+        raise ShapecheckError(f"labels file `{path_text}` does not exist")
+    array = _load_array(path)
+    return from_array(array, str(path))
+
+
+def from_array(array, source: str) -> LabelInfo:
+    """Summarise a numpy array (or anything `numpy.asarray` takes)."""
+    import numpy as np
+
+    array = np.asarray(array)
+    if array.dtype.kind in "USO":
+        return LabelInfo(TensorMeta(array.shape, "str"), source)
+    dtype = "bool" if array.dtype.kind == "b" else normalize_dtype(str(array.dtype))
+    return LabelInfo(TensorMeta(tuple(int(d) for d in array.shape), dtype), source, _stats(array) if array.size else None)
+
+
+def _stats(array) -> LabelStats:
+    import numpy as np
+
+    values = array.astype(np.float64)
+    uniques = np.unique(values)
+    stats = LabelStats(
+        minimum=float(values.min()), maximum=float(values.max()),
+        integral=bool(np.all(np.mod(values, 1) == 0)),
+        distinct=[float(v) for v in uniques] if len(uniques) <= MAX_LISTED_VALUES else [],
+        distinct_count=int(len(uniques)),
+    )
+    if array.ndim >= 2 and set(uniques.tolist()) <= {0.0, 1.0}:
+        row_sums = values.sum(axis=1)
+        stats.binary_rows = True
+        stats.rows = int(row_sums.size)
+        stats.zero_rows = int((row_sums == 0).sum())
+        stats.multi_hot_rows = int((row_sums > 1).sum())
+    if array.ndim >= 3 and array.shape[1] in (3, 4):
+        stats.channels_identical = bool(all(np.array_equal(values[:, 0], values[:, c]) for c in range(1, array.shape[1])))
+    return stats
+
+
+def _load_array(path: Path):
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            import numpy as np
+            return np.load(path, allow_pickle=False)
+        if suffix == ".npz":
+            import numpy as np
+            with np.load(path, allow_pickle=False) as archive:
+                return _pick(dict(archive), path)
+        if suffix in (".pt", ".pth"):
+            import torch
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(loaded, dict):
+                loaded = _pick(loaded, path)
+            if not hasattr(loaded, "numpy"):
+                raise ShapecheckError(f"labels file `{path}` holds a {type(loaded).__name__}, not a tensor")
+            return loaded.detach().cpu().numpy()
+    except ShapecheckError:
+        raise
+    except Exception as exc:  # a corrupt or foreign file: say so in one line
+        raise ShapecheckError(f"cannot read labels file `{path}`: {type(exc).__name__}: {_first_line(exc)}") from exc
+    raise ShapecheckError(f"labels file `{path}` must be .npy, .npz or .pt")
+
+
+def _pick(arrays: dict, path: Path):
+    if len(arrays) == 1:
+        return next(iter(arrays.values()))
+    for key in ("labels", "label", "y", "targets", "target"):
+        if key in arrays:
+            return arrays[key]
+    raise ShapecheckError(f"labels file `{path}` holds several arrays ({', '.join(arrays)}); name one `labels`")
+
+
+def _first_line(exc: BaseException) -> str:
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")

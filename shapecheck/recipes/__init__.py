@@ -1,0 +1,81 @@
+"""Fix recipes: the code a finding suggests, written in the user's framework.
+
+Rules decide *what* to change; a `Recipes` subclass per framework decides how that reads in code. The base class
+is the contract every framework implements.
+"""
+
+from __future__ import annotations
+
+from shapecheck.trace import Layer
+
+
+class Recipes:
+    framework = "generic"
+    model_var = "model"
+
+    def path(self, layer_name: str) -> str:
+        """The expression that reaches a layer from the model object."""
+        return f"{self.model_var}.{layer_name}" if layer_name else self.model_var
+
+    def replace_head(self, layer: Layer, outputs: int) -> str:
+        raise NotImplementedError
+
+    def linear(self, in_features: int, out_features: int) -> str:
+        raise NotImplementedError
+
+    def replace_linear_input(self, layer: Layer, in_features: int) -> str:
+        raise NotImplementedError
+
+    def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
+        raise NotImplementedError
+
+    def labels(self, expression: str) -> str:
+        """Code that transforms the labels, e.g. `.float().unsqueeze(1)`."""
+        return f"labels = labels{expression}"
+
+    def squeeze(self, axis: int) -> str:
+        raise NotImplementedError
+
+    def unsqueeze(self, axis: int) -> str:
+        raise NotImplementedError
+
+    def to_dtype(self, dtype: str) -> str:
+        raise NotImplementedError
+
+    def argmax(self, axis: int) -> str:
+        raise NotImplementedError
+
+    def end_with(self, activation: str) -> str:
+        """Code that applies `activation` (sigmoid, softmax, log_softmax) to the model's logits."""
+        raise NotImplementedError
+
+    def positive_mask(self, dtype: str) -> str:
+        """Labels become 1 where they are > 0, in `dtype`."""
+        raise NotImplementedError
+
+    def loss(self, name: str, argument: str = "") -> str:
+        raise NotImplementedError
+
+    def move_class_axis(self, rank: int) -> str:
+        raise NotImplementedError
+
+    def resize_output(self) -> str:
+        raise NotImplementedError
+
+    def flatten_before(self, layer: Layer, in_features: int) -> str:
+        raise NotImplementedError
+
+    def gray_to_rgb(self, channels: int) -> str:
+        raise NotImplementedError
+
+    def cast_input(self, dtype: str) -> str:
+        raise NotImplementedError
+
+    def recurrent_batch_first(self, layer: Layer) -> str:
+        raise NotImplementedError
+
+    def flatten_per_sample(self) -> str:
+        raise NotImplementedError
+
+    def adaptive_pool(self, height: int, width: int) -> str:
+        raise NotImplementedError

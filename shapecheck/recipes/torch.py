@@ -1,0 +1,117 @@
+"""Fix recipes in PyTorch code, with the model's real attribute paths and sizes."""
+
+from __future__ import annotations
+
+from shapecheck.recipes import Recipes
+from shapecheck.trace import Layer
+
+_TORCH_DTYPES = {"float32": "float()", "float64": "double()", "int64": "long()", "float16": "half()"}
+
+
+class TorchRecipes(Recipes):
+    framework = "torch"
+
+    def path(self, layer_name: str) -> str:
+        # `classifier.6` is reached as `model.classifier[6]`
+        parts = [f"[{p}]" if p.isdigit() else f".{p}" for p in layer_name.split(".") if p]
+        return self.model_var + "".join(parts)
+
+    def _weight(self, layer: Layer) -> tuple[int, ...]:
+        weight = layer.params.get("weight")
+        return weight.shape if weight else ()
+
+    def replace_head(self, layer: Layer, outputs: int) -> str:
+        path = self.path(layer.name)
+        weight = self._weight(layer)
+        if layer.kind == "linear":
+            in_features = weight[1] if len(weight) == 2 else layer.config.get("in_features")
+            source = f"{path}.in_features" if layer.config.get("in_features") == in_features else in_features
+            return f"{path} = nn.Linear({source}, {outputs})"
+        if layer.kind == "conv":
+            kernel = layer.config.get("kernel_size", (1,))
+            kernel = kernel[0] if len(set(kernel)) == 1 else tuple(kernel)
+            return f"{path} = nn.{layer.type}({weight[1] * layer.config.get('groups', 1)}, {outputs}, kernel_size={kernel})"
+        return f"{path} = ...  # a layer with {outputs} outputs"
+
+    def linear(self, in_features: int, out_features: int) -> str:
+        return f"nn.Linear({in_features}, {out_features})"
+
+    def replace_linear_input(self, layer: Layer, in_features: int) -> str:
+        return f"{self.path(layer.name)} = {self.linear(in_features, self._weight(layer)[0])}"
+
+    def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
+        cfg = layer.config
+        args = [str(in_channels), str(cfg.get("out_channels")), f"kernel_size={_one(cfg.get('kernel_size'))}"]
+        if _one(cfg.get("stride", 1)) != 1:
+            args.append(f"stride={_one(cfg['stride'])}")
+        if _one(cfg.get("padding", 0)) not in (0, "0"):
+            args.append(f"padding={_one(cfg['padding'])}")
+        if "bias" not in layer.params:
+            args.append("bias=False")
+        return f"{self.path(layer.name)} = nn.{layer.type}({', '.join(args)})"
+
+    def squeeze(self, axis: int) -> str:
+        return self.labels(f".squeeze({axis})")
+
+    def unsqueeze(self, axis: int) -> str:
+        return self.labels(f".unsqueeze({axis})")
+
+    def to_dtype(self, dtype: str) -> str:
+        return self.labels("." + _TORCH_DTYPES.get(dtype, f"to(torch.{dtype})"))
+
+    def argmax(self, axis: int) -> str:
+        return self.labels(f".argmax({axis})")
+
+    def end_with(self, activation: str) -> str:
+        if activation == "sigmoid":
+            return "return torch.sigmoid(logits)"
+        return f"return F.{activation}(logits, dim=1)"
+
+    def positive_mask(self, dtype: str) -> str:
+        return f"labels = (labels > 0).{_TORCH_DTYPES[dtype]}"
+
+    def loss(self, name: str, argument: str = "") -> str:
+        return f"criterion = nn.{name}({argument})"
+
+    def move_class_axis(self, rank: int) -> str:
+        order = ", ".join(["0", str(rank - 1)] + [str(i) for i in range(1, rank - 1)])
+        if rank == 3:
+            return "loss = criterion(output.transpose(1, 2), labels)"
+        return f"loss = criterion(output.permute({order}), labels)"
+
+    def resize_output(self) -> str:
+        return 'output = F.interpolate(output, size=labels.shape[-2:], mode="bilinear", align_corners=False)'
+
+    def flatten_before(self, layer: Layer, in_features: int) -> str:
+        out_features = self._weight(layer)[0]
+        return f"{self.path(layer.name)} = nn.Sequential(nn.Flatten(), nn.Linear({in_features}, {out_features}))"
+
+    def gray_to_rgb(self, channels: int) -> str:
+        return f"x = x.expand(-1, {channels}, -1, -1)"
+
+    def cast_input(self, dtype: str) -> str:
+        return f"x = x.{_TORCH_DTYPES.get(dtype, f'to(torch.{dtype})')}"
+
+    def recurrent_batch_first(self, layer: Layer) -> str:
+        cfg = layer.config
+        args = [str(cfg.get("input_size")), str(cfg.get("hidden_size"))]
+        if cfg.get("num_layers", 1) != 1:
+            args.append(str(cfg["num_layers"]))
+        if cfg.get("bidirectional"):
+            args.append("bidirectional=True")
+        return f"{self.path(layer.name)} = nn.{layer.type}({', '.join(args)}, batch_first=True)"
+
+    def flatten_per_sample(self) -> str:
+        return "x = x.view(x.size(0), -1)"
+
+    def adaptive_pool(self, height: int, width: int) -> str:
+        size = height if height == width else (height, width)
+        return f"x = F.adaptive_avg_pool2d(x, {size})  # before the flatten"
+
+
+def _one(value):
+    """`(3, 3)` prints as `3`, `(3, 5)` stays a tuple."""
+    if isinstance(value, (tuple, list)):
+        return value[0] if len(set(value)) == 1 else tuple(value)
+    return value
+

@@ -1,0 +1,104 @@
+"""Renderers: the same results as text for people and as JSON for tools (a stable, extend-only contract)."""
+
+from __future__ import annotations
+
+import json
+
+from shapecheck import __version__
+from shapecheck.engine import Result
+from shapecheck.shapes import fmt
+
+
+def to_json(results: list[Result]) -> str:
+    return json.dumps({"shapecheck": __version__, "results": [_result_json(r) for r in results]}, indent=2)
+
+
+def _result_json(result: Result) -> dict:
+    trace = result.trace
+    output = trace.output if trace else None
+    return {
+        "target": result.target,
+        "framework": trace.framework if trace else None,
+        "input_shape": list(trace.inputs[0].shape) if trace and trace.inputs else None,
+        "input_shapes": [list(t.shape) for t in trace.inputs] if trace else None,
+        "output_shape": list(output.shape) if output else None,
+        "loss": result.loss.name if result.loss else None,
+        "labels": result.labels.to_json() if result.labels else None,
+        "trace_mode": trace.mode if trace else None,
+        "notes": trace.notes if trace else [],
+        "failure": trace.failure.to_json() if trace and trace.failure else None,
+        "layers": [layer.to_json() for layer in trace.layers if layer.name] if trace else [],
+        "findings": [f.to_json() for f in result.findings],
+        "error": result.error,
+    }
+
+
+def to_text(results: list[Result], color: bool = False) -> str:
+    paint = _Painter(color)
+    lines: list[str] = []
+    for result in results:
+        lines.append(paint.bold(result.target) + _summary(result))
+        if result.error:
+            lines.append(f"  {paint.red('error')}: {result.error['message']}")
+        for finding in result.findings:
+            severity = paint.red(finding.severity) if finding.severity == "error" else paint.yellow(finding.severity)
+            lines.append(f"  {severity}[{paint.bold(finding.rule)}] {finding.message}")
+            where = [f"`{finding.layer}`"] if finding.layer else []
+            if finding.location:
+                where.insert(0, str(finding.location))
+            if where:
+                lines.append(f"    --> {' '.join(where)}")
+            for fix in finding.fixes:
+                lines.append(f"    {paint.cyan('help')}: {fix}")
+        for note in result.trace.notes if result.trace else []:
+            lines.append(f"  note: {note}")
+        if not result.findings and not result.error:
+            lines.append("  no findings")
+        lines.append("")
+    lines.append(_totals(results))
+    return "\n".join(lines)
+
+
+def _summary(result: Result) -> str:
+    trace = result.trace
+    if trace is None:
+        return ""
+    parts = [f"input {', '.join(fmt(t.shape) for t in trace.inputs)}"]
+    parts.append(f"output {fmt(trace.output.shape)}" if trace.output else "forward pass failed")
+    if result.loss:
+        parts.append(f"loss {result.loss.name}")
+    if result.labels:
+        parts.append(f"labels {fmt(result.labels.shape)} {result.labels.dtype}")
+    return f" ({'; '.join(parts)})"
+
+
+def _totals(results: list[Result]) -> str:
+    errors = sum(f.severity == "error" for r in results for f in r.findings)
+    warnings = sum(f.severity == "warning" for r in results for f in r.findings)
+    failed = sum(r.error is not None for r in results)
+    text = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {_plural(len(results), 'target')}"
+    return text + (f"; {failed} could not be checked" if failed else "")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+class _Painter:
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def _wrap(self, code: str, text: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.enabled else text
+
+    def bold(self, text):
+        return self._wrap("1", text)
+
+    def red(self, text):
+        return self._wrap("1;31", text)
+
+    def yellow(self, text):
+        return self._wrap("1;33", text)
+
+    def cyan(self, text):
+        return self._wrap("1;36", text)

@@ -1,0 +1,102 @@
+"""Helpers shared by several rules: describing tensors, finding the head, reading label statistics."""
+
+from __future__ import annotations
+
+from shapecheck.rules import Context
+from shapecheck.shapes import fmt
+from shapecheck.trace import TRANSPARENT_OPS, Layer, Op
+
+ACTIVATIONS = {"softmax": "softmax", "log_softmax": "log_softmax", "sigmoid": "sigmoid", "tanh": "tanh"}
+
+
+def output_phrase(ctx: Context) -> str:
+    """"`BCEWithLogitsLoss` input from `fc` has shape [16, 1000]"."""
+    head = ctx.trace.head_layer()
+    source = f" from `{head.name}`" if head is not None else ""
+    return f"`{ctx.loss.name}` input{source} has shape {fmt(ctx.output.shape)}"
+
+
+def loss_ready(ctx: Context) -> bool:
+    """The output, the loss and the labels are all known."""
+    return ctx.output is not None and ctx.loss is not None and ctx.labels is not None
+
+
+def same_batch(ctx: Context) -> bool:
+    out, lab = ctx.output.shape, ctx.labels.shape
+    return bool(out) and bool(lab) and out[0] == lab[0]
+
+
+def class_count(ctx: Context) -> int | None:
+    shape = ctx.output.shape
+    axis = ctx.loss.class_axis
+    return shape[axis] if len(shape) >= 2 else None
+
+
+def index_target_shape(ctx: Context) -> tuple[int, ...]:
+    """What a class-index loss expects for this output: the output without its class axis."""
+    shape = list(ctx.output.shape)
+    del shape[ctx.loss.class_axis]
+    return tuple(shape)
+
+
+def final_activation(ctx: Context) -> Op | None:
+    """The activation op that produced the output values, if the last computing op is one."""
+    op = ctx.trace.value_producer(ctx.trace.output_op)
+    return op if op is not None and op.name in ACTIVATIONS else None
+
+
+def op_site(ctx: Context, op: Op) -> tuple[str, Layer | None]:
+    """How to name where an op runs: its module when it is one (`token.1`), else the forward that calls it."""
+    layer = ctx.trace.layer(op.layer)
+    if layer is not None and layer.name and layer.kind == "activation":
+        return f"`{layer.name}` ({layer.type})", layer
+    owner = f"`{layer.name}`" if layer is not None and layer.name else f"`{ctx.trace.model_class}`"
+    return f"`{op.name}` in {owner}.forward", None
+
+
+def class_ids(ctx: Context):
+    """Label statistics when the labels are class indices for a class-index loss (values known)."""
+    labels = ctx.labels
+    if labels is None or labels.stats is None or ctx.loss is None or not ctx.loss.wants_class_indices:
+        return None
+    if ctx.output is not None and labels.shape != index_target_shape(ctx):
+        return None
+    return labels.stats if labels.stats.integral else None
+
+
+def values_text(stats) -> str:
+    if stats.distinct:
+        shown = ", ".join(_number(v) for v in stats.distinct[:8])
+        more = ", ..." if len(stats.distinct) > 8 else ""
+        return f"{{{shown}{more}}}"
+    return f"{_number(stats.minimum)}..{_number(stats.maximum)}"
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def failed_layer(ctx: Context, kind: str) -> Layer | None:
+    """The layer of `kind` where the forward pass stopped, with its recorded input and weight."""
+    failure = ctx.trace.failure
+    layer = ctx.trace.layer(failure.layer) if failure is not None else None
+    if layer is None or layer.kind != kind or not layer.inputs or "weight" not in layer.params:
+        return None
+    return layer
+
+
+def fed_by_model_input(ctx: Context, layer: Layer) -> bool:
+    """The layer's first input is the model input itself, possibly reshaped on the way."""
+    producers = layer.input_producers
+    if not producers or producers[0] is None:
+        return False
+    if producers[0] == -1:
+        return True
+    chain = list(ctx.trace.producer_chain(producers[0]))
+    return all(op.name in TRANSPARENT_OPS for op in chain) and chain[-1].producers[:1] == [-1]
+
+def from_phrase(ctx: Context, layer: Layer) -> str:
+    producer = ctx.trace.upstream_layer(layer.input_producers[0] if layer.input_producers else None, layer.name)
+    if producer is not None:
+        return f" from `{producer.name}`"
+    return " from the model input" if fed_by_model_input(ctx, layer) else ""

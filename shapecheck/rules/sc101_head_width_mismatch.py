@@ -1,0 +1,42 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import loss_ready, output_phrase, same_batch
+from shapecheck.shapes import fmt, is_int
+
+
+def label_width(ctx) -> int | None:
+    """How many outputs per sample the labels call for, or None when their layout is not a width question."""
+    out, lab = ctx.output.shape, ctx.labels.shape
+    if len(lab) == len(out) and lab[2:] == out[2:]:
+        return lab[1]
+    if not ctx.loss.wants_class_indices and len(lab) == len(out) - 1 and lab[1:] == out[2:]:
+        return 1
+    return None
+
+
+class HeadWidthMismatch(Rule):
+    code = "SC101"
+    name = "head-width-mismatch"
+    category = "output_vs_loss"
+    summary = "The model outputs a different number of values per sample than the labels hold"
+
+    def check(self, ctx):
+        if not loss_ready(ctx) or not same_batch(ctx) or len(ctx.output.shape) < 2:
+            return
+        outputs, width = ctx.output.shape[1], label_width(ctx)
+        if width is None or width == outputs or outputs == 1 or (ctx.loss.wants_class_indices and width == 1):
+            return
+        head = ctx.trace.head_layer()
+        fixes = []
+        if head is not None:
+            fixes.append(Fix(f"Replace the head with {width} output{'s' if width > 1 else ''}",
+                             ctx.recipes.replace_head(head, width)))
+        lab = ctx.labels.shape
+        if len(lab) == len(ctx.output.shape) - 1:
+            cast = ".float()" if is_int(ctx.labels.dtype) else ""
+            fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels(f"{cast}.unsqueeze(1)")))
+        elif ctx.loss.family == "binary" and outputs == 2 and width == 1:
+            fixes.append(Fix("Or keep two outputs and train with class indices", ctx.recipes.loss("CrossEntropyLoss")))
+        per_sample = "1 target" if width == 1 else f"{width} targets"
+        message = f"{output_phrase(ctx)}; labels have shape {fmt(lab)} ({per_sample} per sample, not {outputs})"
+        yield self.finding(message, head, fixes)

@@ -1,0 +1,62 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import loss_ready, output_phrase, same_batch
+from shapecheck.shapes import fmt
+
+
+def broadcast(a: tuple, b: tuple) -> tuple | None:
+    """The shape two tensors broadcast to, or None when they cannot."""
+    result = []
+    for x, y in zip(reversed((1,) * (len(b) - len(a)) + a), reversed((1,) * (len(a) - len(b)) + b)):
+        if x != y and 1 not in (x, y):
+            return None
+        result.append(max(x, y))
+    return tuple(reversed(result))
+
+
+class TargetShapeMismatch(Rule):
+    code = "SC102"
+    name = "target-shape-mismatch"
+    category = "labels_vs_loss"
+    summary = "An element-wise loss gets labels whose shape differs from the output's (error, or a silent broadcast)"
+
+    def check(self, ctx):
+        if not loss_ready(ctx) or ctx.loss.target != "same_shape" or not same_batch(ctx):
+            return
+        out, lab = ctx.output.shape, ctx.labels.shape
+        if out == lab or _head_width_case(out, lab):
+            return
+        message = f"{output_phrase(ctx)}; labels have shape {fmt(lab)}"
+        fixes = []
+        if _differ_by_trailing_one(out, lab):
+            merged = broadcast(out, lab)
+            if ctx.loss.family == "regression" and merged is not None:
+                message += f": they broadcast to {fmt(merged)} and every prediction is compared with every label"
+            axis = len(out) - 1
+            if len(lab) > len(out):
+                fixes.append(Fix("Flatten the labels to the output's shape", ctx.recipes.labels(f".squeeze({axis + 1})")))
+                fixes.append(Fix("Or stop squeezing the output: keep the head's shape " + fmt(lab)))
+            else:
+                fixes.append(Fix("Add the missing axis to the labels", ctx.recipes.unsqueeze(axis)))
+        elif ctx.labels.stats and ctx.labels.stats.channels_identical and len(lab) == len(out) and out[1] == 1:
+            message += f": the labels' {lab[1]} channels are identical, a single-channel mask loaded as RGB"
+            fixes.append(Fix("Load the mask with one channel (PIL: `Image.open(path).convert(\"L\")`)",
+                             ctx.recipes.labels("[:, :1]")))
+        elif len(lab) == len(out) and out[1] == 1 and lab[1] > 1:
+            fixes.append(Fix(f"Give the labels one channel like the output, or make the head output {lab[1]} channels"))
+        else:
+            fixes.append(Fix(f"Make the labels {fmt(out)}, the shape of the output"))
+        yield self.finding(message, ctx.trace.head_layer(), fixes)
+
+
+def _head_width_case(out: tuple, lab: tuple) -> bool:
+    """Left to SC101: the labels call for fewer outputs than the head has."""
+    if len(out) < 2:
+        return False
+    if len(lab) == len(out) and lab[2:] == out[2:]:
+        return out[1] > 1 and lab[1] != out[1]
+    return len(lab) == len(out) - 1 and lab[1:] == out[2:] and out[1] > 1
+
+
+def _differ_by_trailing_one(a: tuple, b: tuple) -> bool:
+    return (a + (1,) == b) or (b + (1,) == a)

@@ -1,0 +1,40 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import index_target_shape, loss_ready, same_batch
+from shapecheck.shapes import fmt, is_float
+
+
+class ClassTargetFormat(Rule):
+    code = "SC103"
+    name = "class-target-format"
+    category = "labels_vs_loss"
+    summary = "A class-index loss gets labels that are not class indices of the output's shape"
+
+    def check(self, ctx):
+        if not loss_ready(ctx) or not ctx.loss.wants_class_indices or not same_batch(ctx):
+            return
+        out, lab = ctx.output.shape, ctx.labels.shape
+        expected = index_target_shape(ctx)
+        if lab == expected or len(out) < 2:
+            return
+        classes = out[ctx.loss.class_axis]
+        head = f"; expected class indices {fmt(expected)} for logits {fmt(out)}"
+        message = f"`{ctx.loss.name}` labels have shape {fmt(lab)}{head}"
+        if len(lab) == len(out) and lab[1] == 1 and lab[2:] == out[2:]:
+            yield self.finding(message + " (a class axis of 1 reads as multi-target)", None,
+                               [Fix("Drop the extra axis", ctx.recipes.squeeze(1))])
+        elif len(lab) == len(out) and lab == out:
+            yield from self._per_class_labels(ctx, message, classes)
+
+    def _per_class_labels(self, ctx, message, classes):
+        """[N, C] labels: one-hot ints must become indices; NLLLoss takes no probabilities at all."""
+        stats = ctx.labels.stats
+        soft = is_float(ctx.labels.dtype) and ctx.loss.name != "NLLLoss"
+        if soft:
+            return  # per-class probabilities are a valid target; value rules judge the rows
+        kind = "one-hot rows" if stats is None or not stats.binary_rows or stats.multi_hot_rows == 0 else "multi-hot rows"
+        fixes = [Fix("Convert one-hot rows to class indices", ctx.recipes.argmax(1))]
+        if kind == "multi-hot rows":
+            fixes = [Fix("Several classes per sample is multi-label: use a sigmoid loss",
+                         ctx.recipes.loss("BCEWithLogitsLoss") + "  # labels.float()")]
+        yield self.finding(f"{message} ({kind} of {ctx.labels.dtype}, {classes} classes)", None, fixes)

@@ -1,0 +1,38 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import loss_ready, output_phrase, same_batch
+from shapecheck.shapes import fmt
+
+
+class SpatialSizeMismatch(Rule):
+    code = "SC104"
+    name = "spatial-size-mismatch"
+    category = "output_vs_loss"
+    summary = "A dense-prediction output is smaller or larger than the label map"
+
+    def check(self, ctx):
+        if not loss_ready(ctx) or not same_batch(ctx):
+            return
+        out, lab = ctx.output.shape, ctx.labels.shape
+        if len(out) < 4:
+            return
+        label_spatial = lab[1:] if len(lab) == len(out) - 1 else lab[2:] if len(lab) == len(out) else None
+        spatial = out[2:]
+        if label_spatial is None or len(label_spatial) != len(spatial) or label_spatial == spatial:
+            return
+        size = "x".join(map(str, spatial))
+        wanted = "x".join(map(str, label_spatial))
+        message = f"{output_phrase(ctx)}: {size} maps, but the labels {fmt(lab)} are {wanted}"
+        fixes = [Fix("Resize the output to the label size before the loss", ctx.recipes.resize_output())]
+        stride = _stride(ctx)
+        if stride > 1 and any(d % stride for d in ctx.trace.inputs[0].shape[2:]):
+            image = "x".join(map(str, ctx.trace.inputs[0].shape[2:]))
+            fixes.append(Fix(f"Or pad/crop inputs to a multiple of {stride} (the network's stride); {image} is not"))
+        yield self.finding(message, ctx.trace.head_layer(), fixes)
+
+
+def _stride(ctx) -> int:
+    """How much the network downsamples: the input's height over the smallest map height in the trace."""
+    height = ctx.trace.inputs[0].shape[2] if len(ctx.trace.inputs[0].shape) >= 4 else 0
+    maps = [t.shape[2] for layer in ctx.trace.layers for t in layer.outputs if len(t.shape) >= 4 and t.shape[2]]
+    return height // min(maps) if height and maps else 1

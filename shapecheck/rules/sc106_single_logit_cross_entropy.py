@@ -1,0 +1,21 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import class_count, loss_ready, output_phrase
+
+
+class SingleLogitCrossEntropy(Rule):
+    code = "SC106"
+    name = "single-logit-cross-entropy"
+    category = "output_vs_loss"
+    summary = "A softmax cross-entropy over one output: the loss is always 0 and nothing is learnt"
+
+    def check(self, ctx):
+        if not loss_ready(ctx) or ctx.loss.family != "categorical" or class_count(ctx) != 1:
+            return
+        head = ctx.trace.head_layer()
+        message = f"{output_phrase(ctx)}: a softmax over 1 class is always 1.0, so the loss is always 0"
+        fixes = [Fix("For a binary problem keep one output and use a sigmoid loss",
+                     ctx.recipes.loss("BCEWithLogitsLoss") + "  # labels.float() shaped like the output")]
+        if head is not None:
+            fixes.append(Fix("Or output one logit per class", ctx.recipes.replace_head(head, 2)))
+        yield self.finding(message, head, fixes)

@@ -1,0 +1,34 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import class_count, class_ids, values_text
+from shapecheck.rules.sc111_one_based_class_ids import looks_one_based
+from shapecheck.rules.sc112_mask_values_as_class_ids import looks_like_mask_levels
+
+IGNORE_INDEX = -100
+
+
+class ClassIdOutOfRange(Rule):
+    code = "SC110"
+    name = "class-id-out-of-range"
+    category = "label_range"
+    summary = "Class-index labels fall outside [0, C) for a head with C outputs"
+
+    def check(self, ctx):
+        stats = class_ids(ctx)
+        classes = class_count(ctx) if ctx.output is not None else None
+        if stats is None or classes is None:
+            return
+        negative = stats.minimum < 0 and stats.minimum != IGNORE_INDEX
+        if stats.maximum < classes and not negative:
+            return
+        if looks_one_based(stats, classes) or looks_like_mask_levels(stats, classes):
+            return  # a more specific rule explains these values
+        needed = int(stats.maximum) + 1
+        message = (f"`{ctx.loss.name}` labels take values {values_text(stats)}, but the output has {classes} classes "
+                   f"(valid ids 0..{classes - 1})")
+        head = ctx.trace.head_layer()
+        fixes = []
+        if head is not None and not negative:
+            fixes.append(Fix(f"Give the head one output per class ({needed})", ctx.recipes.replace_head(head, needed)))
+        fixes.append(Fix("Or re-map the labels to 0..C-1 (e.g. `labels = torch.unique(labels, return_inverse=True)[1]`)"))
+        yield self.finding(message, head, fixes)

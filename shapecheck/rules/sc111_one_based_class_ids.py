@@ -1,0 +1,23 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import class_count, class_ids, values_text
+
+
+def looks_one_based(stats, classes: int) -> bool:
+    return stats.minimum >= 1 and stats.maximum == classes
+
+
+class OneBasedClassIds(Rule):
+    code = "SC111"
+    name = "one-based-class-ids"
+    category = "label_range"
+    summary = "Class ids run 1..C instead of 0..C-1: the last class is out of range, class 0 never used"
+
+    def check(self, ctx):
+        stats = class_ids(ctx)
+        classes = class_count(ctx) if ctx.output is not None else None
+        if stats is None or classes is None or not looks_one_based(stats, classes):
+            return
+        message = (f"`{ctx.loss.name}` labels take values {values_text(stats)}: ids 1..{classes} are 1-based, but the "
+                   f"{classes} outputs are indexed 0..{classes - 1}")
+        yield self.finding(message, ctx.trace.head_layer(), [Fix("Shift the labels to start at 0", ctx.recipes.labels(" - 1"))])

@@ -1,0 +1,29 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import class_count, class_ids, values_text
+
+
+def looks_like_mask_levels(stats, classes: int) -> bool:
+    """Few distinct values, some far beyond the class count: gray levels (0/128/255) read straight from an image."""
+    return bool(stats.distinct) and len(stats.distinct) <= max(classes, 2) * 2 and stats.maximum >= 2 * classes \
+        and stats.maximum <= 255 and stats.minimum >= 0
+
+
+class MaskValuesAsClassIds(Rule):
+    code = "SC112"
+    name = "mask-values-as-class-ids"
+    category = "label_range"
+    summary = "Mask pixel values (gray levels such as 0/255) are used as class ids"
+
+    def check(self, ctx):
+        stats = class_ids(ctx)
+        classes = class_count(ctx) if ctx.output is not None else None
+        if stats is None or classes is None or not looks_like_mask_levels(stats, classes):
+            return
+        levels = [int(v) for v in stats.distinct]
+        lookup = ", ".join(f"{level}: {index}" for index, level in enumerate(levels))
+        message = (f"`{ctx.loss.name}` labels take values {values_text(stats)}: gray levels of a mask image, not class "
+                   f"ids 0..{classes - 1} for {classes} outputs")
+        fixes = [Fix("Map gray levels to class indices", ctx.recipes.positive_mask("int64") if len(levels) == 2
+                     else f"lookup = {{{lookup}}}  # gray level -> class id")]
+        yield self.finding(message, ctx.trace.head_layer(), fixes)

@@ -1,0 +1,26 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import values_text
+
+
+class BinaryTargetsOutOfRange(Rule):
+    code = "SC113"
+    name = "binary-targets-out-of-range"
+    category = "label_range"
+    summary = "A binary cross-entropy gets targets outside [0, 1] (0/255 masks, class ids)"
+
+    def check(self, ctx):
+        labels, loss = ctx.labels, ctx.loss
+        if loss is None or loss.family != "binary" or labels is None or labels.stats is None:
+            return
+        stats = labels.stats
+        if stats.minimum >= 0 and stats.maximum <= 1:
+            return
+        message = f"`{loss.name}` targets take values {values_text(stats)}; binary cross-entropy needs targets in [0, 1]"
+        if stats.maximum == 255 and stats.minimum >= 0:
+            fixes = [Fix("Scale the 0/255 mask to 0/1", ctx.recipes.labels(" / 255.0"))]
+        elif stats.integral and stats.distinct_count > 2:
+            fixes = [Fix("These look like class ids: use a class-index loss", ctx.recipes.loss("CrossEntropyLoss"))]
+        else:
+            fixes = [Fix("Binarise the targets", ctx.recipes.positive_mask("float32"))]
+        yield self.finding(message, ctx.trace.head_layer(), fixes)

@@ -1,0 +1,26 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import values_text
+from shapecheck.shapes import fmt, is_int
+
+
+class ClassIdsForRegression(Rule):
+    code = "SC117"
+    name = "class-ids-for-regression"
+    category = "labels_vs_loss"
+    summary = "Integer class ids are given to a regression loss next to a multi-class output"
+
+    def check(self, ctx):
+        labels, loss, out = ctx.labels, ctx.loss, ctx.output
+        if loss is None or loss.family != "regression" or labels is None or out is None or len(out.shape) != 2:
+            return
+        classes = out.shape[1]
+        if not is_int(labels.dtype) or labels.shape != out.shape[:1] or classes < 2:
+            return
+        if labels.stats is not None and not (0 <= labels.stats.minimum and labels.stats.maximum < classes):
+            return
+        shown = f" with values {values_text(labels.stats)}" if labels.stats else ""
+        message = (f"`{loss.name}` gets integer labels {fmt(labels.shape)}{shown} for an output {fmt(out.shape)}: "
+                   f"class ids for {classes} classes, not regression targets")
+        yield self.finding(message, ctx.trace.head_layer(),
+                           [Fix("Train the classifier with a class-index loss", ctx.recipes.loss("CrossEntropyLoss"))])

@@ -1,0 +1,30 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import final_activation, op_site
+
+
+class NllWithoutLogSoftmax(Rule):
+    code = "SC154"
+    name = "nll-without-log-softmax"
+    category = "activation_vs_loss"
+    summary = "NLLLoss gets an output that is not log-probabilities (softmax output gives a negative loss)"
+
+    def check(self, ctx):
+        if ctx.loss is None or ctx.loss.input_space != "log_probabilities" or ctx.output is None:
+            return
+        op = final_activation(ctx)
+        if op is not None and op.name == "log_softmax":
+            return
+        if op is not None and op.name == "softmax":
+            where, layer = op_site(ctx, op)
+            message = (f"{where} outputs probabilities, but `{ctx.loss.name}` expects log-probabilities: the loss is "
+                       "-p[target], negative and bounded in [-1, 0]")
+            location = layer.source if layer else op.source
+        else:
+            layer = ctx.trace.head_layer()
+            source = f" from `{layer.name}`" if layer else ""
+            message = f"`{ctx.loss.name}` expects log-probabilities, but the output{source} is raw logits (no log_softmax)"
+            location = layer.source if layer else None
+        fixes = [Fix("End the model with log_softmax over the classes", ctx.recipes.end_with("log_softmax")),
+                 Fix("Or return raw logits and use", ctx.recipes.loss("CrossEntropyLoss"))]
+        yield self.finding(message, layer, fixes, location=location)

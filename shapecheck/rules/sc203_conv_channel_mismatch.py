@@ -1,0 +1,36 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import failed_layer, fed_by_model_input, from_phrase
+from shapecheck.shapes import fmt
+
+
+def channel_mismatch(ctx):
+    """(layer, expected channels, received channels) for a conv that stopped on its channel count."""
+    layer = failed_layer(ctx, "conv")
+    if layer is None:
+        return None
+    x, weight = layer.inputs[0], layer.params["weight"]
+    if len(x.shape) < 3 or x.dtype != weight.dtype:
+        return None
+    transposed = "Transpose" in layer.type
+    expected = weight.shape[0] if transposed else weight.shape[1] * layer.config.get("groups", 1)
+    if x.shape[1] == expected:
+        return None
+    return layer, expected, x.shape[1]
+
+
+class ConvChannelMismatch(Rule):
+    code = "SC203"
+    name = "conv-channel-mismatch"
+    category = "internal_layer"
+    summary = "A convolution's in_channels differ from the channels of the map that reaches it"
+
+    def check(self, ctx):
+        found = channel_mismatch(ctx)
+        if found is None or fed_by_model_input(ctx, found[0]):
+            return
+        layer, expected, actual = found
+        message = (f"`{layer.name}` ({layer.type}) expects {expected} input channels but receives "
+                   f"{fmt(layer.inputs[0].shape)}{from_phrase(ctx, layer)}")
+        yield self.finding(message, layer, [Fix(f"Give `{layer.name}` {actual} input channels",
+                                                ctx.recipes.replace_conv_input(layer, actual))])

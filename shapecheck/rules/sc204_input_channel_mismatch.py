@@ -1,0 +1,29 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import fed_by_model_input
+from shapecheck.rules.sc203_conv_channel_mismatch import channel_mismatch
+from shapecheck.shapes import fmt
+
+
+class InputChannelMismatch(Rule):
+    code = "SC204"
+    name = "input-channel-mismatch"
+    category = "input_shape"
+    summary = "The input's channel count differs from the first convolution's (grayscale into an RGB stem)"
+
+    def check(self, ctx):
+        found = channel_mismatch(ctx)
+        if found is None or not fed_by_model_input(ctx, found[0]):
+            return
+        layer, expected, actual = found
+        x = layer.inputs[0].shape
+        message = f"`{layer.name}` ({layer.type}) expects {expected}-channel input but the input {fmt(x)} has {actual}"
+        if x[-1] == expected and len(x) == 4:
+            fixes = [Fix("The input is channels-last: move channels to axis 1", "x = x.permute(0, 3, 1, 2)")]
+        elif actual == 1:
+            fixes = [Fix(f"Repeat the grayscale channel {expected} times", ctx.recipes.gray_to_rgb(expected)),
+                     Fix(f"Or rebuild `{layer.name}` for {actual}-channel input",
+                         ctx.recipes.replace_conv_input(layer, actual))]
+        else:
+            fixes = [Fix(f"Rebuild `{layer.name}` for {actual}-channel input", ctx.recipes.replace_conv_input(layer, actual))]
+        yield self.finding(message, layer, fixes)

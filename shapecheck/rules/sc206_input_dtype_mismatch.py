@@ -1,0 +1,32 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import fed_by_model_input
+from shapecheck.shapes import fmt, is_float
+
+
+class InputDtypeMismatch(Rule):
+    code = "SC206"
+    name = "input-dtype-mismatch"
+    category = "dtype"
+    summary = "A layer receives a dtype its weights cannot take (float64 numpy data, integer pixels, float token ids)"
+
+    def check(self, ctx):
+        failure = ctx.trace.failure
+        layer = ctx.trace.layer(failure.layer) if failure else None
+        if layer is None or not layer.inputs or "weight" not in layer.params:
+            return
+        x, weight = layer.inputs[0], layer.params["weight"]
+        if layer.kind == "embedding":
+            if is_float(x.dtype):
+                message = f"`{layer.name}` ({layer.type}) needs integer ids but receives {x.dtype} {fmt(x.shape)}"
+                yield self.finding(message, layer, [Fix("Pass token ids as int64", ctx.recipes.cast_input("int64"))])
+            return
+        if x.dtype == weight.dtype:
+            return
+        source = "the input" if fed_by_model_input(ctx, layer) else "its input"
+        message = (f"`{layer.name}` ({layer.type}) has {weight.dtype} weights but {source} {fmt(x.shape)} is "
+                   f"{x.dtype}")
+        fixes = [Fix(f"Cast the data to {weight.dtype} once, where it is loaded", ctx.recipes.cast_input(weight.dtype))]
+        if x.dtype == "float64":
+            fixes.append(Fix("numpy arrays default to float64: convert with `X.astype(np.float32)`"))
+        yield self.finding(message, layer, fixes)

@@ -1,0 +1,42 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+
+
+class UnusedModule(Rule):
+    code = "SC207"
+    name = "unused-module"
+    category = "internal_layer"
+    severity = "warning"
+    summary = "A layer with weights never runs in forward (often a head assigned on a wrapper that forwards elsewhere)"
+
+    def check(self, ctx):
+        trace = ctx.trace
+        if trace.failure is not None:  # layers after the failure did not get the chance to run
+            return
+        ran = {layer.name for layer in trace.layers if layer.calls}
+        for layer in trace.layers:
+            parent = layer.name.rpartition(".")[0]
+            if not layer.name or layer.calls or parent not in ran or not _has_weights(trace, layer.name):
+                continue
+            message = f"`{layer.name}` ({layer.type}) has weights but never runs in `{trace.model_class}.forward`"
+            fixes = []
+            namesake = _namesake_that_ran(trace, layer.name)
+            if namesake is not None:
+                message += f"; the output comes through `{namesake}` instead"
+                fixes.append(Fix("Assign the new layer where forward uses it",
+                                 f"{ctx.recipes.path(namesake)} = {ctx.recipes.path(layer.name)}"))
+            else:
+                fixes.append(Fix("Call it in forward, or delete it"))
+            yield self.finding(message, layer, fixes)
+
+
+def _has_weights(trace, name: str) -> bool:
+    prefix = name + "."
+    return any(layer.params for layer in trace.layers if layer.name == name or layer.name.startswith(prefix))
+
+
+def _namesake_that_ran(trace, name: str) -> str | None:
+    """A layer with the same attribute name deeper in the model that did run (`model.fc` for an unused `fc`)."""
+    leaf = name.rpartition(".")[2]
+    return next((layer.name for layer in trace.layers
+                 if layer.calls and layer.name != name and layer.name.rpartition(".")[2] == leaf), None)

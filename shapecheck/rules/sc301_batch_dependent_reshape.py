@@ -1,0 +1,75 @@
+import math
+
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.shapes import fmt
+
+RESHAPES = ("view", "reshape", "flatten", "unflatten")
+
+
+def folding_op(trace, batch: int):
+    """The most upstream op on the output's path that takes the batch in and puts something else out."""
+    culprit = None
+    for op in trace.producer_chain(trace.output_op):
+        if op.inputs and op.inputs[0].shape[:1] == (batch,) and op.outputs and op.outputs[0].shape[:1] != (batch,):
+            culprit = op
+    return culprit
+
+
+class BatchDependentReshape(Rule):
+    code = "SC301"
+    name = "batch-dependent-reshape"
+    category = "internal_layer"
+    summary = "A reshape in forward folds the batch into features or hard-codes a batch size"
+
+    def check(self, ctx):
+        trace = ctx.trace
+        if trace.output is not None and trace.output.shape[:1] != (trace.batch,):
+            op = folding_op(trace, trace.batch)
+            if op is not None and op.name in RESHAPES:
+                yield self._folded(ctx, op)
+            return
+        alternate = trace.alternate
+        if trace.failure is not None or alternate is None:
+            return
+        op = _hard_coded(trace, alternate)
+        if op is not None:
+            result = (f"fails: {alternate.failure.message}" if alternate.failure
+                      else f"returns {fmt(alternate.output.shape)}")
+            message = (f"`{op.name}` in `{op.layer or trace.model_class}` gives {fmt(op.outputs[0].shape)} at batch "
+                       f"{trace.batch}, but at batch {alternate.batch} the model {result}: a batch size is hard-coded")
+            yield self.finding(message, op.layer or None, [Fix("Reshape per sample", ctx.recipes.flatten_per_sample())],
+                               location=op.source)
+
+    def _folded(self, ctx, op):
+        trace = ctx.trace
+        before, after = op.inputs[0].shape, op.outputs[0].shape
+        message = (f"`{op.name}` in `{op.layer or trace.model_class}.forward` reshapes {fmt(before)} to {fmt(after)}: "
+                   f"the batch of {trace.batch} is folded into the features, so the model returns "
+                   f"{fmt(trace.output.shape)} for {trace.batch} samples")
+        fixes = [Fix("Keep the batch axis", ctx.recipes.flatten_per_sample())]
+        consumer = _next_linear(ctx, op)
+        if consumer is not None:
+            fixes.append(Fix(f"and size `{consumer.name}` per sample",
+                             ctx.recipes.replace_linear_input(consumer, math.prod(before[1:]))))
+        return self.finding(message, op.layer or None, fixes, location=op.source)
+
+
+def _hard_coded(trace, alternate):
+    """The op whose output tracks the batch at one batch size but not at the other."""
+    failure = alternate.failure
+    if failure is not None and failure.op_index is not None and failure.op_index < len(trace.ops):
+        op = trace.ops[failure.op_index]
+        return op if op.name == failure.op and op.name in RESHAPES else None
+    if alternate.output is not None and alternate.output.shape[:1] != (alternate.batch,):
+        folded = folding_op(alternate, alternate.batch)
+        return trace.ops[folded.index] if folded is not None and folded.index < len(trace.ops) else None
+    return None
+
+
+def _next_linear(ctx, op):
+    for later in ctx.trace.ops[op.index + 1:]:
+        if later.name == "linear" and op.index in later.producers:
+            layer = ctx.trace.layer(later.layer)
+            return layer if layer is not None and layer.kind == "linear" else None
+    return None

@@ -1,0 +1,30 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.sc301_batch_dependent_reshape import RESHAPES, folding_op
+from shapecheck.shapes import fmt
+
+
+class OutputBatchMismatch(Rule):
+    code = "SC302"
+    name = "output-batch-mismatch"
+    category = "batch_dim"
+    summary = "The output's batch size differs from the input's (samples are joined, dropped or folded)"
+
+    def check(self, ctx):
+        trace = ctx.trace
+        if trace.output is None or trace.output.shape[:1] == (trace.batch,):
+            return
+        op = folding_op(trace, trace.batch)
+        if op is not None and op.name in RESHAPES:
+            return  # SC301 names the reshape
+        message = f"the model returns {fmt(trace.output.shape)} for an input batch of {trace.batch}"
+        fixes = []
+        if op is not None:
+            message += f"; `{op.name}` turns {fmt(op.inputs[0].shape)} into {fmt(op.outputs[0].shape)}"
+            if op.name in ("cat", "stack"):
+                fixes.append(Fix("Join per-sample features along axis 1, not the batch axis 0",
+                                 "torch.cat([a, b], dim=1)"))
+        if not fixes:
+            fixes.append(Fix("Keep axis 0 the batch axis from input to output"))
+        yield self.finding(message, op.layer if op is not None and op.layer else None, fixes,
+                           location=op.source if op is not None else None)

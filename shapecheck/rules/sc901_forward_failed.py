@@ -1,0 +1,25 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.shapes import fmt
+
+
+class ForwardFailed(Rule):
+    """The fallback: the engine runs it only when no specific rule explained a failed forward pass."""
+
+    code = "SC901"
+    name = "forward-failed"
+    category = "internal_layer"
+    summary = "The forward pass raised; reports the layer, its input shapes and the error"
+
+    def check(self, ctx):
+        failure = ctx.trace.failure
+        if failure is None:
+            return
+        layer = ctx.trace.layer(failure.layer)
+        ran = sum(1 for item in ctx.trace.layers if item.calls and item.is_leaf)
+        shapes = ", ".join(fmt(t.shape) for t in failure.inputs) or "no tensors"
+        where = f"`{layer.name}` ({layer.type})" if layer is not None and layer.name else f"`{ctx.trace.model_class}`"
+        op = f" in `{failure.op}`" if failure.op else ""
+        message = f"{where} failed{op} with inputs {shapes}: {failure.exception}: {failure.message}"
+        fixes = [Fix(f"{ran} layers ran before it; `shapecheck check --format json` lists their shapes")]
+        yield self.finding(message, layer if layer is not None and layer.name else None, fixes)

@@ -1,0 +1,161 @@
+"""The framework-neutral record of one traced forward pass: what every adapter produces and every rule reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from shapecheck.shapes import TensorMeta
+
+# Layer kinds shared by all frameworks; adapters map their classes onto these.
+KINDS = ("linear", "conv", "rnn", "embedding", "norm", "pool", "activation", "flatten", "dropout", "container", "other")
+
+# Ops that move or relabel values without computing new ones: walking back through them from the output finds the
+# op that really produced the values (the final activation, the head).
+TRANSPARENT_OPS = frozenset({
+    "view", "reshape", "flatten", "squeeze", "unsqueeze", "transpose", "permute", "contiguous", "__getitem__",
+    "clone", "float", "double", "to", "type", "dropout", "identity", "expand", "movedim", "swapaxes", "t",
+})
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}"
+
+    def to_json(self) -> dict:
+        return {"path": self.path, "line": self.line}
+
+
+@dataclass
+class Layer:
+    """One module / layer / node; `calls == 0` means it exists in the model but never ran."""
+
+    name: str
+    type: str
+    kind: str = "other"
+    inputs: list[TensorMeta] = field(default_factory=list)
+    outputs: list[TensorMeta] = field(default_factory=list)
+    params: dict[str, TensorMeta] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    source: Location | None = None
+    calls: int = 0
+    is_leaf: bool = True
+    input_producers: list[int | None] = field(default_factory=list)
+
+    @property
+    def output(self) -> TensorMeta | None:
+        return self.outputs[0] if self.outputs else None
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "input_shapes": [list(t.shape) for t in self.inputs],
+            "output_shape": list(self.outputs[0].shape) if self.outputs else None,
+            "source": str(self.source) if self.source else None,
+        }
+
+
+@dataclass
+class Op:
+    """A functional operation seen during the forward pass (`softmax`, `view`, `linear`, ...).
+
+    `producers` holds, per tensor input, the index of the op that made it; -1 for a model input, None for a
+    parameter or a constant.
+    """
+
+    index: int
+    name: str
+    layer: str
+    inputs: list[TensorMeta]
+    outputs: list[TensorMeta]
+    producers: list[int | None]
+    args: dict = field(default_factory=dict)
+    source: Location | None = None
+
+
+@dataclass
+class Failure:
+    """Where the forward pass raised: the innermost layer that was running, and the op inside it."""
+
+    layer: str | None
+    op: str | None
+    exception: str
+    message: str
+    inputs: list[TensorMeta] = field(default_factory=list)
+    op_index: int | None = None
+    needs_values: bool = False          # the symbolic run hit code that reads tensor values
+
+    def to_json(self) -> dict:
+        return {"layer": self.layer, "op": self.op, "exception": self.exception, "message": self.message,
+                "input_shapes": [list(t.shape) for t in self.inputs]}
+
+
+@dataclass
+class ProbeResult:
+    """A batch-mixing probe: changing sample 0 changed sample 1's output; `layer` is the first layer that mixed."""
+
+    layer: str | None
+    input_axis_note: str = ""
+
+
+@dataclass
+class Trace:
+    target: str
+    framework: str
+    inputs: list[TensorMeta]
+    layers: list[Layer] = field(default_factory=list)
+    ops: list[Op] = field(default_factory=list)
+    outputs: dict[str, TensorMeta] = field(default_factory=dict)
+    output_path: str | None = None
+    output_op: int | None = None
+    failure: Failure | None = None
+    mode: str = "symbolic"
+    notes: list[str] = field(default_factory=list)
+    alternate: Trace | None = None
+    probe: ProbeResult | None = None
+    model_class: str = ""
+    model_source: Location | None = None
+
+    @property
+    def batch(self) -> int | None:
+        return self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else None
+
+    @property
+    def output(self) -> TensorMeta | None:
+        return self.outputs.get(self.output_path) if self.output_path is not None else None
+
+    def layer(self, name: str | None) -> Layer | None:
+        if name is None:
+            return None
+        return next((layer for layer in self.layers if layer.name == name), None)
+
+    def producer_chain(self, op_index: int | None):
+        """Yield the ops that produced a tensor, following each op's first tensor input upstream."""
+        while op_index is not None and op_index >= 0:
+            op = self.ops[op_index]
+            yield op
+            op_index = next((p for p in op.producers if p is not None), None)
+
+    def value_producer(self, op_index: int | None) -> Op | None:
+        """The first op upstream of a tensor that computes values (skips views, reshapes, dropout)."""
+        return next((op for op in self.producer_chain(op_index) if op.name not in TRANSPARENT_OPS), None)
+
+    def head_layer(self) -> Layer | None:
+        """The last parametrised layer that produced the output (the classifier head)."""
+        for op in self.producer_chain(self.output_op):
+            layer = self.layer(op.layer)
+            if layer is not None and layer.params and layer.kind in ("linear", "conv", "rnn", "embedding"):
+                return layer
+        return None
+
+    def upstream_layer(self, op_index: int | None, exclude: str = "") -> Layer | None:
+        """The nearest leaf layer upstream of a tensor, for messages like "receives [16, 2048] from `avgpool`"."""
+        for op in self.producer_chain(op_index):
+            layer = self.layer(op.layer)
+            if layer is not None and layer.is_leaf and layer.name != exclude and layer.name:
+                return layer
+        return None

@@ -1,0 +1,119 @@
+"""Run shapecheck over the real-world cases in ../shared/corpus, as the corpus README describes.
+
+`python tests/corpus.py [pattern]` prints one line per case; tests/test_corpus.py asserts on the same runs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+CORPUS = Path(os.environ.get("SHAPECHECK_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+FAMILIES = {"output_vs_loss": "loss", "labels_vs_loss": "loss", "internal_layer": "layer", "input_shape": "layer"}
+
+
+@dataclass
+class CaseRun:
+    case: str
+    expected: str
+    buggy: list           # findings on the buggy variant
+    fixed: list           # findings on the fixed variant
+    buggy_error: str | None = None
+    fixed_error: str | None = None
+    fix_in_loss_code: bool = False   # the fix rewrites the loss call itself, which no CLI flag can express
+
+    @property
+    def fixed_checkable(self) -> bool:
+        return not self.fix_in_loss_code
+
+    @property
+    def diagnosed(self) -> bool:
+        family = FAMILIES.get(self.expected, self.expected)
+        return any(FAMILIES.get(f.category, f.category) == family and f.severity == "error" for f in self.buggy)
+
+    @property
+    def fixed_clean(self) -> bool:
+        return self.fixed_error is None and not any(f.severity == "error" for f in self.fixed)
+
+
+def case_files(framework: str, pattern: str = "*") -> list[Path]:
+    folder = CORPUS / "cases"
+    files = sorted(folder.glob(f"{pattern}.py")) if folder.is_dir() else []
+    return [f for f in files if _read_framework(f) == framework]
+
+
+def _read_framework(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        if line.startswith("FRAMEWORK"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return ""
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(f"corpus_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _spec(shape, dtype: str | None) -> list[str]:
+    shapes = shape if shape and isinstance(shape[0], tuple) else (shape,)
+    suffix = f":{dtype}" if dtype else ""
+    return [",".join(map(str, s)) + suffix for s in shapes]
+
+
+def run_case(path: Path) -> CaseRun:
+    import numpy as np
+
+    from shapecheck import api
+
+    case = _load(path)
+    expected = case.EXPECTED["kind"]
+    dtype = getattr(case, "INPUT_DTYPE", None)
+    batch = (case.INPUT_SHAPE[0] if isinstance(case.INPUT_SHAPE[0], tuple) else case.INPUT_SHAPE)[0]
+    # the fixed step of a dtype case feeds float32 data unless the case says otherwise
+    fixed_dtype = getattr(case, "FIXED_INPUT_DTYPE", None if expected == "dtype" else dtype)
+    fixed_shape = getattr(case, "FIXED_INPUT_SHAPE", case.INPUT_SHAPE)
+    fixed_batch = (fixed_shape[0] if isinstance(fixed_shape[0], tuple) else fixed_shape)[0]
+    variants = (
+        ("build_model", case.LOSS, case.make_labels(batch), _spec(case.INPUT_SHAPE, dtype)),
+        ("fixed_model" if hasattr(case, "fixed_model") else "build_model",
+         getattr(case, "FIXED_LOSS", case.LOSS),
+         getattr(case, "fixed_make_labels", case.make_labels)(fixed_batch), _spec(fixed_shape, fixed_dtype)),
+    )
+    outcomes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for factory, loss, labels, inputs in variants:
+            labels_path = Path(tmp) / f"{factory}.npy"
+            array = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
+            np.save(labels_path, array)
+            [result] = api.check_all([f"{path}:{factory}"], inputs, loss, None, str(labels_path))
+            outcomes.append(result)
+    buggy, fixed = outcomes
+    return CaseRun(path.stem, expected, buggy.findings, fixed.findings,
+                   buggy.error and buggy.error["message"], fixed.error and fixed.error["message"],
+                   fix_in_loss_code=hasattr(case, "fixed_make_loss") and not hasattr(case, "FIXED_LOSS"))
+
+
+def main(pattern: str = "*") -> int:
+    runs = [run_case(path) for path in case_files("pytorch", pattern)]
+    for run in runs:
+        codes = ",".join(f.rule for f in run.buggy if f.severity == "error") or run.buggy_error or "-"
+        fixed = ",".join(f.rule for f in run.fixed if f.severity == "error") or run.fixed_error or "clean"
+        state = "n/a" if not run.fixed_checkable else "ok " if run.fixed_clean else "DIRTY"
+        print(f"{'ok ' if run.diagnosed else 'MISS'} {state:<5} {run.case:<44} "
+              f"{run.expected:<18} buggy: {codes:<24} fixed: {fixed}")
+    diagnosed = sum(r.diagnosed for r in runs)
+    checkable = [r for r in runs if r.fixed_checkable]
+    clean = sum(r.fixed_clean for r in checkable)
+    print(f"diagnosed {diagnosed}/{len(runs)}, fixed clean {clean}/{len(checkable)} "
+          f"({len(runs) - len(checkable)} fixed only in the loss call)")
+    return 0 if diagnosed == len(runs) and clean == len(checkable) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
