@@ -27,6 +27,8 @@ def same_batch(ctx: Context) -> bool:
 
 
 def class_count(ctx: Context) -> int | None:
+    if ctx.output is None or ctx.loss is None:
+        return None
     shape = ctx.output.shape
     axis = ctx.loss.class_axis
     return shape[axis] if len(shape) >= 2 else None

@@ -10,8 +10,9 @@ import torch
 from torch import nn
 
 from shapecheck.adapters.sources import user_frame
+from shapecheck.adapters.torch.graph import is_exported, run_graph
 from shapecheck.adapters.torch.probe import probe_batch_mixing
-from shapecheck.adapters.torch.tracer import TORCH_DIR, run_once
+from shapecheck.adapters.torch.tracer import TORCH_DIR, model_device, run_once
 from shapecheck.errors import ShapecheckError
 from shapecheck.shapes import TensorMeta
 from shapecheck.trace import Trace
@@ -59,13 +60,20 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
     """Trace at the requested batch and at batch + 1 (an output that does not follow the batch shows up)."""
     sites = sites if sites is not None else {}
     batch = specs[0].shape[0]
+    if is_exported(model):
+        primary = run_graph(model, specs, batch, target)
+        primary.alternate = run_graph(model, specs, batch + 1, target)
+        return primary
     primary = run_once(model, specs, batch, target, sites)
-    real = primary.failure is not None and primary.failure.needs_values
+    on_meta = model_device(model).type == "meta"
+    real = primary.failure is not None and primary.failure.needs_values and not on_meta
     if real:
-        reason = primary.failure.message
         primary = run_once(model, specs, batch, target, sites, real=True)
-        primary.notes.append(f"traced with real data at batch {batch}: the symbolic trace needs values ({reason})")
+        primary.notes.append(f"traced with real data at batch {batch}: forward reads tensor values (data-dependent "
+                             "control flow, `.item()`, `.numpy()`), which a symbolic trace cannot do")
     primary.alternate = run_once(model, specs, batch + 1, target, sites, real=real)
+    if isinstance(model, torch.jit.ScriptModule):
+        primary.notes.append("TorchScript archive: layers take no hooks, so only the output shape is recorded")
     if primary.failure is None:
         primary.probe, note = probe_batch_mixing(model, specs)
         if note:

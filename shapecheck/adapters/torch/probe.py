@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shapecheck.adapters.torch.tracer import make_inputs, preserved, tensor_leaves
+from shapecheck.adapters.torch.tracer import make_inputs, preserved, set_train_mode, tensor_leaves
 from shapecheck.shapes import TensorMeta
 from shapecheck.trace import ProbeResult
 
@@ -49,10 +49,10 @@ def _run(model: nn.Module, inputs: list[torch.Tensor]):
         tensor_out = next((t for _, t in tensor_leaves(output)), None)
         records.append((names[module], _sample(tensor_in), _sample(tensor_out)))
 
-    handles = [module.register_forward_hook(hook) for module in names]
+    handles = [module.register_forward_hook(hook) for module in names if not isinstance(module, torch.jit.ScriptModule)]
     try:
         with preserved(model), torch.no_grad():
-            model.eval()
+            set_train_mode(model, False)
             output = model(*inputs)
     finally:
         for handle in handles:

@@ -125,7 +125,7 @@ def _op_args(name: str, args, kwargs) -> dict:
     if name not in _ARG_OPS:
         return {}
     plain = [a for a in args if isinstance(a, (int, tuple, list)) and not _tensor_args([a], {})]
-    return {"args": plain, **{k: v for k, v in kwargs.items() if isinstance(v, (int, tuple, list))}}
+    return {"args": plain, **{k: v for k, v in kwargs.items() if isinstance(v, (int, tuple, list)) and not k.startswith("_")}}
 
 
 class _Run:
@@ -180,13 +180,18 @@ class _Run:
             self.stack.pop()
 
 
-def make_inputs(specs: list[TensorMeta], batch: int, real: bool) -> list[torch.Tensor]:
+def model_device(model: nn.Module) -> torch.device:
+    """Where the weights are: a model built on the meta device gets meta inputs."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def make_inputs(specs: list[TensorMeta], batch: int, real: bool, device=None) -> list[torch.Tensor]:
     tensors = []
     for spec in specs:
         shape = (batch, *spec.shape[1:])
         dtype = getattr(torch, spec.dtype)
         if not real:
-            tensors.append(torch.empty(shape, dtype=dtype))
+            tensors.append(torch.empty(shape, dtype=dtype, device=device))
         elif dtype.is_floating_point:
             tensors.append(torch.randn(shape, dtype=dtype))
         else:
@@ -210,6 +215,14 @@ def preserved(model: nn.Module):
                     buffer.copy_(buffers[name])
 
 
+def set_train_mode(model: nn.Module, training: bool):
+    """`train()`/`eval()`, except on programs that fix their mode at export (torch.export modules refuse it)."""
+    try:
+        model.train(training)
+    except NotImplementedError:
+        pass
+
+
 def is_data_dependent(exc: BaseException) -> bool:
     """The fake-tensor run hit code that needs real values (`.item()`, data-dependent shapes, `.numpy()`)."""
     module = type(exc).__module__
@@ -227,6 +240,8 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
     run = _Run(model, sites)
     handles = []
     for module in run.names:
+        if isinstance(module, torch.jit.ScriptModule):
+            continue  # TorchScript takes no hooks: only the output is recorded
         handles.append(module.register_forward_pre_hook(run.pre_hook, with_kwargs=True))
         handles.append(module.register_forward_hook(run.post_hook, with_kwargs=True))
     fake = contextlib.nullcontext() if real else FakeTensorMode(allow_non_fake_inputs=True)
@@ -237,8 +252,8 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
     quiet.setLevel(logging.CRITICAL)
     try:
         with preserved(model), torch.no_grad(), fake:
-            model.train()
-            inputs = make_inputs(specs, batch, real)
+            set_train_mode(model, True)
+            inputs = make_inputs(specs, batch, real, model_device(model))
             trace.inputs = [meta(t) for t in inputs]
             for tensor in inputs:
                 run.producer[id(tensor)] = -1

@@ -1,0 +1,54 @@
+"""Load a rule fixture (fixtures/torch/rules/scNNN_*.py) and check its bad or good model.
+
+A fixture module defines `bad()` and `good()` factories, `INPUT` (one spec or a list), `LOSS`, and the labels as
+a `LABELS` spec or a `make_labels()` returning an array (its values enable the label-value rules). `GOOD_INPUT`,
+`GOOD_LOSS`, `GOOD_LABELS` and `make_good_labels()` override them for the good model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE_DIR = ROOT / "fixtures" / "torch" / "rules"
+
+
+def fixture_paths() -> list[Path]:
+    return sorted(FIXTURE_DIR.glob("sc[0-9][0-9][0-9]_*.py"))
+
+
+def rule_code(path: Path) -> str:
+    return path.stem[:5].upper()
+
+
+def load_module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"fixture_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_fixture(path: Path, variant: str, tmp_path: Path):
+    """Check `bad` or `good` from a fixture with shapecheck's own API; returns the Result."""
+    import numpy as np
+
+    from shapecheck import api
+
+    module = load_module(path)
+    good = variant == "good"
+
+    def pick(name):
+        return getattr(module, f"GOOD_{name}", getattr(module, name, None)) if good else getattr(module, name, None)
+
+    inputs = pick("INPUT")
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+    make_labels = (getattr(module, "make_good_labels", None) if good else None) or getattr(module, "make_labels", None)
+    labels_file = None
+    if make_labels is not None and (not good or pick("LABELS") is None or hasattr(module, "make_good_labels")):
+        labels_file = tmp_path / f"{variant}_labels.npy"
+        np.save(labels_file, np.asarray(make_labels()))
+    target = f"{path.relative_to(ROOT)}:{variant}"
+    [result] = api.check_all([target], inputs, pick("LOSS"), None if labels_file else pick("LABELS"),
+                             str(labels_file) if labels_file else None)
+    return result

@@ -1,0 +1,42 @@
+"""Acceptance: every PyTorch case of ../shared/corpus is diagnosed with its expected category, and its fixed
+version has no error. The corpus is not part of this repository; CI has it next to the clone."""
+
+from __future__ import annotations
+
+import pytest
+
+from corpus import CORPUS, case_files, run_case
+
+CASES = case_files("pytorch")
+pytestmark = pytest.mark.skipif(not CASES, reason=f"no PyTorch corpus cases in {CORPUS} (set SHAPECHECK_CORPUS)")
+
+
+@pytest.fixture(scope="module")
+def runs():
+    return {}
+
+
+@pytest.fixture
+def run(request, runs):
+    path = request.param
+    if path not in runs:
+        runs[path] = run_case(path)
+    return runs[path]
+
+
+def _describe(findings) -> str:
+    return "; ".join(f"{f.rule} [{f.category}] {f.message}" for f in findings) or "no findings"
+
+
+@pytest.mark.parametrize("run", CASES, ids=lambda p: p.stem, indirect=True)
+def test_buggy_case_is_diagnosed(run):
+    assert run.buggy_error is None, run.buggy_error
+    assert run.diagnosed, f"expected a {run.expected} error, got: {_describe(run.buggy)}"
+
+
+@pytest.mark.parametrize("run", CASES, ids=lambda p: p.stem, indirect=True)
+def test_fixed_case_is_clean(run):
+    if not run.fixed_checkable:
+        pytest.skip("the fix rewrites the loss call (fixed_make_loss), which no CLI option expresses")
+    assert run.fixed_error is None, run.fixed_error
+    assert run.fixed_clean, _describe([f for f in run.fixed if f.severity == "error"])

@@ -1,0 +1,61 @@
+"""Every rule: its bad fixture reports it (snapshot of the full text output), its good fixture is clean."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from rule_fixtures import ROOT, fixture_paths, rule_code, run_fixture
+from shapecheck import render
+from shapecheck.docs import doc_path
+from shapecheck.rules import load_rules
+
+SNAPSHOTS = ROOT / "tests" / "snapshots"
+UPDATE = os.environ.get("SHAPECHECK_UPDATE_SNAPSHOTS") == "1"
+FIXTURES = fixture_paths()
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)   # fixture paths in the output are relative to the repository
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_bad_fixture_reports_the_rule(path, tmp_path):
+    result = run_fixture(path, "bad", tmp_path)
+    assert result.error is None, result.error
+    code = rule_code(path)
+    assert code in {f.rule for f in result.findings}, render.to_text([result])
+    text = render.to_text([result])
+    snapshot = SNAPSHOTS / f"{path.stem}.txt"
+    if UPDATE or not snapshot.exists():
+        snapshot.write_text(text + "\n")
+        if not UPDATE:
+            pytest.fail(f"new snapshot written to {snapshot.relative_to(ROOT)}; review it and re-run")
+    assert text + "\n" == snapshot.read_text()
+
+
+@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+def test_good_fixture_is_clean(path, tmp_path):
+    result = run_fixture(path, "good", tmp_path)
+    assert result.error is None, result.error
+    code = rule_code(path)
+    assert code not in {f.rule for f in result.findings}, render.to_text([result])
+    assert not result.has_errors, render.to_text([result])
+
+
+def test_every_rule_has_a_fixture():
+    covered = {rule_code(path) for path in FIXTURES}
+    missing = sorted(set(load_rules()) - covered - {"SC901"})
+    assert not missing, f"rules without a bad/good fixture in fixtures/torch/rules: {missing}"
+
+
+@pytest.mark.parametrize("code", sorted(load_rules()))
+def test_every_rule_has_a_doc_with_the_standard_sections(code):
+    path = doc_path(code)
+    assert path is not None, f"rules/{code}-*.md is missing"
+    assert path.name == f"{code}-{load_rules()[code].name}.md"
+    text = path.read_text()
+    for heading in ("## What it does", "## Why is this bad?", "## Example", "## Use instead", "## Fix recipe"):
+        assert heading in text, f"{path.name} lacks `{heading}`"
