@@ -88,6 +88,8 @@ class Failure:
     inputs: list[TensorMeta] = field(default_factory=list)
     op_index: int | None = None
     needs_values: bool = False          # the symbolic run hit code that reads tensor values
+    args: dict = field(default_factory=dict)   # the failing op's non-tensor arguments (`view(-1, 400)`)
+    source: Location | None = None      # the line of user code that called the failing op
 
     def to_json(self) -> dict:
         return {"layer": self.layer, "op": self.op, "exception": self.exception, "message": self.message,

@@ -17,6 +17,10 @@ class Recipes:
         """The expression that reaches a layer from the model object."""
         return f"{self.model_var}.{layer_name}" if layer_name else self.model_var
 
+    def display(self, layer_name: str) -> str:
+        """How messages name a layer: its dotted name, unless that would read as a bare number."""
+        return layer_name
+
     def replace_head(self, layer: Layer, outputs: int) -> str:
         raise NotImplementedError
 
@@ -68,10 +72,17 @@ class Recipes:
     def gray_to_rgb(self, channels: int) -> str:
         raise NotImplementedError
 
+    def channels_first(self, rank: int) -> str:
+        """Code that moves the input's last axis to axis 1."""
+        raise NotImplementedError
+
     def cast_input(self, dtype: str) -> str:
         raise NotImplementedError
 
     def recurrent_batch_first(self, layer: Layer) -> str:
+        raise NotImplementedError
+
+    def recurrent_input_size(self, layer: Layer, input_size: int) -> str:
         raise NotImplementedError
 
     def flatten_per_sample(self) -> str:

@@ -16,6 +16,10 @@ class TorchRecipes(Recipes):
         parts = [f"[{p}]" if p.isdigit() else f".{p}" for p in layer_name.split(".") if p]
         return self.model_var + "".join(parts)
 
+    def display(self, layer_name: str) -> str:
+        # the children of a top-level nn.Sequential are called `0`, `1`, ...: show them as `model[4]`
+        return self.path(layer_name) if layer_name.split(".")[0].isdigit() else layer_name
+
     def _weight(self, layer: Layer) -> tuple[int, ...]:
         weight = layer.params.get("weight")
         return weight.shape if weight else ()
@@ -89,17 +93,31 @@ class TorchRecipes(Recipes):
     def gray_to_rgb(self, channels: int) -> str:
         return f"x = x.expand(-1, {channels}, -1, -1)"
 
+    def channels_first(self, rank: int) -> str:
+        order = ", ".join(["0", str(rank - 1)] + [str(i) for i in range(1, rank - 1)])
+        return f"x = x.permute({order})"
+
     def cast_input(self, dtype: str) -> str:
         return f"x = x.{_TORCH_DTYPES.get(dtype, f'to(torch.{dtype})')}"
 
     def recurrent_batch_first(self, layer: Layer) -> str:
+        if layer.kind != "rnn":   # attention and transformer layers take the same flag
+            return f"nn.{layer.type}(..., batch_first=True)  # at {self.path(layer.name)}"
+        return self._recurrent(layer, layer.config.get("input_size"), batch_first=True)
+
+    def recurrent_input_size(self, layer: Layer, input_size: int) -> str:
+        return self._recurrent(layer, input_size, batch_first=layer.config.get("batch_first", False))
+
+    def _recurrent(self, layer: Layer, input_size, batch_first: bool) -> str:
         cfg = layer.config
-        args = [str(cfg.get("input_size")), str(cfg.get("hidden_size"))]
+        args = [str(input_size), str(cfg.get("hidden_size"))]
         if cfg.get("num_layers", 1) != 1:
             args.append(str(cfg["num_layers"]))
+        if batch_first:
+            args.append("batch_first=True")
         if cfg.get("bidirectional"):
             args.append("bidirectional=True")
-        return f"{self.path(layer.name)} = nn.{layer.type}({', '.join(args)}, batch_first=True)"
+        return f"{self.path(layer.name)} = nn.{layer.type}({', '.join(args)})"
 
     def flatten_per_sample(self) -> str:
         return "x = x.view(x.size(0), -1)"

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import ClassVar, Iterator
+from typing import ClassVar
 
 from shapecheck.findings import CATEGORIES, SEVERITIES, Finding, Fix
 from shapecheck.labels import LabelInfo

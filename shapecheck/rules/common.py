@@ -9,10 +9,15 @@ from shapecheck.trace import TRANSPARENT_OPS, Layer, Op
 ACTIVATIONS = {"softmax": "softmax", "log_softmax": "log_softmax", "sigmoid": "sigmoid", "tanh": "tanh"}
 
 
+def ref(ctx: Context, layer_name: str) -> str:
+    """A layer's name as messages print it, in backticks."""
+    return f"`{ctx.recipes.display(layer_name)}`"
+
+
 def output_phrase(ctx: Context) -> str:
     """"`BCEWithLogitsLoss` input from `fc` has shape [16, 1000]"."""
     head = ctx.trace.head_layer()
-    source = f" from `{head.name}`" if head is not None else ""
+    source = f" from {ref(ctx, head.name)}" if head is not None else ""
     return f"`{ctx.loss.name}` input{source} has shape {fmt(ctx.output.shape)}"
 
 
@@ -51,9 +56,9 @@ def op_site(ctx: Context, op: Op) -> tuple[str, Layer | None]:
     """How to name where an op runs: its module when it is one (`token.1`), else the forward that calls it."""
     layer = ctx.trace.layer(op.layer)
     if layer is not None and layer.name and layer.kind == "activation":
-        return f"`{layer.name}` ({layer.type})", layer
-    owner = f"`{layer.name}`" if layer is not None and layer.name else f"`{ctx.trace.model_class}`"
-    return f"`{op.name}` in {owner}.forward", None
+        return f"{ref(ctx, layer.name)} ({layer.type})", layer
+    owner = ctx.recipes.display(layer.name) if layer is not None and layer.name else ctx.trace.model_class
+    return f"`{op.name}` in `{owner}.forward`", None
 
 
 def class_ids(ctx: Context):
@@ -100,5 +105,5 @@ def fed_by_model_input(ctx: Context, layer: Layer) -> bool:
 def from_phrase(ctx: Context, layer: Layer) -> str:
     producer = ctx.trace.upstream_layer(layer.input_producers[0] if layer.input_producers else None, layer.name)
     if producer is not None:
-        return f" from `{producer.name}`"
+        return f" from {ref(ctx, producer.name)}"
     return " from the model input" if fed_by_model_input(ctx, layer) else ""

@@ -1,6 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import index_target_shape
+from shapecheck.rules.sc117_class_ids_for_regression import looks_like_class_ids
 from shapecheck.shapes import fmt, is_float, is_int
 
 
@@ -11,6 +12,8 @@ class LabelDtype(Rule):
     summary = "Labels have a dtype the loss cannot take (float class indices, integer or string targets)"
 
     def check(self, ctx):
+        if looks_like_class_ids(ctx):
+            return  # SC117: the loss is wrong, not the head or the labels
         labels, loss = ctx.labels, ctx.loss
         if labels is None or loss is None:
             return
@@ -21,7 +24,9 @@ class LabelDtype(Rule):
                                           "classes = sorted(set(names)); labels = [classes.index(n) for n in names]")])
             return
         as_indices = loss.wants_class_indices and (ctx.output is None or labels.shape == index_target_shape(ctx))
-        if as_indices and dtype not in ("int64", "uint8"):
+        # PyTorch takes uint8 class indices only as a 1-D target; masks from PNG files are uint8 and fail
+        accepted = ("int64", "uint8") if len(labels.shape) == 1 else ("int64",)
+        if as_indices and dtype not in accepted:
             integral = labels.stats is None or labels.stats.integral
             if is_float(dtype) and not integral:
                 return  # fractional values: a value rule explains what they are

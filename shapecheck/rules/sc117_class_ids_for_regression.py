@@ -4,21 +4,28 @@ from shapecheck.rules.common import values_text
 from shapecheck.shapes import fmt, is_int
 
 
+def looks_like_class_ids(ctx) -> bool:
+    """Integer labels [N] with values below C, given to a regression loss next to an output [N, C]."""
+    labels, loss, out = ctx.labels, ctx.loss, ctx.output
+    if loss is None or loss.family != "regression" or labels is None or out is None or len(out.shape) != 2:
+        return False
+    classes = out.shape[1]
+    if not is_int(labels.dtype) or labels.shape != out.shape[:1] or classes < 2:
+        return False
+    return labels.stats is None or (0 <= labels.stats.minimum and labels.stats.maximum < classes)
+
+
 class ClassIdsForRegression(Rule):
     code = "SC117"
     name = "class-ids-for-regression"
-    category = "labels_vs_loss"
+    category = "label_range"
     summary = "Integer class ids are given to a regression loss next to a multi-class output"
 
     def check(self, ctx):
+        if not looks_like_class_ids(ctx):
+            return
         labels, loss, out = ctx.labels, ctx.loss, ctx.output
-        if loss is None or loss.family != "regression" or labels is None or out is None or len(out.shape) != 2:
-            return
         classes = out.shape[1]
-        if not is_int(labels.dtype) or labels.shape != out.shape[:1] or classes < 2:
-            return
-        if labels.stats is not None and not (0 <= labels.stats.minimum and labels.stats.maximum < classes):
-            return
         shown = f" with values {values_text(labels.stats)}" if labels.stats else ""
         message = (f"`{loss.name}` gets integer labels {fmt(labels.shape)}{shown} for an output {fmt(out.shape)}: "
                    f"class ids for {classes} classes, not regression targets")

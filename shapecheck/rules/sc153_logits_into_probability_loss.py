@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import final_activation
+from shapecheck.rules.common import final_activation, ref
 
 
 class LogitsIntoProbabilityLoss(Rule):
@@ -15,7 +15,7 @@ class LogitsIntoProbabilityLoss(Rule):
         if final_activation(ctx) is not None and final_activation(ctx).name in ("sigmoid", "softmax"):
             return
         head = ctx.trace.head_layer()
-        source = f" from `{head.name}`" if head else ""
+        source = f" from {ref(ctx, head.name)}" if head else ""
         message = (f"`{ctx.loss.name}` needs probabilities in [0, 1], but the output{source} is not passed through a "
                    "sigmoid: raw logits fail or give a meaningless loss")
         fixes = [Fix("Train on logits with the numerically stable loss", ctx.recipes.loss("BCEWithLogitsLoss")),

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import final_activation, op_site
+from shapecheck.rules.common import final_activation, op_site, ref
 
 
 class NllWithoutLogSoftmax(Rule):
@@ -22,7 +22,7 @@ class NllWithoutLogSoftmax(Rule):
             location = layer.source if layer else op.source
         else:
             layer = ctx.trace.head_layer()
-            source = f" from `{layer.name}`" if layer else ""
+            source = f" from {ref(ctx, layer.name)}" if layer else ""
             message = f"`{ctx.loss.name}` expects log-probabilities, but the output{source} is raw logits (no log_softmax)"
             location = layer.source if layer else None
         fixes = [Fix("End the model with log_softmax over the classes", ctx.recipes.end_with("log_softmax")),

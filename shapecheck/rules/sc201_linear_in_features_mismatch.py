@@ -2,7 +2,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import failed_layer, from_phrase
+from shapecheck.rules.common import failed_layer, from_phrase, ref
 from shapecheck.shapes import fmt
 
 
@@ -20,7 +20,7 @@ class LinearInFeaturesMismatch(Rule):
         expected, actual, outputs = weight.shape[1], x.shape[-1], weight.shape[0]
         if actual == expected or len(x.shape) >= 4 or x.dtype != weight.dtype:
             return  # 4-D input: SC202; dtype: SC206
-        message = (f"`{layer.name}` ({layer.type}) expects {expected} input features but receives {fmt(x.shape)}"
+        message = (f"{ref(ctx, layer.name)} ({layer.type}) expects {expected} input features but receives {fmt(x.shape)}"
                    f"{from_phrase(ctx, layer)}")
         fixes = [Fix(f"Change `{ctx.recipes.linear(expected, outputs)}` to `{ctx.recipes.linear(actual, outputs)}`")]
         feature_map = _flattened_map(ctx, layer)

@@ -2,7 +2,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import from_phrase
+from shapecheck.rules.common import from_phrase, ref
 from shapecheck.shapes import fmt
 
 
@@ -20,7 +20,7 @@ class LinearOnFeatureMap(Rule):
             weight = layer.params.get("weight")
             outputs = weight.shape[0] if weight else "?"
             result = f"; the output is {fmt(layer.output.shape)}" if layer.output else ""
-            message = (f"`{layer.name}` ({layer.type}) receives a {len(x)}-D feature map {fmt(x)}"
+            message = (f"{ref(ctx, layer.name)} ({layer.type}) receives a {len(x)}-D feature map {fmt(x)}"
                        f"{from_phrase(ctx, layer)}: it mixes only the last axis ({x[-1]}){result}")
             features = math.prod(x[1:])
             fixes = [Fix("Flatten the map first", ctx.recipes.flatten_before(layer, features)),

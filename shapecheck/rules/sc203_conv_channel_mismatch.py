@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import failed_layer, fed_by_model_input, from_phrase
+from shapecheck.rules.common import failed_layer, fed_by_model_input, from_phrase, ref
 from shapecheck.shapes import fmt
 
 
@@ -30,7 +30,7 @@ class ConvChannelMismatch(Rule):
         if found is None or fed_by_model_input(ctx, found[0]):
             return
         layer, expected, actual = found
-        message = (f"`{layer.name}` ({layer.type}) expects {expected} input channels but receives "
+        message = (f"{ref(ctx, layer.name)} ({layer.type}) expects {expected} input channels but receives "
                    f"{fmt(layer.inputs[0].shape)}{from_phrase(ctx, layer)}")
-        yield self.finding(message, layer, [Fix(f"Give `{layer.name}` {actual} input channels",
+        yield self.finding(message, layer, [Fix(f"Give {ref(ctx, layer.name)} {actual} input channels",
                                                 ctx.recipes.replace_conv_input(layer, actual))])

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import fed_by_model_input
+from shapecheck.rules.common import fed_by_model_input, ref
 from shapecheck.rules.sc203_conv_channel_mismatch import channel_mismatch
 from shapecheck.shapes import fmt
 
@@ -17,13 +17,13 @@ class InputChannelMismatch(Rule):
             return
         layer, expected, actual = found
         x = layer.inputs[0].shape
-        message = f"`{layer.name}` ({layer.type}) expects {expected}-channel input but the input {fmt(x)} has {actual}"
-        if x[-1] == expected and len(x) == 4:
-            fixes = [Fix("The input is channels-last: move channels to axis 1", "x = x.permute(0, 3, 1, 2)")]
+        message = f"{ref(ctx, layer.name)} ({layer.type}) expects {expected}-channel input but the input {fmt(x)} has {actual}"
+        if x[-1] == expected and len(x) >= 3:
+            fixes = [Fix("The input is channels-last: move channels to axis 1", ctx.recipes.channels_first(len(x)))]
         elif actual == 1:
             fixes = [Fix(f"Repeat the grayscale channel {expected} times", ctx.recipes.gray_to_rgb(expected)),
-                     Fix(f"Or rebuild `{layer.name}` for {actual}-channel input",
+                     Fix(f"Or rebuild {ref(ctx, layer.name)} for {actual}-channel input",
                          ctx.recipes.replace_conv_input(layer, actual))]
         else:
-            fixes = [Fix(f"Rebuild `{layer.name}` for {actual}-channel input", ctx.recipes.replace_conv_input(layer, actual))]
+            fixes = [Fix(f"Rebuild {ref(ctx, layer.name)} for {actual}-channel input", ctx.recipes.replace_conv_input(layer, actual))]
         yield self.finding(message, layer, fixes)

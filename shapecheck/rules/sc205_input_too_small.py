@@ -1,5 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.common import ref
 from shapecheck.shapes import fmt
 
 
@@ -33,7 +34,7 @@ class InputTooSmall(Rule):
         scale = image[2] // spatial[0] if len(image) == len(x) and spatial[0] else 1
         needed = max(r - 2 * p for r, p in zip(reach, padding)) * max(scale, 1)
         size = "x".join(map(str, spatial))
-        message = (f"`{layer.name}` ({layer.type}) gets a {size} map {fmt(x)}, smaller than its "
+        message = (f"{ref(ctx, layer.name)} ({layer.type}) gets a {size} map {fmt(x)}, smaller than its "
                    f"{'x'.join(map(str, kernel))} kernel: the input {fmt(image)} is too small for this network")
         yield self.finding(message, layer, [Fix(f"Use inputs of at least {needed}x{needed} "
-                                                f"(the network downsamples {scale}x before `{layer.name}`)")])
+                                                f"(the network downsamples {scale}x before {ref(ctx, layer.name)})")])

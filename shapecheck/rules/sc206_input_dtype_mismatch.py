@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import fed_by_model_input
+from shapecheck.rules.common import fed_by_model_input, ref
 from shapecheck.shapes import fmt, is_float
 
 
@@ -18,13 +18,13 @@ class InputDtypeMismatch(Rule):
         x, weight = layer.inputs[0], layer.params["weight"]
         if layer.kind == "embedding":
             if is_float(x.dtype):
-                message = f"`{layer.name}` ({layer.type}) needs integer ids but receives {x.dtype} {fmt(x.shape)}"
+                message = f"{ref(ctx, layer.name)} ({layer.type}) needs integer ids but receives {x.dtype} {fmt(x.shape)}"
                 yield self.finding(message, layer, [Fix("Pass token ids as int64", ctx.recipes.cast_input("int64"))])
             return
         if x.dtype == weight.dtype:
             return
         source = "the input" if fed_by_model_input(ctx, layer) else "its input"
-        message = (f"`{layer.name}` ({layer.type}) has {weight.dtype} weights but {source} {fmt(x.shape)} is "
+        message = (f"{ref(ctx, layer.name)} ({layer.type}) has {weight.dtype} weights but {source} {fmt(x.shape)} is "
                    f"{x.dtype}")
         fixes = [Fix(f"Cast the data to {weight.dtype} once, where it is loaded", ctx.recipes.cast_input(weight.dtype))]
         if x.dtype == "float64":

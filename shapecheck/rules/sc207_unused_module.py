@@ -1,13 +1,14 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.common import ref
 
 
 class UnusedModule(Rule):
     code = "SC207"
     name = "unused-module"
-    category = "internal_layer"
+    category = "output_vs_loss"
     severity = "warning"
-    summary = "A layer with weights never runs in forward (often a head assigned on a wrapper that forwards elsewhere)"
+    summary = "A layer with weights never runs in forward; an error when a namesake deeper in the model runs instead"
 
     def check(self, ctx):
         trace = ctx.trace
@@ -18,16 +19,16 @@ class UnusedModule(Rule):
             parent = layer.name.rpartition(".")[0]
             if not layer.name or layer.calls or parent not in ran or not _has_weights(trace, layer.name):
                 continue
-            message = f"`{layer.name}` ({layer.type}) has weights but never runs in `{trace.model_class}.forward`"
-            fixes = []
+            message = f"{ref(ctx, layer.name)} ({layer.type}) has weights but never runs in `{trace.model_class}.forward`"
             namesake = _namesake_that_ran(trace, layer.name)
-            if namesake is not None:
-                message += f"; the output comes through `{namesake}` instead"
-                fixes.append(Fix("Assign the new layer where forward uses it",
-                                 f"{ctx.recipes.path(namesake)} = {ctx.recipes.path(layer.name)}"))
-            else:
-                fixes.append(Fix("Call it in forward, or delete it"))
-            yield self.finding(message, layer, fixes)
+            if namesake is None:
+                yield self.finding(message, layer, [Fix("Call it in forward, or delete it")])
+                continue
+            # a replaced head on a wrapper: the model's output still comes from the old layer
+            message += f"; the output comes through `{namesake}` instead"
+            fixes = [Fix("Assign the new layer where forward uses it",
+                         f"{ctx.recipes.path(namesake)} = {ctx.recipes.path(layer.name)}")]
+            yield self.finding(message, layer, fixes, severity="error")
 
 
 def _has_weights(trace, name: str) -> bool:

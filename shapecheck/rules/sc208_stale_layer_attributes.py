@@ -1,5 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.common import ref
 from shapecheck.shapes import fmt
 
 _ATTRIBUTES = {"linear": ("out_features", "in_features"), "conv": ("out_channels", "in_channels")}
@@ -8,11 +9,12 @@ _ATTRIBUTES = {"linear": ("out_features", "in_features"), "conv": ("out_channels
 class StaleLayerAttributes(Rule):
     code = "SC208"
     name = "stale-layer-attributes"
-    category = "internal_layer"
+    category = "output_vs_loss"
     severity = "warning"
-    summary = "A layer's size attributes were edited, but its weight keeps the old size (the old size is what runs)"
+    summary = "A layer's size attributes were edited but its weight keeps the old size; an error on the output head"
 
     def check(self, ctx):
+        head = ctx.trace.head_layer()
         for layer in ctx.trace.layers:
             weight = layer.params.get("weight")
             if layer.kind not in _ATTRIBUTES or weight is None or len(weight.shape) < 2 or "Transpose" in layer.type:
@@ -22,7 +24,10 @@ class StaleLayerAttributes(Rule):
             actual = (weight.shape[0], weight.shape[1] * layer.config.get("groups", 1))
             if None in claimed or claimed == actual:
                 continue
-            message = (f"`{layer.name}` ({layer.type}) says {out_attr}={claimed[0]}, {in_attr}={claimed[1]}, but its "
+            message = (f"{ref(ctx, layer.name)} ({layer.type}) says {out_attr}={claimed[0]}, {in_attr}={claimed[1]}, but its "
                        f"weight is {fmt(weight.shape)}: editing the attribute does not resize the layer")
+            if layer is head and ctx.output is not None:
+                message += f"; the model outputs {fmt(ctx.output.shape)}"
             yield self.finding(message, layer, [Fix("Replace the layer instead of editing it",
-                                                    ctx.recipes.replace_head(layer, claimed[0]))])
+                                                    ctx.recipes.replace_head(layer, claimed[0]))],
+                               severity="error" if layer is head else None)

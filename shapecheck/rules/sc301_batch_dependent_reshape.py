@@ -2,6 +2,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.common import op_site, ref
 from shapecheck.shapes import fmt
 
 RESHAPES = ("view", "reshape", "flatten", "unflatten")
@@ -16,6 +17,12 @@ def folding_op(trace, batch: int):
     return culprit
 
 
+def flattened_on_purpose(ctx) -> bool:
+    """Output rows = batch x positions, and the labels are flattened the same way (a token-level head)."""
+    out, labels = ctx.trace.output.shape, ctx.labels
+    return bool(out) and out[0] % ctx.trace.batch == 0 and labels is not None and labels.shape[:1] == out[:1]
+
+
 class BatchDependentReshape(Rule):
     code = "SC301"
     name = "batch-dependent-reshape"
@@ -25,6 +32,8 @@ class BatchDependentReshape(Rule):
     def check(self, ctx):
         trace = ctx.trace
         if trace.output is not None and trace.output.shape[:1] != (trace.batch,):
+            if flattened_on_purpose(ctx):
+                return
             op = folding_op(trace, trace.batch)
             if op is not None and op.name in RESHAPES:
                 yield self._folded(ctx, op)
@@ -36,7 +45,7 @@ class BatchDependentReshape(Rule):
         if op is not None:
             result = (f"fails: {alternate.failure.message}" if alternate.failure
                       else f"returns {fmt(alternate.output.shape)}")
-            message = (f"`{op.name}` in `{op.layer or trace.model_class}` gives {fmt(op.outputs[0].shape)} at batch "
+            message = (f"{op_site(ctx, op)[0]} gives {fmt(op.outputs[0].shape)} at batch "
                        f"{trace.batch}, but at batch {alternate.batch} the model {result}: a batch size is hard-coded")
             yield self.finding(message, op.layer or None, [Fix("Reshape per sample", ctx.recipes.flatten_per_sample())],
                                location=op.source)
@@ -44,13 +53,13 @@ class BatchDependentReshape(Rule):
     def _folded(self, ctx, op):
         trace = ctx.trace
         before, after = op.inputs[0].shape, op.outputs[0].shape
-        message = (f"`{op.name}` in `{op.layer or trace.model_class}.forward` reshapes {fmt(before)} to {fmt(after)}: "
+        message = (f"{op_site(ctx, op)[0]} reshapes {fmt(before)} to {fmt(after)}: "
                    f"the batch of {trace.batch} is folded into the features, so the model returns "
                    f"{fmt(trace.output.shape)} for {trace.batch} samples")
         fixes = [Fix("Keep the batch axis", ctx.recipes.flatten_per_sample())]
         consumer = _next_linear(ctx, op)
         if consumer is not None:
-            fixes.append(Fix(f"and size `{consumer.name}` per sample",
+            fixes.append(Fix(f"and size {ref(ctx, consumer.name)} per sample",
                              ctx.recipes.replace_linear_input(consumer, math.prod(before[1:]))))
         return self.finding(message, op.layer or None, fixes, location=op.source)
 

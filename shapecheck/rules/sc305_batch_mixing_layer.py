@@ -1,5 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.common import ref
+from shapecheck.rules.sc304_recurrent_batch_axis import reads_time_major
 
 
 class BatchMixingLayer(Rule):
@@ -13,10 +15,10 @@ class BatchMixingLayer(Rule):
         if probe is None:
             return
         layer = ctx.trace.layer(probe.layer)
-        if layer is not None and layer.kind == "rnn" and not layer.config.get("batch_first", False):
-            return  # SC304 explains the recurrent case
-        where = f"`{layer.name}` ({layer.type})" if layer is not None else f"`{ctx.trace.model_class}.forward`"
+        if layer is not None and reads_time_major(layer):
+            return  # SC304 explains the time-major case
+        where = f"{ref(ctx, layer.name)} ({layer.type})" if layer is not None else f"`{ctx.trace.model_class}.forward`"
         message = (f"changing sample 0 of the batch changed the output of sample 1 in eval mode: {where} mixes "
                    "samples across the batch axis")
-        yield self.finding(message, layer, [Fix("Check which axis is the batch in this layer's input; reductions, "
-                                                "reshapes and recurrent layers must keep samples apart")])
+        yield self.finding(message, layer, [Fix("Find the reduction, reshape, normalisation or attention that runs "
+                                                "over axis 0 there: each sample must be computed on its own")])

@@ -1,5 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.common import ref
 from shapecheck.shapes import fmt
 
 
@@ -18,7 +19,7 @@ class ForwardFailed(Rule):
         layer = ctx.trace.layer(failure.layer)
         ran = sum(1 for item in ctx.trace.layers if item.calls and item.is_leaf)
         shapes = ", ".join(fmt(t.shape) for t in failure.inputs) or "no tensors"
-        where = f"`{layer.name}` ({layer.type})" if layer is not None and layer.name else f"`{ctx.trace.model_class}`"
+        where = f"{ref(ctx, layer.name)} ({layer.type})" if layer is not None and layer.name else f"`{ctx.trace.model_class}`"
         op = f" in `{failure.op}`" if failure.op else ""
         message = f"{where} failed{op} with inputs {shapes}: {failure.exception}: {failure.message}"
         fixes = [Fix(f"{ran} layers ran before it; `shapecheck check --format json` lists their shapes")]

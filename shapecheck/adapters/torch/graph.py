@@ -6,7 +6,6 @@ interpreter sees every node and the `nn_module_stack` it was exported from.
 
 from __future__ import annotations
 
-
 import torch
 from torch import fx
 

@@ -42,7 +42,9 @@ def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta]) -> tuple[Probe
 
 def _run(model: nn.Module, inputs: list[torch.Tensor]):
     records: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
-    names = {module: name for name, module in model.named_modules() if not any(True for _ in module.children())}
+    # every module but the root: hooks fire as modules finish, innermost first, so the first one whose output
+    # moved while its input did not is the smallest module that mixes samples
+    names = {module: name for name, module in model.named_modules() if name}
 
     def hook(module, args, output):
         tensor_in = next((a for a in args if isinstance(a, torch.Tensor)), None)

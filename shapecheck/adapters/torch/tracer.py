@@ -97,7 +97,7 @@ class _OpRecorder(TorchFunctionMode):
                 _check_same_dtype(name, tensors)
             result = func(*args, **kwargs)
         except Exception:
-            self.run.failed_op = (name, tensors)
+            self.run.failed_op = (name, tensors, _op_args(name, args, kwargs), user_frame((TORCH_DIR,), depth=2))
             raise
         outputs = [t for _, t in tensor_leaves(result)] if not isinstance(result, torch.Tensor) else [result]
         if outputs and tensors is not None:
@@ -125,6 +125,8 @@ def _op_args(name: str, args, kwargs) -> dict:
     if name not in _ARG_OPS:
         return {}
     plain = [a for a in args if isinstance(a, (int, tuple, list)) and not _tensor_args([a], {})]
+    if len(plain) == 1 and isinstance(plain[0], (tuple, list)):   # view((-1, 400)) reads as view(-1, 400)
+        plain = list(plain[0])
     return {"args": plain, **{k: v for k, v in kwargs.items() if isinstance(v, (int, tuple, list)) and not k.startswith("_")}}
 
 
@@ -139,7 +141,7 @@ class _Run:
         self.ops: list[Op] = []
         self.producer: dict[int, int] = {}
         self.keep_alive: list[torch.Tensor] = []
-        self.failed_op: tuple[str, list[torch.Tensor]] | None = None
+        self.failed_op: tuple | None = None   # (name, tensors, args, source) of the op that raised
 
     @staticmethod
     def _layer(name: str, module: nn.Module, sites: Mapping) -> Layer:
@@ -279,8 +281,9 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
 
 def _failure(run: _Run, exc: Exception) -> Failure:
     layer = run.stack[-1] if run.stack else None
-    op_name, tensors = run.failed_op or (None, [])
+    op_name, tensors, args, source = run.failed_op or (None, [], {}, None)
     inputs = [meta(t) for t in tensors] if tensors else (run.layers[layer].inputs if layer is not None else [])
     message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
     return Failure(layer=layer, op=op_name, exception=type(exc).__name__, message=message, inputs=inputs,
-                   op_index=len(run.ops) if op_name else None, needs_values=is_data_dependent(exc))
+                   op_index=len(run.ops) if op_name else None, needs_values=is_data_dependent(exc), args=args,
+                   source=source)

@@ -1,0 +1,29 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import class_count, class_ids, values_text
+
+# A head this much wider than the classes the labels use was kept from pre-training (ImageNet's 1000).
+MIN_UNUSED_RATIO = 4
+MIN_HEAD = 100
+
+
+class UnusedOutputClasses(Rule):
+    code = "SC108"
+    name = "unused-output-classes"
+    category = "output_vs_loss"
+    severity = "warning"
+    summary = "The head has far more classes than the labels use (a pre-trained 1000-way head kept)"
+
+    def check(self, ctx):
+        stats = class_ids(ctx)
+        classes = class_count(ctx)
+        if stats is None or classes is None or stats.minimum < 0 or stats.maximum >= classes:
+            return
+        used = int(stats.maximum) + 1
+        if classes < MIN_HEAD or classes < MIN_UNUSED_RATIO * used:
+            return
+        head = ctx.trace.head_layer()
+        message = (f"`{ctx.loss.name}` input has {classes} classes but the labels use {values_text(stats)} "
+                   f"(at most {used} classes): {classes - used} outputs are trained only to be pushed down")
+        fixes = [Fix(f"Replace the head with {used} outputs", ctx.recipes.replace_head(head, used))] if head else []
+        yield self.finding(message, head, fixes)

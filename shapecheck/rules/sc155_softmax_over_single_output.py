@@ -1,0 +1,36 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import final_activation, op_site
+from shapecheck.shapes import fmt
+
+
+class SoftmaxOverSingleOutput(Rule):
+    code = "SC155"
+    name = "softmax-over-single-output"
+    category = "activation_vs_loss"
+    summary = "A softmax over an axis of size 1 always outputs 1.0: the model predicts one value for everything"
+
+    def check(self, ctx):
+        op = final_activation(ctx)
+        if op is None or op.name != "softmax" or not op.inputs:
+            return
+        shape = op.inputs[0].shape
+        axis = _softmax_axis(op, len(shape))
+        if axis is None or shape[axis] != 1:
+            return
+        where, layer = op_site(ctx, op)
+        message = (f"{where} normalises over an axis of size 1 in {fmt(shape)}: every output is exactly 1.0, so "
+                   "nothing is learnt")
+        fixes = [Fix("For one output per sample use a sigmoid", ctx.recipes.end_with("sigmoid")),
+                 Fix("Or give the head one output per class and keep the softmax")]
+        yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)
+
+
+def _softmax_axis(op, rank: int) -> int | None:
+    """The axis a softmax ran over; PyTorch's implicit choice when no `dim` was given (0 for ranks 0, 1, 3)."""
+    dim = op.args.get("dim")
+    if dim is None and op.args.get("args"):
+        dim = op.args["args"][0]
+    if dim is None:
+        dim = 0 if rank in (0, 1, 3) else 1
+    return dim % rank if rank and isinstance(dim, int) else None

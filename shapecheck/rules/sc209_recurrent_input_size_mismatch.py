@@ -1,0 +1,27 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import from_phrase, ref
+from shapecheck.shapes import fmt
+
+
+class RecurrentInputSizeMismatch(Rule):
+    code = "SC209"
+    name = "recurrent-input-size-mismatch"
+    category = "internal_layer"
+    summary = "A recurrent layer's input_size differs from the features per step that reach it"
+
+    def check(self, ctx):
+        failure = ctx.trace.failure
+        layer = ctx.trace.layer(failure.layer) if failure else None
+        if layer is None or layer.kind != "rnn" or not layer.inputs:
+            return
+        x = layer.inputs[0].shape
+        expected = layer.config.get("input_size")
+        if expected is None or x[-1] == expected:
+            return
+        message = (f"{ref(ctx, layer.name)} ({layer.type}) expects input_size={expected} features per step but "
+                   f"receives {fmt(x)}{from_phrase(ctx, layer)}")
+        fixes = [Fix(f"Build it for {x[-1]} features", ctx.recipes.recurrent_input_size(layer, x[-1]))]
+        if len(x) == 3 and expected in x[:2]:
+            fixes.append(Fix("Or the axes are swapped: feed (batch, time, features) to a batch-first layer"))
+        yield self.finding(message, layer, fixes)

@@ -1,0 +1,30 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import from_phrase, ref
+from shapecheck.shapes import fmt
+
+
+class NormFeaturesMismatch(Rule):
+    code = "SC210"
+    name = "norm-features-mismatch"
+    category = "internal_layer"
+    summary = "A normalisation layer's feature count differs from the channels that reach it"
+
+    def check(self, ctx):
+        failure = ctx.trace.failure
+        layer = ctx.trace.layer(failure.layer) if failure else None
+        if layer is None or layer.kind != "norm" or not layer.inputs:
+            return
+        x = layer.inputs[0].shape
+        expected = layer.config.get("num_features")
+        if expected is None or len(x) < 2 or x[1] == expected:
+            return
+        message = (f"{ref(ctx, layer.name)} ({layer.type}) normalises {expected} channels on axis 1 but receives "
+                   f"{fmt(x)}{from_phrase(ctx, layer)}")
+        if x[-1] == expected and len(x) == 3:
+            fixes = [Fix("The features are on the last axis: move them to axis 1 around the norm",
+                          "x = norm(x.transpose(1, 2)).transpose(1, 2)"),
+                     Fix("Or normalise the last axis", f"nn.LayerNorm({expected})")]
+        else:
+            fixes = [Fix(f"Size it for {x[1]} channels", f"{ctx.recipes.path(layer.name)} = nn.{layer.type}({x[1]})")]
+        yield self.finding(message, layer, fixes)
