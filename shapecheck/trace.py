@@ -42,6 +42,7 @@ class Layer:
     config: dict = field(default_factory=dict)
     source: Location | None = None
     calls: int = 0
+    weights_used: bool = False          # its parameters fed an op even if the module was never called
     is_leaf: bool = True
     input_producers: list[int | None] = field(default_factory=list)
 

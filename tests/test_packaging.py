@@ -11,7 +11,6 @@ import pytest
 from rule_fixtures import ROOT
 
 
-
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     out = tmp_path_factory.mktemp("dist")

@@ -16,6 +16,8 @@ class LinearOnFeatureMap(Rule):
         for layer in ctx.trace.layers:
             if layer.kind != "linear" or not layer.inputs or len(layer.inputs[0].shape) < 4:
                 continue
+            if not _channels_first_map(ctx, layer):
+                continue  # [N, H, W, C] after a permute (ConvNeXt, Swin): a per-position Linear is intended
             x = layer.inputs[0].shape
             weight = layer.params.get("weight")
             outputs = weight.shape[0] if weight else "?"
@@ -27,3 +29,18 @@ class LinearOnFeatureMap(Rule):
                      Fix(f"Or pool it to {x[1]} features first (`nn.AdaptiveAvgPool2d(1)`, flatten, then "
                          f"`{ctx.recipes.linear(x[1], outputs)}`)")]
             yield self.finding(message, layer, fixes)
+
+
+_MAP_OPS = ("conv", "max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool", "batch_norm")
+_AXIS_MOVES = ("permute", "transpose", "movedim", "swapaxes", "layer_norm")
+
+
+def _channels_first_map(ctx, layer) -> bool:
+    """The input comes from a conv/pool stack with no axis move on the way: its last axis is width, not channels."""
+    producers = layer.input_producers
+    for op in ctx.trace.producer_chain(producers[0] if producers else None):
+        if op.name.startswith(_AXIS_MOVES):
+            return False
+        if op.name.startswith(_MAP_OPS):
+            return True
+    return False

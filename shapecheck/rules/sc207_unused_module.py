@@ -14,10 +14,10 @@ class UnusedModule(Rule):
         trace = ctx.trace
         if trace.failure is not None:  # layers after the failure did not get the chance to run
             return
-        ran = {layer.name for layer in trace.layers if layer.calls}
+        active = _active_names(trace)
         for layer in trace.layers:
             parent = layer.name.rpartition(".")[0]
-            if not layer.name or layer.calls or parent not in ran or not _has_weights(trace, layer.name):
+            if not layer.name or layer.name in active or parent not in active or not _has_weights(trace, layer.name):
                 continue
             message = f"{ref(ctx, layer.name)} ({layer.type}) has weights but never runs in `{trace.model_class}.forward`"
             namesake = _namesake_that_ran(trace, layer.name)
@@ -29,6 +29,16 @@ class UnusedModule(Rule):
             fixes = [Fix("Assign the new layer where forward uses it",
                          f"{ctx.recipes.path(namesake)} = {ctx.recipes.path(layer.name)}")]
             yield self.finding(message, layer, fixes, severity="error")
+
+
+def _active_names(trace) -> set[str]:
+    """Layers that ran or whose weights were used, and all their ancestors (a ModuleList is never called itself)."""
+    active = set()
+    for layer in trace.layers:
+        if layer.calls or layer.weights_used:
+            parts = layer.name.split(".") if layer.name else []
+            active.update(".".join(parts[:i]) for i in range(len(parts) + 1))
+    return active
 
 
 def _has_weights(trace, name: str) -> bool:

@@ -29,22 +29,23 @@ def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta]) -> tuple[Probe
     for tensor in changed:
         tensor[0] = torch.randn_like(tensor[0]) if tensor.dtype.is_floating_point else 1 - tensor[0]
     try:
-        first, first_layers = _run(model, base)
-        second, second_layers = _run(model, changed)
+        first, _ = _run(model, base, locate=False)
+        second, _ = _run(model, changed, locate=False)
+        if first is None or first.shape[:1] != (2,) or second.shape != first.shape or not _moved(first[1], second[1]):
+            return None, ""
+        # samples mix: run again with hooks to find the first layer that mixes them
+        _, first_layers = _run(model, base, locate=True)
+        _, second_layers = _run(model, changed, locate=True)
     except Exception as exc:  # the probe is best-effort: the symbolic trace already ran
         return None, f"batch-mixing probe skipped: the real forward pass raised {type(exc).__name__}"
-    if first is None or first.shape[:1] != (2,) or second.shape != first.shape:
-        return None, ""
-    if not _moved(first[1], second[1]):
-        return None, ""
     return ProbeResult(layer=_first_mixing_layer(first_layers, second_layers)), ""
 
 
-def _run(model: nn.Module, inputs: list[torch.Tensor]):
+def _run(model: nn.Module, inputs: list[torch.Tensor], locate: bool):
     records: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
     # every module but the root: hooks fire as modules finish, innermost first, so the first one whose output
     # moved while its input did not is the smallest module that mixes samples
-    names = {module: name for name, module in model.named_modules() if name}
+    names = {module: name for name, module in model.named_modules() if name} if locate else {}
 
     def hook(module, args, output):
         tensor_in = next((a for a in args if isinstance(a, torch.Tensor)), None)

@@ -99,6 +99,7 @@ class _OpRecorder(TorchFunctionMode):
         except Exception:
             self.run.failed_op = (name, tensors, _op_args(name, args, kwargs), user_frame((TORCH_DIR,), depth=2))
             raise
+        self.run.used_params.update(id(t) for t in tensors if isinstance(t, nn.Parameter))
         outputs = [t for _, t in tensor_leaves(result)] if not isinstance(result, torch.Tensor) else [result]
         if outputs and tensors is not None:
             self.run.record_op(name, tensors, outputs, _op_args(name, args, kwargs))
@@ -141,6 +142,7 @@ class _Run:
         self.ops: list[Op] = []
         self.producer: dict[int, int] = {}
         self.keep_alive: list[torch.Tensor] = []
+        self.used_params: set[int] = set()
         self.failed_op: tuple | None = None   # (name, tensors, args, source) of the op that raised
 
     @staticmethod
@@ -274,6 +276,8 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
         quiet.setLevel(level)
         for handle in handles:
             handle.remove()
+    for module, name in run.names.items():
+        run.layers[name].weights_used = any(id(p) in run.used_params for p in module.parameters(recurse=False))
     trace.layers = list(run.layers.values())
     trace.ops = run.ops
     return trace
