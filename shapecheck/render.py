@@ -43,11 +43,8 @@ def to_text(results: list[Result], color: bool = False) -> str:
         for finding in result.findings:
             severity = paint.red(finding.severity) if finding.severity == "error" else paint.yellow(finding.severity)
             lines.append(f"  {severity}[{paint.bold(finding.rule)}] {finding.message}")
-            where = [f"`{finding.layer}`"] if finding.layer else []
             if finding.location:
-                where.insert(0, str(finding.location))
-            if where:
-                lines.append(f"    --> {' '.join(where)}")
+                lines.append(f"    --> {finding.location}")
             for fix in finding.fixes:
                 lines.append(f"    {paint.cyan('help')}: {fix}")
         for note in result.trace.notes if result.trace else []:

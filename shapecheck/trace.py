@@ -91,6 +91,7 @@ class Failure:
     needs_values: bool = False          # the symbolic run hit code that reads tensor values
     args: dict = field(default_factory=dict)   # the failing op's non-tensor arguments (`view(-1, 400)`)
     source: Location | None = None      # the line of user code that called the failing op
+    producers: list[int | None] = field(default_factory=list)   # as `Op.producers`, for the failing op's inputs
 
     def to_json(self) -> dict:
         return {"layer": self.layer, "op": self.op, "exception": self.exception, "message": self.message,

@@ -49,7 +49,7 @@ class Recipes:
     def argmax(self, axis: int) -> str:
         raise NotImplementedError
 
-    def end_with(self, activation: str) -> str:
+    def end_with(self, activation: str, axis: int = 1) -> str:
         """Code that applies `activation` (sigmoid, softmax, log_softmax) to the model's logits."""
         raise NotImplementedError
 
@@ -74,6 +74,12 @@ class Recipes:
 
     def channels_first(self, rank: int) -> str:
         """Code that moves the input's last axis to axis 1."""
+        raise NotImplementedError
+
+    def swap_axes(self, first: int, second: int) -> str:
+        raise NotImplementedError
+
+    def replace_norm(self, layer: Layer, features: int) -> str:
         raise NotImplementedError
 
     def cast_input(self, dtype: str) -> str:

@@ -66,10 +66,10 @@ class TorchRecipes(Recipes):
     def argmax(self, axis: int) -> str:
         return self.labels(f".argmax({axis})")
 
-    def end_with(self, activation: str) -> str:
+    def end_with(self, activation: str, axis: int = 1) -> str:
         if activation == "sigmoid":
             return "return torch.sigmoid(logits)"
-        return f"return F.{activation}(logits, dim=1)"
+        return f"return F.{activation}(logits, dim={axis})"
 
     def positive_mask(self, dtype: str) -> str:
         return f"labels = (labels > 0).{_TORCH_DTYPES[dtype]}"
@@ -96,6 +96,12 @@ class TorchRecipes(Recipes):
     def channels_first(self, rank: int) -> str:
         order = ", ".join(["0", str(rank - 1)] + [str(i) for i in range(1, rank - 1)])
         return f"x = x.permute({order})"
+
+    def swap_axes(self, first: int, second: int) -> str:
+        return f"x = x.transpose({first}, {second})"
+
+    def replace_norm(self, layer: Layer, features: int) -> str:
+        return f"{self.path(layer.name)} = nn.{layer.type}({features})"
 
     def cast_input(self, dtype: str) -> str:
         return f"x = x.{_TORCH_DTYPES.get(dtype, f'to(torch.{dtype})')}"

@@ -20,7 +20,8 @@ class UnusedOutputClasses(Rule):
         if stats is None or classes is None or stats.minimum < 0 or stats.maximum >= classes:
             return
         used = int(stats.maximum) + 1
-        if classes < MIN_HEAD or classes < MIN_UNUSED_RATIO * used:
+        # one distinct class says more about a sorted dataset slice than about the problem
+        if stats.distinct_count < 2 or classes < MIN_HEAD or classes < MIN_UNUSED_RATIO * used:
             return
         head = ctx.trace.head_layer()
         message = (f"`{ctx.loss.name}` input has {classes} classes but the labels use {values_text(stats)} "

@@ -12,18 +12,28 @@ class SoftmaxOverBatchAxis(Rule):
     summary = "A softmax or log_softmax normalises over the batch axis (dim=0, or no dim on a 3-D tensor)"
 
     def check(self, ctx):
-        batch = ctx.trace.batch
         for op in ctx.trace.ops:
             if op.name not in ("softmax", "log_softmax") or not op.inputs or len(op.inputs[0].shape) < 2:
                 continue
             shape = op.inputs[0].shape
-            if _softmax_axis(op, len(shape)) != 0 or shape[0] != batch:
+            if _softmax_axis(op, len(shape)) != 0 or not _axis0_is_batch(ctx.trace, op):
                 continue
             where, layer = op_site(ctx, op)
-            implicit = " (no `dim` given: PyTorch picks 0 for 3-D input)" if "dim" not in op.args else ""
+            implicit = "" if op.args.get("dim") is not None or op.args.get("args") else \
+                " (no `dim` given: PyTorch picks 0 for 3-D input)"
             message = (f"{where} normalises {fmt(shape)} over axis 0, the batch{implicit}: each sample's "
                        "probabilities depend on the rest of the batch")
-            fixes = [Fix("Normalise over the axis that holds the classes or positions, not the batch",
-                         ctx.recipes.end_with(op.name))]
+            axis = 1 if len(shape) == 2 else -1
+            fixes = [Fix("Normalise over the classes (or positions), not the batch",
+                         ctx.recipes.end_with(op.name, axis))]
             yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)
             return
+
+
+def _axis0_is_batch(trace, op) -> bool:
+    """Axis 0 follows the batch: N at batch N and N+1 at batch N+1 (a weight or a time axis does not)."""
+    alternate = trace.alternate
+    if op.inputs[0].shape[0] != trace.batch or alternate is None or op.index >= len(alternate.ops):
+        return False
+    twin = alternate.ops[op.index]
+    return twin.name == op.name and bool(twin.inputs) and twin.inputs[0].shape[0] == alternate.batch

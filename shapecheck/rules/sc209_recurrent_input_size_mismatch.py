@@ -21,7 +21,10 @@ class RecurrentInputSizeMismatch(Rule):
             return
         message = (f"{ref(ctx, layer.name)} ({layer.type}) expects input_size={expected} features per step but "
                    f"receives {fmt(x)}{from_phrase(ctx, layer)}")
-        fixes = [Fix(f"Build it for {x[-1]} features", ctx.recipes.recurrent_input_size(layer, x[-1]))]
-        if len(x) == 3 and expected in x[:2]:
-            fixes.append(Fix("Or the axes are swapped: feed (batch, time, features) to a batch-first layer"))
+        resize = Fix(f"Build it for {x[-1]} features", ctx.recipes.recurrent_input_size(layer, x[-1]))
+        if len(x) == 3 and x[1] == expected:
+            # a Conv1d-style [N, C, L] map: the features sit on axis 1
+            fixes = [Fix("The features are on axis 1: move them last", ctx.recipes.swap_axes(1, 2)), resize]
+        else:
+            fixes = [resize]
         yield self.finding(message, layer, fixes)

@@ -22,9 +22,8 @@ class NormFeaturesMismatch(Rule):
         message = (f"{ref(ctx, layer.name)} ({layer.type}) normalises {expected} channels on axis 1 but receives "
                    f"{fmt(x)}{from_phrase(ctx, layer)}")
         if x[-1] == expected and len(x) == 3:
-            fixes = [Fix("The features are on the last axis: move them to axis 1 around the norm",
-                          "x = norm(x.transpose(1, 2)).transpose(1, 2)"),
-                     Fix("Or normalise the last axis", f"nn.LayerNorm({expected})")]
+            fixes = [Fix("The features are on the last axis: move them to axis 1 before the norm (and back after)",
+                          ctx.recipes.swap_axes(1, 2))]
         else:
-            fixes = [Fix(f"Size it for {x[1]} channels", f"{ctx.recipes.path(layer.name)} = nn.{layer.type}({x[1]})")]
+            fixes = [Fix(f"Size it for {x[1]} channels", ctx.recipes.replace_norm(layer, x[1]))]
         yield self.finding(message, layer, fixes)

@@ -11,7 +11,7 @@ class ReshapeSizeMismatch(Rule):
     code = "SC211"
     name = "reshape-size-mismatch"
     category = "internal_layer"
-    summary = "A view/reshape in forward hard-codes a feature count that the incoming tensor does not have"
+    summary = "A view/reshape in forward hard-codes a size that the incoming tensor does not have"
 
     def check(self, ctx):
         failure = ctx.trace.failure
@@ -19,25 +19,29 @@ class ReshapeSizeMismatch(Rule):
             return
         shape = failure.inputs[0].shape
         per_sample = math.prod(shape[1:])
-        target = _target_features(failure)
+        requested = [d for d in failure.args.get("args", []) if isinstance(d, int)]
+        target = math.prod(requested[1:]) if len(requested) >= 2 and all(d > 0 for d in requested[1:]) else None
         site = _failed_site(ctx, failure)
-        wanted = f" into {target} features per sample" if target else ""
-        message = (f"{site} cannot reshape {fmt(shape)} ({per_sample} features per sample){wanted}: the code assumes "
-                   "a different feature-map size than this input produces")
-        fixes = [Fix("Flatten per sample", ctx.recipes.flatten_per_sample())]
-        consumer = _waiting_linear(ctx, target)
-        if consumer is not None:
-            fixes.append(Fix(f"and size `{ctx.recipes.display(consumer.name)}` for it",
-                             ctx.recipes.replace_linear_input(consumer, per_sample)))
+        asked = f" into {tuple(requested)}" if requested else ""
+        message = (f"{site} cannot reshape {fmt(shape)} ({per_sample} values per sample){asked}: the code assumes "
+                   f"{target if target else 'a different number of'} values per sample")
+        if len(requested) > 2 and target is not None:
+            fixes = self._unflatten_fixes(ctx, failure, target)
+        else:
+            fixes = [Fix("Flatten per sample", ctx.recipes.flatten_per_sample())]
+            consumer = _waiting_linear(ctx, target)
+            if consumer is not None:
+                fixes.append(Fix(f"and size `{ctx.recipes.display(consumer.name)}` for it",
+                                 ctx.recipes.replace_linear_input(consumer, per_sample)))
         yield self.finding(message, None, fixes, location=failure.source)
 
-
-def _target_features(failure) -> int | None:
-    """The `k` of `view(-1, k)`: the per-sample size the code asked for."""
-    dims = failure.args.get("args", [])
-    if len(dims) == 2 and all(isinstance(d, int) for d in dims) and dims[1] > 0:
-        return dims[1]
-    return None
+    def _unflatten_fixes(self, ctx, failure, target: int) -> list[Fix]:
+        """`fc(z).view(-1, 64, 8, 8)`: the layer before must produce exactly the values the view unpacks."""
+        producer = ctx.trace.upstream_layer(failure.producers[0] if failure.producers else None)
+        if producer is not None and producer.kind == "linear":
+            return [Fix(f"Make `{ctx.recipes.display(producer.name)}` produce {target} values per sample",
+                        ctx.recipes.replace_head(producer, target))]
+        return [Fix(f"Make the tensor hold {target} values per sample before the reshape, or change the shape")]
 
 
 def _failed_site(ctx, failure) -> str:
@@ -53,4 +57,3 @@ def _waiting_linear(ctx, features: int | None):
         if layer.kind == "linear" and not layer.calls and weight is not None and weight.shape[1] == features:
             return layer
     return None
-

@@ -289,5 +289,6 @@ def _failure(run: _Run, exc: Exception) -> Failure:
     inputs = [meta(t) for t in tensors] if tensors else (run.layers[layer].inputs if layer is not None else [])
     message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
     return Failure(layer=layer, op=op_name, exception=type(exc).__name__, message=message, inputs=inputs,
+                   producers=run.producers_of(tensors),
                    op_index=len(run.ops) if op_name else None, needs_values=is_data_dependent(exc), args=args,
                    source=source)
