@@ -83,13 +83,29 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
-def failed_layer(ctx: Context, kind: str) -> Layer | None:
-    """The layer of `kind` where the forward pass stopped, with its recorded input and weight."""
+def failed_layer(ctx: Context, kind: str, needs_weight: bool = True) -> Layer | None:
+    """The layer of `kind` where the forward pass stopped, with its recorded input (and weight)."""
     failure = ctx.trace.failure
     layer = ctx.trace.layer(failure.layer) if failure is not None else None
-    if layer is None or layer.kind != kind or not layer.inputs or "weight" not in layer.params:
+    if layer is None or layer.kind != kind or not layer.inputs or (needs_weight and "weight" not in layer.params):
         return None
     return layer
+
+
+def class_id_stats(ctx: Context):
+    """(label statistics, class count) when class-index labels with known values meet a classifier output."""
+    stats, classes = class_ids(ctx), class_count(ctx)
+    return (stats, classes) if stats is not None and classes is not None else None
+
+
+def per_class_rows(ctx: Context):
+    """Statistics of [N, C] per-class targets (one-hot or multi-hot rows) for a softmax loss, values known."""
+    labels, loss = ctx.labels, ctx.loss
+    if loss is None or loss.family != "categorical" or labels is None or labels.stats is None:
+        return None
+    if ctx.output is not None and labels.shape != ctx.output.shape:
+        return None
+    return labels.stats if labels.stats.binary_rows else None
 
 
 def fed_by_model_input(ctx: Context, layer: Layer) -> bool:

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_count, class_ids, values_text
+from shapecheck.rules.common import class_id_stats, values_text
 
 # A head this much wider than the classes the labels use was kept from pre-training (ImageNet's 1000).
 MIN_UNUSED_RATIO = 4
@@ -15,9 +15,11 @@ class UnusedOutputClasses(Rule):
     summary = "The head has far more classes than the labels use (a pre-trained 1000-way head kept)"
 
     def check(self, ctx):
-        stats = class_ids(ctx)
-        classes = class_count(ctx)
-        if stats is None or classes is None or stats.minimum < 0 or stats.maximum >= classes:
+        found = class_id_stats(ctx)
+        if found is None:
+            return
+        stats, classes = found
+        if stats.minimum < 0 or stats.maximum >= classes:
             return
         used = int(stats.maximum) + 1
         # one distinct class says more about a sorted dataset slice than about the problem

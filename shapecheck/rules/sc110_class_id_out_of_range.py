@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_count, class_ids, values_text
+from shapecheck.rules.common import class_id_stats, values_text
 from shapecheck.rules.sc111_one_based_class_ids import looks_one_based
 from shapecheck.rules.sc112_mask_values_as_class_ids import looks_like_mask_levels
 
@@ -14,10 +14,10 @@ class ClassIdOutOfRange(Rule):
     summary = "Class-index labels fall outside [0, C) for a head with C outputs"
 
     def check(self, ctx):
-        stats = class_ids(ctx)
-        classes = class_count(ctx) if ctx.output is not None else None
-        if stats is None or classes is None:
+        found = class_id_stats(ctx)
+        if found is None:
             return
+        stats, classes = found
         negative = stats.minimum < 0 and stats.minimum != IGNORE_INDEX
         if stats.maximum < classes and not negative:
             return

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_count, class_ids, values_text
+from shapecheck.rules.common import class_id_stats, values_text
 
 
 def looks_one_based(stats, classes: int) -> bool:
@@ -14,9 +14,11 @@ class OneBasedClassIds(Rule):
     summary = "Class ids run 1..C instead of 0..C-1: the last class is out of range, class 0 never used"
 
     def check(self, ctx):
-        stats = class_ids(ctx)
-        classes = class_count(ctx) if ctx.output is not None else None
-        if stats is None or classes is None or not looks_one_based(stats, classes):
+        found = class_id_stats(ctx)
+        if found is None:
+            return
+        stats, classes = found
+        if not looks_one_based(stats, classes):
             return
         message = (f"`{ctx.loss.name}` labels take values {values_text(stats)}: ids 1..{classes} are 1-based, but the "
                    f"{classes} outputs are indexed 0..{classes - 1}")

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_count, class_ids, values_text
+from shapecheck.rules.common import class_id_stats, values_text
 
 
 def looks_like_mask_levels(stats, classes: int) -> bool:
@@ -16,9 +16,11 @@ class MaskValuesAsClassIds(Rule):
     summary = "Mask pixel values (gray levels such as 0/255) are used as class ids"
 
     def check(self, ctx):
-        stats = class_ids(ctx)
-        classes = class_count(ctx) if ctx.output is not None else None
-        if stats is None or classes is None or not looks_like_mask_levels(stats, classes):
+        found = class_id_stats(ctx)
+        if found is None:
+            return
+        stats, classes = found
+        if not looks_like_mask_levels(stats, classes):
             return
         levels = [int(v) for v in stats.distinct]
         lookup = ", ".join(f"{level}: {index}" for index, level in enumerate(levels))

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import from_phrase, ref
+from shapecheck.rules.common import failed_layer, from_phrase, ref
 from shapecheck.shapes import fmt
 
 
@@ -11,9 +11,8 @@ class RecurrentInputSizeMismatch(Rule):
     summary = "A recurrent layer's input_size differs from the features per step that reach it"
 
     def check(self, ctx):
-        failure = ctx.trace.failure
-        layer = ctx.trace.layer(failure.layer) if failure else None
-        if layer is None or layer.kind != "rnn" or not layer.inputs:
+        layer = failed_layer(ctx, "rnn", needs_weight=False)
+        if layer is None:
             return
         x = layer.inputs[0].shape
         expected = layer.config.get("input_size")

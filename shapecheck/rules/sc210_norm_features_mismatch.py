@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import from_phrase, ref
+from shapecheck.rules.common import failed_layer, from_phrase, ref
 from shapecheck.shapes import fmt
 
 
@@ -11,9 +11,8 @@ class NormFeaturesMismatch(Rule):
     summary = "A normalisation layer's feature count differs from the channels that reach it"
 
     def check(self, ctx):
-        failure = ctx.trace.failure
-        layer = ctx.trace.layer(failure.layer) if failure else None
-        if layer is None or layer.kind != "norm" or not layer.inputs:
+        layer = failed_layer(ctx, "norm", needs_weight=False)
+        if layer is None:
             return
         x = layer.inputs[0].shape
         expected = layer.config.get("num_features")
