@@ -12,7 +12,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-CORPUS = Path(os.environ.get("SHAPECHECK_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "corpus"))
+def _find_corpus() -> Path:
+    """SHAPECHECK_CORPUS, else ../shared/corpus beside the clone, else the workspace's shared folder."""
+    if "SHAPECHECK_CORPUS" in os.environ:
+        return Path(os.environ["SHAPECHECK_CORPUS"])
+    candidates = [Path(__file__).resolve().parents[2] / "shared" / "corpus", Path("/work/shared/corpus")]
+    return next((path for path in candidates if (path / "cases").is_dir()), candidates[0])
+
+
+CORPUS = _find_corpus()
 FAMILIES = {"output_vs_loss": "loss", "labels_vs_loss": "loss", "internal_layer": "layer", "input_shape": "layer"}
 
 

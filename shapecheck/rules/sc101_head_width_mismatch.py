@@ -2,6 +2,7 @@ from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import loss_ready, output_phrase, same_batch
 from shapecheck.rules.sc117_class_ids_for_regression import looks_like_class_ids
+from shapecheck.rules.sc118_colour_mask_labels import colour_channels
 from shapecheck.shapes import fmt, is_int
 
 
@@ -22,8 +23,8 @@ class HeadWidthMismatch(Rule):
     summary = "The model outputs a different number of values per sample than the labels hold"
 
     def check(self, ctx):
-        if looks_like_class_ids(ctx):
-            return  # SC117: the loss is wrong, not the head or the labels
+        if looks_like_class_ids(ctx) or colour_channels(ctx):
+            return  # SC117 / SC118: the loss or the labels are wrong, not the head
         if not loss_ready(ctx) or not same_batch(ctx) or len(ctx.output.shape) < 2:
             return
         outputs, width = ctx.output.shape[1], label_width(ctx)

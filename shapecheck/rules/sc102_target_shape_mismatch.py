@@ -42,6 +42,8 @@ class TargetShapeMismatch(Rule):
             message += f": the labels' {lab[1]} channels are identical, a single-channel mask loaded as RGB"
             fixes.append(Fix("Load the mask with one channel (PIL: `Image.open(path).convert(\"L\")`)",
                              ctx.recipes.labels("[:, :1]")))
+        elif len(out) >= 3 and out[1] == 1 and lab == out[:1] + out[2:]:
+            fixes.append(Fix("Add the channel axis to the labels", ctx.recipes.unsqueeze(1)))
         elif len(lab) == len(out) and out[1] == 1 and lab[1] > 1:
             fixes.append(Fix(f"Give the labels one channel like the output, or make the head output {lab[1]} channels"))
         else:

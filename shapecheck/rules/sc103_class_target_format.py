@@ -25,6 +25,9 @@ class ClassTargetFormat(Rule):
                                [Fix("Drop the extra axis", ctx.recipes.squeeze(1))])
         elif len(lab) == len(out) and lab == out:
             yield from self._per_class_labels(ctx, message, classes)
+        elif len(out) >= 3 and lab == expected + (classes,):
+            yield self.finding(f"{message} (one-hot masks with the classes last)", None,
+                               [Fix("Convert the one-hot masks to class indices", ctx.recipes.argmax(-1))])
 
     def _per_class_labels(self, ctx, message, classes):
         """[N, C] labels: one-hot ints must become indices; NLLLoss takes no probabilities at all."""

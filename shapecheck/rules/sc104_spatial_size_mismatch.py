@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import loss_ready, output_phrase, same_batch
+from shapecheck.rules.common import index_target_shape, loss_ready, output_phrase, same_batch
 from shapecheck.shapes import fmt
 
 
@@ -20,6 +20,8 @@ class SpatialSizeMismatch(Rule):
         spatial = out[2:]
         if label_spatial is None or len(label_spatial) != len(spatial) or label_spatial == spatial:
             return
+        if ctx.loss.wants_class_indices and ctx.labels.shape[:-1] == index_target_shape(ctx):
+            return  # the spatial sizes match; a trailing class or colour axis is SC103's or SC118's finding
         size = "x".join(map(str, spatial))
         wanted = "x".join(map(str, label_spatial))
         message = f"{output_phrase(ctx)}: {size} maps, but the labels {fmt(lab)} are {wanted}"
