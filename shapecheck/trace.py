@@ -39,7 +39,9 @@ class Layer:
     inputs: list[TensorMeta] = field(default_factory=list)
     outputs: list[TensorMeta] = field(default_factory=list)
     params: dict[str, TensorMeta] = field(default_factory=dict)
+    # sizes come from the weights, which are what runs: in_features/out_features, in_channels/out_channels
     config: dict = field(default_factory=dict)
+    declared: dict = field(default_factory=dict)   # the same sizes as the layer's attributes claim them
     source: Location | None = None
     calls: int = 0
     weights_used: bool = False          # its parameters fed an op even if the module was never called

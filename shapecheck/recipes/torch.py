@@ -20,28 +20,24 @@ class TorchRecipes(Recipes):
         # the children of a top-level nn.Sequential are called `0`, `1`, ...: show them as `model[4]`
         return self.path(layer_name) if layer_name.split(".")[0].isdigit() else layer_name
 
-    def _weight(self, layer: Layer) -> tuple[int, ...]:
-        weight = layer.params.get("weight")
-        return weight.shape if weight else ()
-
     def replace_head(self, layer: Layer, outputs: int) -> str:
         path = self.path(layer.name)
-        weight = self._weight(layer)
         if layer.kind == "linear":
-            in_features = weight[1] if len(weight) == 2 else layer.config.get("in_features")
-            source = f"{path}.in_features" if layer.config.get("in_features") == in_features else in_features
+            in_features = layer.config.get("in_features")
+            # `model.fc.in_features` reads well, but only when the attribute was not edited away from the weight
+            source = f"{path}.in_features" if layer.declared.get("in_features") == in_features else in_features
             return f"{path} = nn.Linear({source}, {outputs})"
         if layer.kind == "conv":
             kernel = layer.config.get("kernel_size", (1,))
             kernel = kernel[0] if len(set(kernel)) == 1 else tuple(kernel)
-            return f"{path} = nn.{layer.type}({weight[1] * layer.config.get('groups', 1)}, {outputs}, kernel_size={kernel})"
+            return f"{path} = nn.{layer.type}({layer.config.get('in_channels')}, {outputs}, kernel_size={kernel})"
         return f"{path} = ...  # a layer with {outputs} outputs"
 
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 
     def replace_linear_input(self, layer: Layer, in_features: int) -> str:
-        return f"{self.path(layer.name)} = {self.linear(in_features, self._weight(layer)[0])}"
+        return f"{self.path(layer.name)} = {self.linear(in_features, layer.config.get('out_features'))}"
 
     def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
         cfg = layer.config
@@ -87,7 +83,7 @@ class TorchRecipes(Recipes):
         return 'output = F.interpolate(output, size=labels.shape[-2:], mode="bilinear", align_corners=False)'
 
     def flatten_before(self, layer: Layer, in_features: int) -> str:
-        out_features = self._weight(layer)[0]
+        out_features = layer.config.get("out_features")
         return f"{self.path(layer.name)} = nn.Sequential(nn.Flatten(), nn.Linear({in_features}, {out_features}))"
 
     def gray_to_rgb(self, channels: int) -> str:

@@ -17,7 +17,7 @@ class LinearInFeaturesMismatch(Rule):
         if layer is None:
             return
         x, weight = layer.inputs[0], layer.params["weight"]
-        expected, actual, outputs = weight.shape[1], x.shape[-1], weight.shape[0]
+        expected, actual, outputs = layer.config["in_features"], x.shape[-1], layer.config["out_features"]
         if actual == expected or len(x.shape) >= 4 or x.dtype != weight.dtype:
             return  # 4-D input: SC202; dtype: SC206
         message = (f"{ref(ctx, layer.name)} ({layer.type}) expects {expected} input features but receives {fmt(x.shape)}"

@@ -19,8 +19,7 @@ class LinearOnFeatureMap(Rule):
             if not _channels_first_map(ctx, layer):
                 continue  # [N, H, W, C] after a permute (ConvNeXt, Swin): a per-position Linear is intended
             x = layer.inputs[0].shape
-            weight = layer.params.get("weight")
-            outputs = weight.shape[0] if weight else "?"
+            outputs = layer.config.get("out_features", "?")
             result = f"; the output is {fmt(layer.output.shape)}" if layer.output else ""
             message = (f"{ref(ctx, layer.name)} ({layer.type}) receives a {len(x)}-D feature map {fmt(x)}"
                        f"{from_phrase(ctx, layer)}: it mixes only the last axis ({x[-1]}){result}")

@@ -12,8 +12,7 @@ def channel_mismatch(ctx):
     x, weight = layer.inputs[0], layer.params["weight"]
     if len(x.shape) < 3 or x.dtype != weight.dtype:
         return None
-    transposed = "Transpose" in layer.type
-    expected = weight.shape[0] if transposed else weight.shape[1] * layer.config.get("groups", 1)
+    expected = layer.config["in_channels"]
     if x.shape[1] == expected:
         return None
     return layer, expected, x.shape[1]

@@ -16,16 +16,16 @@ class StaleLayerAttributes(Rule):
     def check(self, ctx):
         head = ctx.trace.head_layer()
         for layer in ctx.trace.layers:
-            weight = layer.params.get("weight")
-            if layer.kind not in _ATTRIBUTES or weight is None or len(weight.shape) < 2 or "Transpose" in layer.type:
+            if layer.kind not in _ATTRIBUTES:
                 continue
-            out_attr, in_attr = _ATTRIBUTES[layer.kind]
-            claimed = (layer.config.get(out_attr), layer.config.get(in_attr))
-            actual = (weight.shape[0], weight.shape[1] * layer.config.get("groups", 1))
-            if None in claimed or claimed == actual:
+            out_key, in_key = _ATTRIBUTES[layer.kind]
+            real = (layer.config.get(out_key), layer.config.get(in_key))
+            claimed = (layer.declared.get(out_key), layer.declared.get(in_key))
+            if None in real or None in claimed or claimed == real:
                 continue
-            message = (f"{ref(ctx, layer.name)} ({layer.type}) says {out_attr}={claimed[0]}, {in_attr}={claimed[1]}, but its "
-                       f"weight is {fmt(weight.shape)}: editing the attribute does not resize the layer")
+            message = (f"{ref(ctx, layer.name)} ({layer.type}) says {out_key}={claimed[0]}, {in_key}={claimed[1]}, but "
+                       f"its weight has {out_key}={real[0]}, {in_key}={real[1]}: editing the attribute does not resize "
+                       "the layer")
             if layer is head and ctx.output is not None:
                 message += f"; the model outputs {fmt(ctx.output.shape)}"
             yield self.finding(message, layer, [Fix("Replace the layer instead of editing it",

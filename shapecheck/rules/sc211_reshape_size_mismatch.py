@@ -53,7 +53,6 @@ def _failed_site(ctx, failure) -> str:
 def _waiting_linear(ctx, features: int | None):
     """A Linear that never ran and was sized for the features the reshape asked for."""
     for layer in ctx.trace.layers:
-        weight = layer.params.get("weight")
-        if layer.kind == "linear" and not layer.calls and weight is not None and weight.shape[1] == features:
+        if layer.kind == "linear" and not layer.calls and layer.config.get("in_features") == features:
             return layer
     return None

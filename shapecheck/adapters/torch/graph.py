@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import fx
 
-from shapecheck.adapters.torch.tracer import make_inputs, meta, tensor_leaves
+from shapecheck.adapters.torch.tracer import make_inputs, meta, sizes_from_weight, tensor_leaves
 from shapecheck.trace import Failure, Layer, Op, Trace
 
 _KIND_BY_CLASS = {
@@ -18,7 +18,6 @@ _KIND_BY_CLASS = {
     "BatchNorm2d": "norm", "LayerNorm": "norm", "Softmax": "activation", "Sigmoid": "activation",
     "LogSoftmax": "activation", "ReLU": "activation", "Flatten": "flatten", "Dropout": "dropout",
 }
-_CONFIG_FROM_WEIGHT = {"linear": ("out_features", "in_features"), "conv": ("out_channels", "in_channels")}
 
 
 def is_exported(model) -> bool:
@@ -112,11 +111,7 @@ class _Recorder(fx.Interpreter):
 def _layer(path: str, type_name: str, params: dict) -> Layer:
     own = {name.rpartition(".")[2]: meta(p) for name, p in params.items() if name.rpartition(".")[0] == path}
     kind = _KIND_BY_CLASS.get(type_name, "other")
-    config = {}
-    weight = own.get("weight")
-    if kind in _CONFIG_FROM_WEIGHT and weight is not None and len(weight.shape) >= 2:
-        config = dict(zip(_CONFIG_FROM_WEIGHT[kind], weight.shape[:2]))
-    return Layer(name=path, type=type_name, kind=kind, params=own, config=config)
+    return Layer(name=path, type=type_name, kind=kind, params=own, config=sizes_from_weight(kind, type_name, own.get("weight")))
 
 
 def _class_name(module_type) -> str:

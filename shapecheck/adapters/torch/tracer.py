@@ -52,6 +52,21 @@ def layer_kind(module: nn.Module) -> str:
     return next((kind for classes, kind in kinds if isinstance(module, classes)), "other")
 
 
+def sizes_from_weight(kind: str, type_name: str, weight: TensorMeta | None, groups: int = 1) -> dict:
+    """Input and output sizes as the weight has them (PyTorch layouts: Linear [out, in], Conv [out, in/groups, ...],
+    ConvTranspose [in, out/groups, ...])."""
+    if weight is None or len(weight.shape) < 2:
+        return {}
+    first, second = weight.shape[:2]
+    if kind == "linear":
+        return {"in_features": second, "out_features": first}
+    if kind == "conv" and "Transpose" in type_name:
+        return {"in_channels": first, "out_channels": second * groups}
+    if kind == "conv":
+        return {"in_channels": second * groups, "out_channels": first}
+    return {}
+
+
 def meta(tensor: torch.Tensor) -> TensorMeta:
     return TensorMeta(tuple(int(d) for d in tensor.shape), str(tensor.dtype).removeprefix("torch."))
 
@@ -151,8 +166,11 @@ class _Run:
                   if not isinstance(p, nn.parameter.UninitializedParameter)}
         config = {attr: getattr(module, attr) for attr in _CONFIG_ATTRS
                   if isinstance(getattr(module, attr, None), (int, tuple, bool, list))}
-        return Layer(name=name, type=type(module).__name__, kind=layer_kind(module), params=params, config=config,
-                     source=sites.get(module), is_leaf=not any(True for _ in module.children()))
+        kind = layer_kind(module)
+        sizes = sizes_from_weight(kind, type(module).__name__, params.get("weight"), config.get("groups", 1))
+        declared = {key: config[key] for key in sizes if key in config}
+        return Layer(name=name, type=type(module).__name__, kind=kind, params=params, config={**config, **sizes},
+                     declared=declared, source=sites.get(module), is_leaf=not any(True for _ in module.children()))
 
     def producers_of(self, tensors) -> list[int | None]:
         return [self.producer.get(id(t)) for t in tensors]
