@@ -2,57 +2,98 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from shapecheck import labels as labels_mod
 from shapecheck import targets
 from shapecheck.engine import Result, check
 from shapecheck.errors import ShapecheckError
 from shapecheck.labels import LabelInfo
-from shapecheck.losses import LossContract, resolve_loss
+from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, known_loss, resolve_loss
 from shapecheck.recipes import Recipes
 from shapecheck.shapes import TensorMeta, parse_spec
 
-
-def parse_inputs(specs: list[str]) -> list[TensorMeta]:
-    parsed = [parse_spec(spec, "float32") for spec in specs]
-    return [TensorMeta(shape, dtype) for shape, dtype in parsed]
+DEFAULT_BATCH = 8   # the batch for a model that declares its input shape when neither --input nor labels say one
 
 
-def parse_labels(spec: str | None, file: str | None, loss: LossContract | None) -> LabelInfo | None:
-    if spec and file:
-        raise ShapecheckError("give either --labels or --labels-file, not both")
-    if file:
-        return labels_mod.from_file(file)
-    if spec:
-        return labels_mod.from_spec(spec, loss.target_dtype if loss else "float32")
-    return None
+@dataclass
+class Options:
+    """What the user asked for, parsed and checked before any target is loaded."""
+
+    inputs: list[TensorMeta] = field(default_factory=list)
+    loss: str | None = None
+    from_logits: bool | None = None
+    labels_spec: str | None = None
+    labels_file: LabelInfo | None = None
+    select: set[str] | None = None
+    ignore: set[str] = field(default_factory=set)
+    trust: bool = False
+
+    @classmethod
+    def parse(cls, inputs=(), loss=None, labels=None, labels_file=None, from_logits=None, select=None,
+              ignore=(), trust=False) -> Options:
+        if labels and labels_file:
+            raise ShapecheckError("give either --labels or --labels-file, not both")
+        if loss and not known_loss(loss):
+            raise ShapecheckError(f"unknown loss `{loss}`; PyTorch: {', '.join(TORCH_LOSSES)}; "
+                                  f"Keras: {', '.join(KERAS_LOSSES)}")
+        if labels:
+            parse_spec(labels)   # a bad spec fails now, not after the first target
+        parsed = [TensorMeta(*parse_spec(spec, "float32")) for spec in inputs]
+        return cls(parsed, loss, from_logits, labels, labels_mod.from_file(labels_file) if labels_file else None,
+                   set(select) if select else None, set(ignore), trust)
 
 
 def recipes_for(framework: str) -> Recipes:
     if framework == "torch":
         from shapecheck.recipes.torch import TorchRecipes
         return TorchRecipes()
+    if framework == "keras":
+        from shapecheck.recipes.keras import KerasRecipes
+        return KerasRecipes()
     return Recipes()
 
 
-def check_target(target: str, inputs: list[TensorMeta], loss: LossContract | None, labels: LabelInfo | None,
-                 select: set[str] | None = None, ignore: set[str] = frozenset()) -> Result:
-    result = Result(target=target, loss=loss, labels=labels)
+def check_target(target: str, options: Options) -> Result:
+    result = Result(target=target)
     try:
-        loaded = targets.load(target)
-        if not inputs:
-            raise ShapecheckError(f"`{target}` declares no input shape: give one with --input, e.g. --input 16,3,224,224")
-        result.trace = loaded.adapter.trace(loaded.model, inputs, target, loaded.sites)
+        loaded = targets.load(target, options.trust)
+        result.loss = _loss(loaded, options)
+        result.labels = options.labels_file or _spec_labels(options.labels_spec, result.loss)
+        if loaded.failed_trace is not None:
+            result.trace = loaded.failed_trace
+        else:
+            inputs = options.inputs or _declared_inputs(loaded, result.labels)
+            result.trace = loaded.adapter.trace(loaded.model, inputs, target, loaded.sites)
     except ShapecheckError as exc:
         result.error = {"kind": exc.kind, "message": str(exc)}
         return result
-    result.findings = check(result.trace, loss, labels, recipes_for(result.trace.framework), select, ignore)
+    recipes = recipes_for(result.trace.framework)
+    result.findings = check(result.trace, result.loss, result.labels, recipes, options.select, options.ignore)
     return result
 
 
-def check_all(target_names: list[str], input_specs: list[str], loss_name: str | None, labels_spec: str | None,
-              labels_file: str | None, select=None, ignore=frozenset()) -> list[Result]:
-    """Parse every option first (a bad option stops everything), then check each target in this process."""
-    inputs = parse_inputs(input_specs)
-    loss = resolve_loss(loss_name) if loss_name else None
-    labels = parse_labels(labels_spec, labels_file, loss)
-    return [check_target(t, inputs, loss, labels, select, ignore) for t in target_names]
+def check_all(target_names: list[str], options: Options) -> list[Result]:
+    return [check_target(t, options) for t in target_names]
+
+
+def _loss(loaded, options: Options) -> LossContract | None:
+    framework = loaded.adapter.FRAMEWORK
+    if options.loss:
+        return resolve_loss(options.loss, framework, options.from_logits)
+    compiled = getattr(loaded.adapter, "compiled_loss", None)
+    return compiled(loaded.model, options.from_logits) if compiled and loaded.model is not None else None
+
+
+def _spec_labels(spec: str | None, loss: LossContract | None) -> LabelInfo | None:
+    return labels_mod.from_spec(spec, loss.target_dtype if loss else "float32") if spec else None
+
+
+def _declared_inputs(loaded, labels: LabelInfo | None) -> list[TensorMeta]:
+    declared = getattr(loaded.adapter, "declared_inputs", None)
+    batch = labels.shape[0] if labels is not None and labels.shape else DEFAULT_BATCH
+    inputs = declared(loaded.model, batch) if declared else None
+    if not inputs:
+        raise ShapecheckError(f"`{loaded.target}` declares no input shape: give one with --input, "
+                              "e.g. --input 16,3,224,224")
+    return inputs

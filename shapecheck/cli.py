@@ -27,18 +27,23 @@ def main():
 @click.option("--labels", "labels_spec", metavar="SHAPE[:DTYPE]", help="Label tensor shape, e.g. 16 or 16,1:float32.")
 @click.option("--labels-file", type=click.Path(dir_okay=False), help="Real labels (.npy, .npz, .pt): enables value rules.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--from-logits/--no-from-logits", "from_logits", default=None,
+              help="Keras losses: override the `from_logits` of the loss (default: the compile config's, else off).")
+@click.option("--trust", is_flag=True, help="Load .keras files whose Lambda layers hold Python code.")
 @click.option("--select", multiple=True, metavar="CODE", help="Only these rules (code prefixes, e.g. SC1).")
 @click.option("--ignore", multiple=True, metavar="CODE", help="Skip these rules (code prefixes).")
-def check_command(targets, inputs, loss, labels_spec, labels_file, output_format, select, ignore):
+def check_command(targets, inputs, loss, labels_spec, labels_file, output_format, from_logits, trust, select, ignore):
     """Trace TARGETS and check them against the loss and labels.
 
-    TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive or a torch.export .pt2 file.
+    TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
+    or a Keras .keras/.h5 file (its compiled loss is used unless --loss is given).
     Exit status: 0 no errors, 1 findings of severity error, 2 usage error or a target that could not be loaded.
     """
     from shapecheck import api, render
 
-    results = _guard(lambda: api.check_all(list(targets), list(inputs), loss, labels_spec, labels_file,
-                                           set(select) or None, set(ignore)))
+    options = _guard(lambda: api.Options.parse(inputs, loss, labels_spec, labels_file, from_logits, select, ignore,
+                                               trust))
+    results = _guard(lambda: api.check_all(list(targets), options))
     if output_format == "json":
         click.echo(render.to_json(results))
     else:

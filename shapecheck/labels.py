@@ -15,18 +15,28 @@ MAX_LISTED_VALUES = 32
 
 
 @dataclass
+class RowStats:
+    """0/1 labels read as rows along one axis (the class axis): how many rows are empty, one-hot, multi-hot."""
+
+    rows: int
+    zero_rows: int
+    multi_hot_rows: int
+    first_column_empty: bool            # class 0 is never set: ids 1..C one-hot encoded into C+1 columns
+
+
+@dataclass
 class LabelStats:
     minimum: float
     maximum: float
     integral: bool                      # every value is a whole number
     distinct: list[float] = field(default_factory=list)   # sorted, only when there are few
     distinct_count: int = 0
-    # along axis 1 (the class axis in PyTorch) when the labels have rank >= 2 and values in {0, 1}
-    binary_rows: bool = False
-    zero_rows: int = 0
-    multi_hot_rows: int = 0
-    rows: int = 0
+    # for labels of rank >= 2 with values in {0, 1}: rows along axis 1 (PyTorch's class axis) and -1 (Keras')
+    rows_by_axis: dict[int, RowStats] = field(default_factory=dict)
     channels_identical: bool = False    # axis 1 has several channels holding the same values (an RGB-loaded mask)
+
+    def rows(self, axis: int) -> RowStats | None:
+        return self.rows_by_axis.get(axis)
 
 
 @dataclass
@@ -87,11 +97,11 @@ def _stats(array) -> LabelStats:
         distinct_count=int(len(uniques)),
     )
     if array.ndim >= 2 and set(uniques.tolist()) <= {0.0, 1.0}:
-        row_sums = values.sum(axis=1)
-        stats.binary_rows = True
-        stats.rows = int(row_sums.size)
-        stats.zero_rows = int((row_sums == 0).sum())
-        stats.multi_hot_rows = int((row_sums > 1).sum())
+        for axis in (1, -1):
+            row_sums = values.sum(axis=axis)
+            first = np.take(values, 0, axis=axis)
+            stats.rows_by_axis[axis] = RowStats(int(row_sums.size), int((row_sums == 0).sum()),
+                                                int((row_sums > 1).sum()), bool(not first.any()))
     if array.ndim >= 3 and array.shape[1] in (3, 4):
         stats.channels_identical = bool(all(np.array_equal(values[:, 0], values[:, c]) for c in range(1, array.shape[1])))
     return stats

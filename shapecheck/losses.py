@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from shapecheck.errors import ShapecheckError
 
@@ -13,9 +13,13 @@ class LossContract:
     name: str                # the name users write, e.g. `BCEWithLogitsLoss`
     family: str              # "binary" | "categorical" | "regression"
     input_space: str         # "logits" | "probabilities" | "log_probabilities" | "any"
-    target: str              # "same_shape" | "class_indices" (class indices or per-class probabilities)
+    target: str              # "same_shape" | "class_indices" | "one_hot" (labels shaped like the output)
     framework: str = "torch"
     class_axis: int = 1      # where the class axis of the output is (1 in PyTorch, -1 in Keras)
+    accepts_probabilities: bool = False   # a class-index loss that also takes per-class float targets
+    lenient: bool = False    # Keras: a trailing axis of 1 is squeezed away and label dtypes are cast
+    from_logits: bool | None = None       # Keras losses: the `from_logits` the contract was built for
+    source: str = "--loss"   # where the loss came from, for the output
 
     @property
     def wants_class_indices(self) -> bool:
@@ -25,19 +29,48 @@ class LossContract:
     def target_dtype(self) -> str:
         return "int64" if self.wants_class_indices else "float32"
 
+    @property
+    def label(self) -> str:
+        """The loss as messages name it: `binary_crossentropy(from_logits=True)`."""
+        return self.name if self.from_logits is None else f"{self.name}(from_logits={self.from_logits})"
+
+
+def _torch(name, family, space, target, **extra):
+    return LossContract(name, family, space, target, **extra)
+
 
 TORCH_LOSSES = {
-    "BCELoss": LossContract("BCELoss", "binary", "probabilities", "same_shape"),
-    "BCEWithLogitsLoss": LossContract("BCEWithLogitsLoss", "binary", "logits", "same_shape"),
-    "CrossEntropyLoss": LossContract("CrossEntropyLoss", "categorical", "logits", "class_indices"),
-    "NLLLoss": LossContract("NLLLoss", "categorical", "log_probabilities", "class_indices"),
-    "MSELoss": LossContract("MSELoss", "regression", "any", "same_shape"),
-    "L1Loss": LossContract("L1Loss", "regression", "any", "same_shape"),
-    "SmoothL1Loss": LossContract("SmoothL1Loss", "regression", "any", "same_shape"),
-    "HuberLoss": LossContract("HuberLoss", "regression", "any", "same_shape"),
+    "BCELoss": _torch("BCELoss", "binary", "probabilities", "same_shape"),
+    "BCEWithLogitsLoss": _torch("BCEWithLogitsLoss", "binary", "logits", "same_shape"),
+    "CrossEntropyLoss": _torch("CrossEntropyLoss", "categorical", "logits", "class_indices", accepts_probabilities=True),
+    "NLLLoss": _torch("NLLLoss", "categorical", "log_probabilities", "class_indices"),
+    "MSELoss": _torch("MSELoss", "regression", "any", "same_shape"),
+    "L1Loss": _torch("L1Loss", "regression", "any", "same_shape"),
+    "SmoothL1Loss": _torch("SmoothL1Loss", "regression", "any", "same_shape"),
+    "HuberLoss": _torch("HuberLoss", "regression", "any", "same_shape"),
 }
 
-_ALIASES = {
+# Keras losses: (family, target); the input space follows from_logits.
+KERAS_LOSSES = {
+    "binary_crossentropy": ("binary", "same_shape"),
+    "binary_focal_crossentropy": ("binary", "same_shape"),
+    "categorical_crossentropy": ("categorical", "one_hot"),
+    "categorical_focal_crossentropy": ("categorical", "one_hot"),
+    "sparse_categorical_crossentropy": ("categorical", "class_indices"),
+    "mean_squared_error": ("regression", "same_shape"),
+    "mean_absolute_error": ("regression", "same_shape"),
+    "mean_squared_logarithmic_error": ("regression", "same_shape"),
+    "huber": ("regression", "same_shape"),
+    "log_cosh": ("regression", "same_shape"),
+}
+# TensorFlow's raw ops always take logits.
+_TF_LOGIT_LOSSES = {
+    "softmax_cross_entropy_with_logits": "categorical_crossentropy",
+    "sigmoid_cross_entropy_with_logits": "binary_crossentropy",
+    "sparse_softmax_cross_entropy_with_logits": "sparse_categorical_crossentropy",
+}
+
+_TORCH_ALIASES = {
     "bce": "BCELoss", "binarycrossentropy": "BCELoss",
     "bcewithlogits": "BCEWithLogitsLoss", "bcelogits": "BCEWithLogitsLoss",
     "crossentropy": "CrossEntropyLoss", "ce": "CrossEntropyLoss", "categoricalcrossentropy": "CrossEntropyLoss",
@@ -46,6 +79,11 @@ _ALIASES = {
     "l1": "L1Loss", "mae": "L1Loss", "meanabsoluteerror": "L1Loss",
     "smoothl1": "SmoothL1Loss", "huber": "HuberLoss",
 }
+_KERAS_ALIASES = {
+    "bce": "binary_crossentropy", "cce": "categorical_crossentropy", "scce": "sparse_categorical_crossentropy",
+    "mse": "mean_squared_error", "mae": "mean_absolute_error", "msle": "mean_squared_logarithmic_error",
+    "logcosh": "log_cosh", "binaryfocal": "binary_focal_crossentropy",
+}
 
 
 def _key(name: str) -> str:
@@ -53,13 +91,45 @@ def _key(name: str) -> str:
     return key[:-4] if key.endswith("loss") and len(key) > 4 else key
 
 
-def resolve_loss(name: str) -> LossContract:
-    """`BCEWithLogitsLoss`, `bce-with-logits`, `bce_with_logits`, `nn.MSELoss` all resolve; anything else is an error."""
-    cleaned = name.strip().split(".")[-1].removesuffix("()")
-    key = _key(cleaned)
-    for canonical in TORCH_LOSSES:
-        if _key(canonical) == key:
-            return TORCH_LOSSES[canonical]
-    if key in _ALIASES:
-        return TORCH_LOSSES[_ALIASES[key]]
-    raise ShapecheckError(f"unknown loss `{name}`; expected one of {', '.join(TORCH_LOSSES)}")
+def _clean(name: str) -> str:
+    return name.strip().split(".")[-1].removesuffix("()")
+
+
+def resolve_loss(name: str, framework: str = "torch", from_logits: bool | None = None,
+                 source: str = "--loss") -> LossContract:
+    """Resolve a loss name for a framework: `BCEWithLogitsLoss`, `bce-with-logits`, `binary_crossentropy`, ..."""
+    contract = _keras(name, from_logits) if framework == "keras" else _torch_loss(name)
+    if contract is None:
+        table = KERAS_LOSSES if framework == "keras" else TORCH_LOSSES
+        raise ShapecheckError(f"unknown {framework} loss `{name}`; expected one of {', '.join(table)}")
+    return replace(contract, source=source)
+
+
+def known_loss(name: str) -> bool:
+    """Whether any framework knows the name (checked before targets are loaded)."""
+    return _torch_loss(name) is not None or _keras(name, None) is not None
+
+
+def _torch_loss(name: str) -> LossContract | None:
+    key = _key(_clean(name))
+    canonical = next((c for c in TORCH_LOSSES if _key(c) == key), _TORCH_ALIASES.get(key))
+    return TORCH_LOSSES.get(canonical)
+
+
+def _keras(name: str, from_logits: bool | None) -> LossContract | None:
+    cleaned = _clean(name)
+    snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", cleaned).lower().replace("-", "_")
+    if snake in _TF_LOGIT_LOSSES:
+        snake, from_logits = _TF_LOGIT_LOSSES[snake], True
+    key = _key(snake)
+    canonical = next((c for c in KERAS_LOSSES if _key(c) == key), _KERAS_ALIASES.get(key))
+    if canonical is None:
+        return None
+    family, target = KERAS_LOSSES[canonical]
+    if family == "regression":
+        space, from_logits = "any", None
+    else:
+        from_logits = bool(from_logits)
+        space = "logits" if from_logits else "probabilities"
+    return LossContract(canonical, family, space, target, framework="keras", class_axis=-1, lenient=True,
+                        from_logits=from_logits)

@@ -16,6 +16,8 @@ from pathlib import Path
 from shapecheck.errors import ShapecheckError
 
 TORCH_FILES = (".pt2", ".pt", ".pth", ".ts", ".jit")
+KERAS_FILES = (".keras", ".h5", ".hdf5")
+FRAMEWORKS = ("torch", "keras")
 
 
 @dataclass
@@ -24,20 +26,25 @@ class LoadedTarget:
     model: object
     adapter: object                      # the adapter module (`shapecheck.adapters.torch`)
     sites: dict = field(default_factory=dict)
+    failed_trace: object = None          # a Keras factory that raised while building: the trace of that failure
 
 
-def load(target: str) -> LoadedTarget:
+def load(target: str, trust: bool = False) -> LoadedTarget:
     path_part, sep, factory = target.rpartition(":")
     if sep and factory.isidentifier() and not _is_drive(path_part):
         return _load_factory(target, path_part, factory)
-    if Path(target).suffix.lower() in TORCH_FILES:
-        adapter = _adapter("torch")
+    suffix = Path(target).suffix.lower()
+    if suffix in TORCH_FILES + KERAS_FILES:
         if not Path(target).is_file():
             raise ShapecheckError(f"model file `{target}` does not exist", kind="load")
+        if suffix in KERAS_FILES:
+            adapter = _adapter("keras")
+            return LoadedTarget(target, adapter.load_file(target, trust), adapter)
+        adapter = _adapter("torch")
         return LoadedTarget(target, adapter.load_file(target), adapter)
     raise ShapecheckError(
         f"cannot check `{target}`: expected `path/to/file.py:factory`, `package.module:factory`, "
-        f"or a model file ({', '.join(TORCH_FILES)})")
+        f"or a model file ({', '.join(TORCH_FILES + KERAS_FILES)})")
 
 
 def _is_drive(text: str) -> bool:
@@ -49,28 +56,46 @@ def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ShapecheckError(f"`{where}` has no callable `{factory_name}`", kind="load")
-    with _recording_sites() as sites:
-        try:
+    try:
+        with _recording_sites() as sites:
             model = factory()
-        except Exception as exc:
-            raise ShapecheckError(f"`{target}` raised while building the model: {_describe(exc)}", kind="load") from exc
-    for name in ("torch",):
-        if name in sys.modules:
-            adapter = _adapter(name)
-            if adapter.owns(model):
-                return LoadedTarget(target, model, adapter, sites)
+    except Exception as exc:
+        failed = getattr(exc, "trace", None)
+        if failed is not None:   # a Keras layer raised while the factory built the model: a finding
+            failed.target = target
+            return LoadedTarget(target, None, _adapter("keras"), failed_trace=failed)
+        raise ShapecheckError(f"`{target}` raised while building the model: {_describe(exc)}", kind="load") from exc
+    for name in _imported_frameworks():
+        adapter = _adapter(name)
+        if adapter.owns(model):
+            return LoadedTarget(target, model, adapter, sites)
     raise ShapecheckError(f"`{target}` returned a {type(model).__name__}, not a model shapecheck can trace "
-                          "(torch.nn.Module)", kind="load")
+                          "(torch.nn.Module or keras.Model)", kind="load")
+
+
+def _imported_frameworks() -> list[str]:
+    return [name for name in FRAMEWORKS if name in sys.modules]
 
 
 @contextlib.contextmanager
 def _recording_sites():
-    """Record definition sites for every framework already imported by the user's module."""
-    if "torch" in sys.modules:
-        with _adapter("torch").recording_definition_sites() as sites:
-            yield sites
-    else:
-        yield {}
+    """Record definition sites for every framework the user's module imported."""
+    with contextlib.ExitStack() as stack:
+        sites = {}
+        for name in _imported_frameworks():
+            recorded = stack.enter_context(_adapter(name).recording_definition_sites())
+            sites = _Merged(sites, recorded) if sites else recorded
+        yield sites
+
+
+class _Merged:
+    """Look a layer up in several frameworks' site maps."""
+
+    def __init__(self, *maps):
+        self.maps = maps
+
+    def get(self, key, default=None):
+        return next((m[key] for m in self.maps if key in m), default)
 
 
 def _import(where: str):

@@ -125,6 +125,7 @@ class Trace:
     probe: ProbeResult | None = None
     model_class: str = ""
     model_source: Location | None = None
+    declared_inputs: list[TensorMeta] | None = None   # the input shapes a model declares (Keras `Input`)
 
     @property
     def batch(self) -> int | None:

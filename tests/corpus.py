@@ -1,6 +1,6 @@
 """Run shapecheck over the real-world cases in ../shared/corpus, as the corpus README describes.
 
-`python tests/corpus.py [pattern]` prints one line per case; tests/test_corpus.py asserts on the same runs.
+`python tests/corpus.py [pytorch|keras] [pattern]` prints one line per case; tests/test_corpus.py asserts on the same runs.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
 
 def _find_corpus() -> Path:
     """SHAPECHECK_CORPUS, else ../shared/corpus beside the clone, else the workspace's shared folder."""
@@ -87,19 +88,22 @@ def run_case(path: Path) -> CaseRun:
     fixed_dtype = getattr(case, "FIXED_INPUT_DTYPE", None if expected == "dtype" else dtype)
     fixed_shape = getattr(case, "FIXED_INPUT_SHAPE", case.INPUT_SHAPE)
     fixed_batch = (fixed_shape[0] if isinstance(fixed_shape[0], tuple) else fixed_shape)[0]
+    from_logits = getattr(case, "FROM_LOGITS", None)
     variants = (
-        ("build_model", case.LOSS, case.make_labels(batch), _spec(case.INPUT_SHAPE, dtype)),
+        ("build_model", case.LOSS, from_logits, case.make_labels(batch), _spec(case.INPUT_SHAPE, dtype)),
         ("fixed_model" if hasattr(case, "fixed_model") else "build_model",
-         getattr(case, "FIXED_LOSS", case.LOSS),
+         getattr(case, "FIXED_LOSS", case.LOSS), getattr(case, "FIXED_FROM_LOGITS", from_logits),
          getattr(case, "fixed_make_labels", case.make_labels)(fixed_batch), _spec(fixed_shape, fixed_dtype)),
     )
     outcomes = []
     with tempfile.TemporaryDirectory() as tmp:
-        for factory, loss, labels, inputs in variants:
+        for factory, loss, from_logits, labels, inputs in variants:
+            target = f"{path}:{factory}"
             labels_path = Path(tmp) / f"{factory}.npy"
             array = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
             np.save(labels_path, array)
-            [result] = api.check_all([f"{path}:{factory}"], inputs, loss, None, str(labels_path))
+            options = api.Options.parse(inputs, loss, labels_file=str(labels_path), from_logits=from_logits)
+            [result] = api.check_all([target], options)
             outcomes.append(result)
     buggy, fixed = outcomes
     return CaseRun(path.stem, expected, buggy.findings, fixed.findings,
@@ -107,8 +111,8 @@ def run_case(path: Path) -> CaseRun:
                    fix_in_loss_code=hasattr(case, "fixed_make_loss") and not hasattr(case, "FIXED_LOSS"))
 
 
-def main(pattern: str = "*") -> int:
-    runs = [run_case(path) for path in case_files("pytorch", pattern)]
+def main(framework: str = "pytorch", pattern: str = "*") -> int:
+    runs = [run_case(path) for path in case_files(framework, pattern)]
     for run in runs:
         codes = ",".join(f.rule for f in run.buggy if f.severity == "error") or run.buggy_error or "-"
         fixed = ",".join(f.rule for f in run.fixed if f.severity == "error") or run.fixed_error or "clean"

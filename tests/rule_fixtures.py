@@ -49,6 +49,7 @@ def run_fixture(path: Path, variant: str, tmp_path: Path):
         labels_file = tmp_path / f"{variant}_labels.npy"
         np.save(labels_file, np.asarray(make_labels()))
     target = f"{path.relative_to(ROOT)}:{variant}"
-    [result] = api.check_all([target], inputs, pick("LOSS"), None if labels_file else pick("LABELS"),
-                             str(labels_file) if labels_file else None)
+    options = api.Options.parse(inputs, pick("LOSS"), None if labels_file else pick("LABELS"),
+                                str(labels_file) if labels_file else None)
+    [result] = api.check_all([target], options)
     return result

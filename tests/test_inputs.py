@@ -47,7 +47,9 @@ def test_label_statistics():
     info = from_array(np.array([[1, 0, 0], [0, 0, 0], [1, 1, 0]]), "test")
     assert info.shape == (3, 3) and info.dtype == "int64"
     stats = info.stats
-    assert stats.binary_rows and stats.zero_rows == 1 and stats.multi_hot_rows == 1 and stats.distinct == [0.0, 1.0]
+    rows = stats.rows(1)
+    assert rows.zero_rows == 1 and rows.multi_hot_rows == 1 and not rows.first_column_empty
+    assert stats.distinct == [0.0, 1.0] and stats.rows(-1) == rows
     rgb = from_array(np.repeat(np.array([[[[0, 1]]]]), 3, axis=1), "mask").stats
     assert rgb.channels_identical
 

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from shapecheck.adapters import torch as torch_adapter
-from shapecheck.api import check_all
+from shapecheck.api import Options, check_all
 from shapecheck.shapes import TensorMeta
 
 sys.path.insert(0, "fixtures/torch")
@@ -36,7 +36,7 @@ def test_model_is_left_as_it_was():
 
 
 def test_every_layer_is_recorded_with_shapes_and_definition_line():
-    loaded = check_all(["fixtures/torch/cli_models.py:classifier"], ["4,3,16,16"], None, None, None)[0]
+    loaded = check_all(["fixtures/torch/cli_models.py:classifier"], Options.parse(["4,3,16,16"]))[0]
     layers = {layer.name: layer for layer in loaded.trace.layers}
     assert layers["features.0"].inputs[0].shape == (4, 3, 16, 16)
     assert layers["features.0"].output.shape == (4, 8, 16, 16)
@@ -107,7 +107,7 @@ def test_torchscript_and_exported_programs(tmp_path):
     torch.export.save(torch.export.export(model, example), tmp_path / "static.pt2")
     scripted, exported, static = check_all(
         [str(tmp_path / "model.ts.pt"), str(tmp_path / "model.pt2"), str(tmp_path / "static.pt2")],
-        ["4,3,16,16"], "BCEWithLogitsLoss", "4", None)
+        Options.parse(["4,3,16,16"], "BCEWithLogitsLoss", "4"))
     assert scripted.trace.output.shape == (4, 10) and "SC101" in {f.rule for f in scripted.findings}
     assert exported.trace.layer("fc").inputs[0].shape == (4, 8)
     assert [f.layer for f in exported.findings if f.rule == "SC101"] == ["fc"]

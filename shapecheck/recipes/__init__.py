@@ -91,6 +91,14 @@ class Recipes:
     def recurrent_input_size(self, layer: Layer, input_size: int) -> str:
         raise NotImplementedError
 
+    def return_last_step(self, layer: Layer) -> str:
+        """Keep only the last time step of a recurrent layer's output."""
+        raise NotImplementedError
+
+    def pool_before(self, layer: Layer) -> str:
+        """Pool a feature map to one vector per sample before `layer`."""
+        raise NotImplementedError
+
     def flatten_per_sample(self) -> str:
         raise NotImplementedError
 

@@ -121,6 +121,12 @@ class TorchRecipes(Recipes):
             args.append("bidirectional=True")
         return f"{self.path(layer.name)} = nn.{layer.type}({', '.join(args)})"
 
+    def return_last_step(self, layer: Layer) -> str:
+        return f"out = out[:, -1]  # the last time step of `{self.display(layer.name)}`"
+
+    def pool_before(self, layer: Layer) -> str:
+        return f"x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # before `{self.display(layer.name)}`"
+
     def flatten_per_sample(self) -> str:
         return "x = x.view(x.size(0), -1)"
 

@@ -105,7 +105,7 @@ def per_class_rows(ctx: Context):
         return None
     if ctx.output is not None and labels.shape != ctx.output.shape:
         return None
-    return labels.stats if labels.stats.binary_rows else None
+    return labels.stats.rows(loss.class_axis)
 
 
 def fed_by_model_input(ctx: Context, layer: Layer) -> bool:

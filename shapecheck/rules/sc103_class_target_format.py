@@ -35,7 +35,8 @@ class ClassTargetFormat(Rule):
         soft = is_float(ctx.labels.dtype) and ctx.loss.name != "NLLLoss"
         if soft:
             return  # per-class probabilities are a valid target; value rules judge the rows
-        kind = "one-hot rows" if stats is None or not stats.binary_rows or stats.multi_hot_rows == 0 else "multi-hot rows"
+        rows = stats.rows(ctx.loss.class_axis) if stats else None
+        kind = "multi-hot rows" if rows is not None and rows.multi_hot_rows else "one-hot rows"
         fixes = [Fix("Convert one-hot rows to class indices", ctx.recipes.argmax(1))]
         if kind == "multi-hot rows":
             fixes = [Fix("Several classes per sample is multi-label: use a sigmoid loss",

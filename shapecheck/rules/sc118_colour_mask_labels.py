@@ -15,7 +15,7 @@ def colour_channels(ctx) -> int | None:
     elif len(lab) == len(expected) + 1 and lab[:1] + lab[2:] == expected:
         channels = lab[1]                                       # [N, 3, H, W]
     stats = ctx.labels.stats
-    one_hot = stats is not None and stats.binary_rows
+    one_hot = stats is not None and bool(stats.rows_by_axis)
     classes = ctx.output.shape[ctx.loss.class_axis]
     return channels if channels in (3, 4) and channels != classes and not one_hot else None
 

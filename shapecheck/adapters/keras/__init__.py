@@ -1,0 +1,116 @@
+"""Keras 3 adapter: load `.keras`/`.h5` files and factories, read the compiled loss, trace symbolically.
+
+Shapes come from Keras' own shape inference on symbolic tensors: no weights are read and nothing is computed.
+tensorflow (or the configured backend) is imported only when a Keras target is checked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+
+from shapecheck.adapters.keras.tracer import KERAS_DIR, Recorder, trace_model  # noqa: E402
+from shapecheck.adapters.sources import user_frame  # noqa: E402
+from shapecheck.errors import ShapecheckError  # noqa: E402
+from shapecheck.losses import LossContract, resolve_loss  # noqa: E402
+from shapecheck.shapes import TensorMeta, normalize_dtype  # noqa: E402
+from shapecheck.trace import Trace  # noqa: E402
+
+FRAMEWORK = "keras"
+_SKIP_DIRS = (KERAS_DIR, os.path.dirname(os.path.dirname(keras.__file__)) + os.sep + "tensorflow")
+
+
+def owns(obj) -> bool:
+    return isinstance(obj, keras.Model)
+
+
+@contextlib.contextmanager
+def recording_definition_sites():
+    """While a factory runs: the line that created each layer, and the layer being built if the factory fails."""
+    sites = weakref.WeakKeyDictionary()
+    original_init = keras.layers.Layer.__init__
+    recorder = Recorder()
+
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        if self not in sites:
+            location = user_frame(_SKIP_DIRS, skip_self=self)
+            if location is not None:
+                sites[self] = location
+
+    keras.layers.Layer.__init__ = init
+    try:
+        with recorder.watching_calls():
+            yield sites
+    except Exception as exc:
+        # Keras raises shape errors while a functional model is being built: that is a finding, not a load error
+        failure_trace = recorder.build_failure(exc, sites)
+        if failure_trace is None:
+            raise
+        raise BuildFailure(failure_trace) from exc
+    finally:
+        keras.layers.Layer.__init__ = original_init
+
+
+class BuildFailure(Exception):
+    """The factory raised inside a Keras layer; carries the trace that pins the layer."""
+
+    def __init__(self, trace: Trace):
+        super().__init__(trace.failure.message)
+        self.trace = trace
+
+
+def load_file(path: str, trust: bool = False):
+    try:
+        return keras.saving.load_model(path, compile=True, safe_mode=not trust)
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        if "safe_mode" in text or "Lambda" in text and "unsafe" in text.lower():
+            raise ShapecheckError(f"`{path}` holds a Lambda layer whose Python code would run on loading; "
+                                  "pass --trust to load it if you trust the file", kind="load") from exc
+        first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ShapecheckError(f"cannot load `{path}` as a Keras model: {first}", kind="load") from exc
+
+
+def declared_inputs(model, batch: int) -> list[TensorMeta] | None:
+    """The input shapes the model declares, with the batch filled in; None when it declares none."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    specs = []
+    for tensor in inputs or []:
+        shape = tuple(tensor.shape)
+        if any(d is None for d in shape[1:]):
+            return None
+        specs.append(TensorMeta((batch, *shape[1:]), normalize_dtype(str(tensor.dtype))))
+    return specs or None
+
+
+def compiled_loss(model, from_logits: bool | None) -> LossContract | None:
+    """The loss from the model's compile config (`model.compile(loss=...)`), if it was compiled."""
+    loss = getattr(model, "loss", None)
+    if loss is None:
+        return None
+    if isinstance(loss, (list, tuple, dict)):
+        loss = next(iter(loss.values() if isinstance(loss, dict) else loss), None)
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    name = config.get("name") or getattr(loss, "__name__", None) or (loss if isinstance(loss, str) else None)
+    if hasattr(loss, "fn"):
+        name = loss.fn.__name__
+    if not isinstance(name, str):
+        return None
+    logits = from_logits if from_logits is not None else config.get("from_logits")
+    try:
+        return resolve_loss(name, FRAMEWORK, logits, source="compile config")
+    except ShapecheckError:
+        return None
+
+
+def trace(model, specs: list[TensorMeta], target: str, sites=None) -> Trace:
+    return trace_model(model, specs, target, sites or {}, declared_inputs(model, specs[0].shape[0]))

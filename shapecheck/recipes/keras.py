@@ -1,0 +1,98 @@
+"""Fix recipes in Keras code, with the model's real layer names and sizes."""
+
+from __future__ import annotations
+
+from shapecheck.recipes import Recipes
+from shapecheck.trace import Layer
+
+_KERAS_DTYPES = {"float32": "float32", "int64": "int64"}
+
+
+class KerasRecipes(Recipes):
+    framework = "keras"
+
+    def path(self, layer_name: str) -> str:
+        return f'model.get_layer("{layer_name.rpartition(".")[2]}")' if layer_name else self.model_var
+
+    def replace_head(self, layer: Layer, outputs: int) -> str:
+        activation = "sigmoid" if outputs == 1 else "softmax"
+        if layer.kind == "conv":
+            return f'replace `{layer.name}` with layers.{layer.type}({outputs}, 1, activation="{activation}")'
+        return f'replace `{layer.name}` with layers.Dense({outputs}, activation="{activation}")'
+
+    def linear(self, in_features: int, out_features: int) -> str:
+        return f"layers.Dense({out_features})  # receives {in_features} features"
+
+    def replace_linear_input(self, layer: Layer, in_features: int) -> str:
+        return (f"rebuild `{layer.name}` for {in_features} input features (Keras sizes a Dense from its input: "
+                "rebuild the model instead of reusing a built layer)")
+
+    def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
+        return f"keras.Input(shape=(height, width, {in_channels}))  # the channels `{layer.name}` is built for"
+
+    def squeeze(self, axis: int) -> str:
+        return f"labels = np.squeeze(labels, axis={axis})"
+
+    def unsqueeze(self, axis: int) -> str:
+        return f"labels = np.expand_dims(labels, axis={axis})"
+
+    def to_dtype(self, dtype: str) -> str:
+        return f'labels = labels.astype("{_KERAS_DTYPES.get(dtype, dtype)}")'
+
+    def argmax(self, axis: int) -> str:
+        return f"labels = np.argmax(labels, axis={axis})"
+
+    def positive_mask(self, dtype: str) -> str:
+        return f'labels = (labels > 0).astype("{dtype}")'
+
+    def end_with(self, activation: str, axis: int = -1) -> str:
+        return f'layers.Activation("{activation}")  # as the last layer'
+
+    def loss(self, name: str, argument: str = "") -> str:
+        keras_names = {"BCEWithLogitsLoss": 'keras.losses.BinaryCrossentropy(from_logits=True)',
+                       "BCELoss": '"binary_crossentropy"', "CrossEntropyLoss": '"sparse_categorical_crossentropy"',
+                       "NLLLoss": '"sparse_categorical_crossentropy"', "MSELoss": '"mse"'}
+        return f"model.compile(loss={keras_names.get(name, repr(name))}, ...)"
+
+    def move_class_axis(self, rank: int) -> str:
+        return "keep the classes on the last axis (Keras losses read axis -1)"
+
+    def resize_output(self) -> str:
+        return "layers.Resizing(height, width)  # to the label size, before the loss"
+
+    def flatten_before(self, layer: Layer, in_features: int) -> str:
+        return f"insert layers.GlobalAveragePooling2D() (or layers.Flatten()) before `{layer.name}`"
+
+    def gray_to_rgb(self, channels: int) -> str:
+        return f"x = np.repeat(x[..., None], {channels}, axis=-1)  # grayscale to {channels} channels"
+
+    def channels_first(self, rank: int) -> str:
+        order = ", ".join(["0"] + [str(i) for i in range(2, rank)] + ["1"])
+        return f"x = np.transpose(x, ({order}))  # channels last"
+
+    def cast_input(self, dtype: str) -> str:
+        return f'x = x.astype("{dtype}")'
+
+    def recurrent_batch_first(self, layer: Layer) -> str:
+        return "Keras recurrent layers are batch-major: feed (batch, time, features)"
+
+    def recurrent_input_size(self, layer: Layer, input_size: int) -> str:
+        return f"feed `{layer.name}` {input_size} features per step, or rebuild it"
+
+    def swap_axes(self, first: int, second: int) -> str:
+        return f"layers.Permute(({second}, {first}))"
+
+    def replace_norm(self, layer: Layer, features: int) -> str:
+        return f"rebuild `{layer.name}` for {features} features"
+
+    def flatten_per_sample(self) -> str:
+        return "layers.Flatten()"
+
+    def adaptive_pool(self, height: int, width: int) -> str:
+        return "layers.GlobalAveragePooling2D()"
+
+    def return_last_step(self, layer: Layer) -> str:
+        return f"return_sequences=False on `{layer.name}`"
+
+    def pool_before(self, layer: Layer) -> str:
+        return f"insert layers.GlobalAveragePooling2D() before `{layer.name}`"
