@@ -1,4 +1,4 @@
-"""Load a rule fixture (fixtures/torch/rules/scNNN_*.py) and check its bad or good model.
+"""Load a rule fixture (fixtures/<framework>/rules/scNNN_*.py) and check its bad or good model.
 
 A fixture module defines `bad()` and `good()` factories, `INPUT` (one spec or a list), `LOSS`, and the labels as
 a `LABELS` spec or a `make_labels()` returning an array (its values enable the label-value rules). `GOOD_INPUT`,
@@ -11,11 +11,17 @@ import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURE_DIR = ROOT / "fixtures" / "torch" / "rules"
+FRAMEWORKS = ("torch", "keras")
 
 
 def fixture_paths() -> list[Path]:
-    return sorted(FIXTURE_DIR.glob("sc[0-9][0-9][0-9]_*.py"))
+    """Every framework's rule fixtures (fixtures/<framework>/rules/scNNN_*.py)."""
+    return sorted(path for framework in FRAMEWORKS
+                  for path in (ROOT / "fixtures" / framework / "rules").glob("sc[0-9][0-9][0-9]_*.py"))
+
+
+def fixture_id(path: Path) -> str:
+    return f"{path.parent.parent.name}/{path.stem}"
 
 
 def rule_code(path: Path) -> str:

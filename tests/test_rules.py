@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from rule_fixtures import ROOT, fixture_paths, rule_code, run_fixture
+from rule_fixtures import ROOT, fixture_id, fixture_paths, rule_code, run_fixture
 from shapecheck import render
 from shapecheck.docs import doc_path
 from shapecheck.rules import load_rules
@@ -21,22 +21,23 @@ def _repo_root(monkeypatch):
     monkeypatch.chdir(ROOT)   # fixture paths in the output are relative to the repository
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", FIXTURES, ids=fixture_id)
 def test_bad_fixture_reports_the_rule(path, tmp_path):
     result = run_fixture(path, "bad", tmp_path)
     assert result.error is None, result.error
     code = rule_code(path)
     assert code in {f.rule for f in result.findings}, render.to_text([result])
     text = render.to_text([result])
-    snapshot = SNAPSHOTS / f"{path.stem}.txt"
+    snapshot = SNAPSHOTS / path.parent.parent.name / f"{path.stem}.txt"
     if UPDATE or not snapshot.exists():
+        snapshot.parent.mkdir(exist_ok=True)
         snapshot.write_text(text + "\n")
         if not UPDATE:
             pytest.fail(f"new snapshot written to {snapshot.relative_to(ROOT)}; review it and re-run")
     assert text + "\n" == snapshot.read_text()
 
 
-@pytest.mark.parametrize("path", FIXTURES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", FIXTURES, ids=fixture_id)
 def test_good_fixture_is_clean(path, tmp_path):
     result = run_fixture(path, "good", tmp_path)
     assert result.error is None, result.error
@@ -48,7 +49,7 @@ def test_good_fixture_is_clean(path, tmp_path):
 def test_every_rule_has_a_fixture():
     covered = {rule_code(path) for path in FIXTURES}
     missing = sorted(set(load_rules()) - covered - {"SC901"})
-    assert not missing, f"rules without a bad/good fixture in fixtures/torch/rules: {missing}"
+    assert not missing, f"rules without a bad/good fixture in fixtures/*/rules: {missing}"
 
 
 @pytest.mark.parametrize("code", sorted(load_rules()))

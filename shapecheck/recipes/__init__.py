@@ -49,6 +49,18 @@ class Recipes:
     def argmax(self, axis: int) -> str:
         raise NotImplementedError
 
+    def logits_loss(self, loss) -> str:
+        """The form of `loss` that takes raw logits."""
+        raise NotImplementedError
+
+    def probability_loss(self, loss) -> str:
+        """The form of `loss` that takes probabilities (or log-probabilities)."""
+        raise NotImplementedError
+
+    def one_hot_loss(self, loss) -> str:
+        """The form of a class-index loss that takes one-hot (per-class) labels."""
+        raise NotImplementedError
+
     def end_with(self, activation: str, axis: int = 1) -> str:
         """Code that applies `activation` (sigmoid, softmax, log_softmax) to the model's logits."""
         raise NotImplementedError
@@ -80,6 +92,10 @@ class Recipes:
         raise NotImplementedError
 
     def replace_norm(self, layer: Layer, features: int) -> str:
+        raise NotImplementedError
+
+    def channels_last(self, rank: int) -> str:
+        """Code that moves the input's axis 1 last."""
         raise NotImplementedError
 
     def cast_input(self, dtype: str) -> str:

@@ -45,6 +45,15 @@ class KerasRecipes(Recipes):
     def positive_mask(self, dtype: str) -> str:
         return f'labels = (labels > 0).astype("{dtype}")'
 
+    def logits_loss(self, loss) -> str:
+        return f"model.compile(loss=keras.losses.{_class_name(loss.name)}(from_logits=True), ...)"
+
+    def probability_loss(self, loss) -> str:
+        return f"model.compile(loss=keras.losses.{_class_name(loss.name)}(from_logits=False), ...)"
+
+    def one_hot_loss(self, loss) -> str:
+        return 'model.compile(loss="categorical_crossentropy", ...)'
+
     def end_with(self, activation: str, axis: int = -1) -> str:
         return f'layers.Activation("{activation}")  # as the last layer'
 
@@ -67,6 +76,10 @@ class KerasRecipes(Recipes):
         return f"x = np.repeat(x[..., None], {channels}, axis=-1)  # grayscale to {channels} channels"
 
     def channels_first(self, rank: int) -> str:
+        order = ", ".join(["0", str(rank - 1)] + [str(i) for i in range(1, rank - 1)])
+        return f"x = np.transpose(x, ({order}))  # channels first"
+
+    def channels_last(self, rank: int) -> str:
         order = ", ".join(["0"] + [str(i) for i in range(2, rank)] + ["1"])
         return f"x = np.transpose(x, ({order}))  # channels last"
 
@@ -96,3 +109,8 @@ class KerasRecipes(Recipes):
 
     def pool_before(self, layer: Layer) -> str:
         return f"insert layers.GlobalAveragePooling2D() before `{layer.name}`"
+
+
+def _class_name(loss_name: str) -> str:
+    """`binary_crossentropy` -> `BinaryCrossentropy`, the class form that takes `from_logits`."""
+    return "".join(part.capitalize() for part in loss_name.split("_"))

@@ -62,6 +62,17 @@ class TorchRecipes(Recipes):
     def argmax(self, axis: int) -> str:
         return self.labels(f".argmax({axis})")
 
+    def logits_loss(self, loss) -> str:
+        return self.loss("BCEWithLogitsLoss" if loss.family == "binary" else "CrossEntropyLoss")
+
+    def probability_loss(self, loss) -> str:
+        if loss.family == "binary":
+            return self.loss("BCELoss")
+        return self.loss("NLLLoss") + "  # after log_softmax"
+
+    def one_hot_loss(self, loss) -> str:
+        return self.loss("CrossEntropyLoss") + "  # takes per-class float labels too: labels.float()"
+
     def end_with(self, activation: str, axis: int = 1) -> str:
         if activation == "sigmoid":
             return "return torch.sigmoid(logits)"
@@ -98,6 +109,9 @@ class TorchRecipes(Recipes):
 
     def replace_norm(self, layer: Layer, features: int) -> str:
         return f"{self.path(layer.name)} = nn.{layer.type}({features})"
+
+    def channels_last(self, rank: int) -> str:
+        return f"x = x.permute({', '.join(['0'] + [str(i) for i in range(2, rank)] + ['1'])})"
 
     def cast_input(self, dtype: str) -> str:
         return f"x = x.{_TORCH_DTYPES.get(dtype, f'to(torch.{dtype})')}"

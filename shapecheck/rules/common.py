@@ -39,6 +39,11 @@ def class_count(ctx: Context) -> int | None:
     return shape[axis] if len(shape) >= 2 else None
 
 
+def class_axis(ctx: Context) -> int:
+    """The output's class axis as a non-negative index (1 in PyTorch, the last in Keras)."""
+    return ctx.loss.class_axis % len(ctx.output.shape)
+
+
 def index_target_shape(ctx: Context) -> tuple[int, ...]:
     """What a class-index loss expects for this output: the output without its class axis."""
     shape = list(ctx.output.shape)
@@ -61,12 +66,18 @@ def op_site(ctx: Context, op: Op) -> tuple[str, Layer | None]:
     return f"`{op.name}` in `{owner}.forward`", None
 
 
+def index_labels_match(ctx: Context) -> bool:
+    """The labels have the class-index shape for this output (Keras also takes a trailing axis of 1)."""
+    expected = index_target_shape(ctx)
+    return ctx.labels.shape == expected or (ctx.loss.lenient and ctx.labels.shape == expected + (1,))
+
+
 def class_ids(ctx: Context):
     """Label statistics when the labels are class indices for a class-index loss (values known)."""
     labels = ctx.labels
     if labels is None or labels.stats is None or ctx.loss is None or not ctx.loss.wants_class_indices:
         return None
-    if ctx.output is not None and labels.shape != index_target_shape(ctx):
+    if ctx.output is not None and not index_labels_match(ctx):
         return None
     return labels.stats if labels.stats.integral else None
 

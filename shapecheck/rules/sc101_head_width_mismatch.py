@@ -1,17 +1,27 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import loss_ready, output_phrase, same_batch
+from shapecheck.rules.common import (
+    class_axis,
+    index_labels_match,
+    index_target_shape,
+    loss_ready,
+    output_phrase,
+    same_batch,
+)
 from shapecheck.rules.sc117_class_ids_for_regression import looks_like_class_ids
 from shapecheck.rules.sc118_colour_mask_labels import colour_channels
+from shapecheck.rules.sc119_one_based_one_hot import one_based_one_hot
 from shapecheck.shapes import fmt, is_int
 
 
 def label_width(ctx) -> int | None:
     """How many outputs per sample the labels call for, or None when their layout is not a width question."""
     out, lab = ctx.output.shape, ctx.labels.shape
-    if len(lab) == len(out) and lab[2:] == out[2:]:
-        return lab[1]
-    if not ctx.loss.wants_class_indices and len(lab) == len(out) - 1 and lab[1:] == out[2:]:
+    axis = class_axis(ctx)
+    rest = index_target_shape(ctx)
+    if len(lab) == len(out) and lab[:axis] + lab[axis + 1:] == rest:
+        return lab[axis]
+    if not ctx.loss.wants_class_indices and lab == rest:
         return 1
     return None
 
@@ -23,11 +33,13 @@ class HeadWidthMismatch(Rule):
     summary = "The model outputs a different number of values per sample than the labels hold"
 
     def check(self, ctx):
-        if looks_like_class_ids(ctx) or colour_channels(ctx):
-            return  # SC117 / SC118: the loss or the labels are wrong, not the head
         if not loss_ready(ctx) or not same_batch(ctx) or len(ctx.output.shape) < 2:
             return
-        outputs, width = ctx.output.shape[1], label_width(ctx)
+        if ctx.labels.dtype == "str" or looks_like_class_ids(ctx) or colour_channels(ctx) or one_based_one_hot(ctx):
+            return  # SC107 / SC117 / SC118 / SC119: the labels or the loss are wrong, not the head
+        if ctx.loss.target == "one_hot" and index_labels_match(ctx):
+            return  # SC109: class ids for a one-hot loss
+        outputs, width = ctx.output.shape[class_axis(ctx)], label_width(ctx)
         if width is None or width == outputs or outputs == 1 or (ctx.loss.wants_class_indices and width == 1):
             return
         head = ctx.trace.head_layer()
@@ -36,7 +48,7 @@ class HeadWidthMismatch(Rule):
             fixes.append(Fix(f"Replace the head with {width} output{'s' if width > 1 else ''}",
                              ctx.recipes.replace_head(head, width)))
         lab = ctx.labels.shape
-        if len(lab) == len(ctx.output.shape) - 1:
+        if len(lab) == len(ctx.output.shape) - 1 and not ctx.loss.lenient:
             cast = ".float()" if is_int(ctx.labels.dtype) else ""
             fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels(f"{cast}.unsqueeze(1)")))
         elif ctx.loss.family == "binary" and outputs == 2 and width == 1:

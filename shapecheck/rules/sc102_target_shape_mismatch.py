@@ -28,6 +28,8 @@ class TargetShapeMismatch(Rule):
             return
         message = f"{output_phrase(ctx)}; labels have shape {fmt(lab)}"
         fixes = []
+        if _differ_by_trailing_one(out, lab) and ctx.loss.lenient:
+            return  # Keras squeezes or expands a trailing axis of 1 before the loss
         if _differ_by_trailing_one(out, lab):
             merged = broadcast(out, lab)
             if ctx.loss.family == "regression" and merged is not None:

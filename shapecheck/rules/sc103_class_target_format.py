@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import index_target_shape, loss_ready, same_batch
+from shapecheck.rules.common import class_axis, index_labels_match, index_target_shape, loss_ready, same_batch
 from shapecheck.shapes import fmt, is_float
 
 
@@ -15,24 +15,27 @@ class ClassTargetFormat(Rule):
             return
         out, lab = ctx.output.shape, ctx.labels.shape
         expected = index_target_shape(ctx)
-        if lab == expected or len(out) < 2:
+        if index_labels_match(ctx) or len(out) < 2:
             return
         classes = out[ctx.loss.class_axis]
         head = f"; expected class indices {fmt(expected)} for logits {fmt(out)}"
         message = f"`{ctx.loss.name}` labels have shape {fmt(lab)}{head}"
-        if len(lab) == len(out) and lab[1] == 1 and lab[2:] == out[2:]:
+        axis = class_axis(ctx)
+        if len(lab) == len(out) and lab[axis] == 1 and lab[:axis] + lab[axis + 1:] == expected:
             yield self.finding(message + " (a class axis of 1 reads as multi-target)", None,
-                               [Fix("Drop the extra axis", ctx.recipes.squeeze(1))])
+                               [Fix("Drop the extra axis", ctx.recipes.squeeze(axis))])
         elif len(lab) == len(out) and lab == out:
             yield from self._per_class_labels(ctx, message, classes)
         elif len(out) >= 3 and lab == expected + (classes,):
-            yield self.finding(f"{message} (one-hot masks with the classes last)", None,
-                               [Fix("Convert the one-hot masks to class indices", ctx.recipes.argmax(-1))])
+            yield self.finding(f"{message} (one-hot masks, not class indices)", None,
+                               [Fix("Convert the one-hot masks to class indices", ctx.recipes.argmax(-1)),
+                                Fix("Or keep one-hot labels and use the one-hot form of the loss",
+                                    ctx.recipes.one_hot_loss(ctx.loss))])
 
     def _per_class_labels(self, ctx, message, classes):
         """[N, C] labels: one-hot ints must become indices; NLLLoss takes no probabilities at all."""
         stats = ctx.labels.stats
-        soft = is_float(ctx.labels.dtype) and ctx.loss.name != "NLLLoss"
+        soft = is_float(ctx.labels.dtype) and ctx.loss.accepts_probabilities
         if soft:
             return  # per-class probabilities are a valid target; value rules judge the rows
         rows = stats.rows(ctx.loss.class_axis) if stats else None

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import index_target_shape, loss_ready, output_phrase, same_batch
+from shapecheck.rules.common import class_axis, index_target_shape, loss_ready, output_phrase, same_batch
 from shapecheck.shapes import fmt
 
 
@@ -16,8 +16,10 @@ class SpatialSizeMismatch(Rule):
         out, lab = ctx.output.shape, ctx.labels.shape
         if len(out) < 4:
             return
-        label_spatial = lab[1:] if len(lab) == len(out) - 1 else lab[2:] if len(lab) == len(out) else None
-        spatial = out[2:]
+        axis = class_axis(ctx)
+        spatial = index_target_shape(ctx)[1:]
+        label_spatial = lab[1:] if len(lab) == len(out) - 1 else (lab[:axis] + lab[axis + 1:])[1:] \
+            if len(lab) == len(out) else None
         if label_spatial is None or len(label_spatial) != len(spatial) or label_spatial == spatial:
             return
         if ctx.loss.wants_class_indices and ctx.labels.shape[:-1] == index_target_shape(ctx):
@@ -26,7 +28,7 @@ class SpatialSizeMismatch(Rule):
         wanted = "x".join(map(str, label_spatial))
         message = f"{output_phrase(ctx)}: {size} maps, but the labels {fmt(lab)} are {wanted}"
         fixes = [Fix("Resize the output to the label size before the loss", ctx.recipes.resize_output())]
-        stride = _stride(ctx)
+        stride = _stride(ctx) if ctx.loss.class_axis == 1 else 1   # the hint reads a channels-first input
         if stride > 1 and any(d % stride for d in ctx.trace.inputs[0].shape[2:]):
             image = "x".join(map(str, ctx.trace.inputs[0].shape[2:]))
             fixes.append(Fix(f"Or pad/crop inputs to a multiple of {stride} (the network's stride); {image} is not"))

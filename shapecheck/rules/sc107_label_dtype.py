@@ -23,6 +23,8 @@ class LabelDtype(Rule):
                                fixes=[Fix("Map each label name to a class index first",
                                           "classes = sorted(set(names)); labels = [classes.index(n) for n in names]")])
             return
+        if loss.lenient:
+            return  # Keras casts numeric labels to what the loss needs
         as_indices = loss.wants_class_indices and (ctx.output is None or labels.shape == index_target_shape(ctx))
         # PyTorch takes uint8 class indices only as a 1-D target; masks from PNG files are uint8 and fail
         accepted = ("int64", "uint8") if len(labels.shape) == 1 else ("int64",)

@@ -1,0 +1,23 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import index_labels_match, loss_ready, same_batch
+from shapecheck.shapes import fmt
+
+
+class ClassIdsForOneHotLoss(Rule):
+    code = "SC109"
+    name = "class-ids-for-one-hot-loss"
+    category = "labels_vs_loss"
+    summary = "A loss that wants one-hot labels (categorical_crossentropy) gets class ids"
+
+    def check(self, ctx):
+        if not loss_ready(ctx) or ctx.loss.target != "one_hot" or not same_batch(ctx) or ctx.labels.dtype == "str":
+            return
+        if ctx.output.shape == ctx.labels.shape or not index_labels_match(ctx):
+            return
+        classes = ctx.output.shape[ctx.loss.class_axis]
+        message = (f"`{ctx.loss.label}` wants one-hot labels {fmt(ctx.output.shape)}, but the labels {fmt(ctx.labels.shape)} "
+                   f"are class ids for the {classes} outputs")
+        fixes = [Fix("Use the class-id form of the loss", ctx.recipes.loss("CrossEntropyLoss")),
+                 Fix("Or one-hot encode the labels", f"labels = keras.utils.to_categorical(labels, {classes})")]
+        yield self.finding(message, ctx.trace.head_layer(), fixes)

@@ -1,0 +1,33 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.shapes import fmt
+
+
+class InputDiffersFromDeclared(Rule):
+    code = "SC214"
+    name = "input-differs-from-declared"
+    category = "input_shape"
+    summary = "The input batch does not have the shape the model declares for its input"
+
+    def check(self, ctx):
+        declared = ctx.trace.declared_inputs
+        if not declared:
+            return
+        for index, (given, wanted) in enumerate(zip(ctx.trace.inputs, declared)):
+            if given.shape[1:] == wanted.shape[1:]:
+                continue
+            want = "(None, " + ", ".join(map(str, wanted.shape[1:])) + ")"
+            message = f"the model declares input {index} as {want}, but the input is {fmt(given.shape)}"
+            yield self.finding(message, None, _fixes(ctx, given.shape, wanted.shape))
+
+
+def _fixes(ctx, given: tuple, wanted: tuple) -> list[Fix]:
+    if given[1:] + (1,) == wanted[1:]:
+        return [Fix("Add the channel axis the model expects", "x = x[..., None]")]
+    if len(given) + 1 == len(wanted) and given[1:] == wanted[1:-1] and wanted[-1] > 1:
+        return [Fix(f"Grayscale images without a channel axis: repeat them to {wanted[-1]} channels",
+                    ctx.recipes.gray_to_rgb(wanted[-1]))]
+    if len(given) == len(wanted) and given[1] == wanted[-1] and given[2:] == wanted[1:-1]:
+        return [Fix("The input is channels-first: move channels last", ctx.recipes.channels_last(len(given)))]
+    size = "x".join(map(str, wanted[1:]))
+    return [Fix(f"Resize or pad the inputs to {size}, the size the model was built for")]
