@@ -23,6 +23,8 @@ def _result_json(result: Result) -> dict:
         "input_shapes": [list(t.shape) for t in trace.inputs] if trace else None,
         "output_shape": list(output.shape) if output else None,
         "loss": result.loss.name if result.loss else None,
+        "loss_source": result.loss.source if result.loss else None,
+        "from_logits": result.loss.from_logits if result.loss else None,
         "labels": result.labels.to_json() if result.labels else None,
         "trace_mode": trace.mode if trace else None,
         "notes": trace.notes if trace else [],
@@ -60,10 +62,14 @@ def _summary(result: Result) -> str:
     trace = result.trace
     if trace is None:
         return ""
-    parts = [f"input {', '.join(fmt(t.shape) for t in trace.inputs)}"]
-    parts.append(f"output {fmt(trace.output.shape)}" if trace.output else "forward pass failed")
+    if trace.inputs:
+        parts = [f"input {', '.join(fmt(t.shape) for t in trace.inputs)}"]
+        parts.append(f"output {fmt(trace.output.shape)}" if trace.output else "forward pass failed")
+    else:
+        parts = ["building the model failed"]
     if result.loss:
-        parts.append(f"loss {result.loss.name}")
+        origin = f", from the {result.loss.source}" if result.loss.source != "--loss" else ""
+        parts.append(f"loss {result.loss.label}{origin}")
     if result.labels:
         parts.append(f"labels {fmt(result.labels.shape)} {result.labels.dtype}")
     return f" ({'; '.join(parts)})"

@@ -59,5 +59,5 @@ def parse_spec(text: str, default_dtype: str | None = None) -> tuple[tuple[int, 
 
 
 def fmt(shape) -> str:
-    """`[16, 3, 224, 224]`, the way every message prints a shape."""
-    return "[" + ", ".join(str(d) for d in shape) + "]"
+    """`[16, 3, 224, 224]`, the way every message prints a shape; an unknown size (-1) prints as None."""
+    return "[" + ", ".join("None" if d == -1 else str(d) for d in shape) + "]"

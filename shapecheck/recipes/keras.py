@@ -17,18 +17,18 @@ class KerasRecipes(Recipes):
     def replace_head(self, layer: Layer, outputs: int) -> str:
         activation = "sigmoid" if outputs == 1 else "softmax"
         if layer.kind == "conv":
-            return f'replace `{layer.name}` with layers.{layer.type}({outputs}, 1, activation="{activation}")'
-        return f'replace `{layer.name}` with layers.Dense({outputs}, activation="{activation}")'
+            return f'layers.{layer.type}({outputs}, 1, activation="{activation}", name="{layer.name}")'
+        return f'layers.Dense({outputs}, activation="{activation}", name="{layer.name}")'
 
     def linear(self, in_features: int, out_features: int) -> str:
         return f"layers.Dense({out_features})  # receives {in_features} features"
 
     def replace_linear_input(self, layer: Layer, in_features: int) -> str:
-        return (f"rebuild `{layer.name}` for {in_features} input features (Keras sizes a Dense from its input: "
-                "rebuild the model instead of reusing a built layer)")
+        units = layer.config.get("out_features")
+        return f'layers.Dense({units}, name="{layer.name}")  # a new layer builds for the {in_features} features it gets'
 
     def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
-        return f"keras.Input(shape=(height, width, {in_channels}))  # the channels `{layer.name}` is built for"
+        return f"keras.Input(shape=(height, width, {in_channels}))  # and rebuild `{layer.name}` on it"
 
     def squeeze(self, axis: int) -> str:
         return f"labels = np.squeeze(labels, axis={axis})"
@@ -70,7 +70,7 @@ class KerasRecipes(Recipes):
         return "layers.Resizing(height, width)  # to the label size, before the loss"
 
     def flatten_before(self, layer: Layer, in_features: int) -> str:
-        return f"insert layers.GlobalAveragePooling2D() (or layers.Flatten()) before `{layer.name}`"
+        return f"x = layers.GlobalAveragePooling2D()(x)  # before `{layer.name}` (or layers.Flatten())"
 
     def gray_to_rgb(self, channels: int) -> str:
         return f"x = np.repeat(x[..., None], {channels}, axis=-1)  # grayscale to {channels} channels"
@@ -87,16 +87,17 @@ class KerasRecipes(Recipes):
         return f'x = x.astype("{dtype}")'
 
     def recurrent_batch_first(self, layer: Layer) -> str:
-        return "Keras recurrent layers are batch-major: feed (batch, time, features)"
+        return "x = np.transpose(x, (1, 0, 2))  # Keras recurrent layers read (batch, time, features)"
 
     def recurrent_input_size(self, layer: Layer, input_size: int) -> str:
-        return f"feed `{layer.name}` {input_size} features per step, or rebuild it"
+        units = layer.config.get("hidden_size")
+        return f'layers.{layer.type}({units}, name="{layer.name}")  # a new layer builds for {input_size} features'
+
+    def replace_norm(self, layer: Layer, features: int) -> str:
+        return f'layers.{layer.type}(axis=-1, name="{layer.name}")  # normalises the last axis ({features})'
 
     def swap_axes(self, first: int, second: int) -> str:
         return f"layers.Permute(({second}, {first}))"
-
-    def replace_norm(self, layer: Layer, features: int) -> str:
-        return f"rebuild `{layer.name}` for {features} features"
 
     def flatten_per_sample(self) -> str:
         return "layers.Flatten()"
@@ -105,10 +106,11 @@ class KerasRecipes(Recipes):
         return "layers.GlobalAveragePooling2D()"
 
     def return_last_step(self, layer: Layer) -> str:
-        return f"return_sequences=False on `{layer.name}`"
+        units = layer.config.get("hidden_size")
+        return f'layers.{layer.type}({units}, return_sequences=False, name="{layer.name}")'
 
     def pool_before(self, layer: Layer) -> str:
-        return f"insert layers.GlobalAveragePooling2D() before `{layer.name}`"
+        return f"x = layers.GlobalAveragePooling2D()(x)  # before `{layer.name}`"
 
 
 def _class_name(loss_name: str) -> str:

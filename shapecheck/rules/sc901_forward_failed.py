@@ -22,5 +22,5 @@ class ForwardFailed(Rule):
         where = f"{ref(ctx, layer.name)} ({layer.type})" if layer is not None and layer.name else f"`{ctx.trace.model_class}`"
         op = f" in `{failure.op}`" if failure.op else ""
         message = f"{where} failed{op} with inputs {shapes}: {failure.exception}: {failure.message}"
-        fixes = [Fix(f"{ran} layers ran before it; `shapecheck check --format json` lists their shapes")]
+        fixes = [Fix(f"{ran} layers ran before it; `shapecheck check --format json` lists their shapes")] if ran else []
         yield self.finding(message, layer if layer is not None and layer.name else None, fixes)

@@ -1,0 +1,101 @@
+"""The Keras adapter: saved files, the compiled loss, build failures, safe loading, no torch import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("keras")
+
+from click.testing import CliRunner  # noqa: E402
+
+from shapecheck.cli import main  # noqa: E402
+
+MODELS = "fixtures/keras/models.py"
+
+
+@pytest.fixture(autouse=True)
+def _repo_root(monkeypatch, request):
+    monkeypatch.chdir(request.config.rootpath)
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_application_model_with_custom_head_is_clean():
+    result = run("check", f"{MODELS}:resnet50_custom_head", "--labels", "8", "--format", "json")
+    entry = json.loads(result.output)["results"][0]
+    assert result.exit_code == 0, result.output
+    assert entry["framework"] == "keras" and entry["input_shape"] == [8, 224, 224, 3]   # from the model's Input
+    assert entry["output_shape"] == [8, 1] and entry["loss_source"] == "compile config"
+    assert len(entry["layers"]) > 170
+
+
+def test_application_model_with_its_imagenet_top_is_diagnosed():
+    result = run("check", f"{MODELS}:resnet50_with_top", "--labels", "8")
+    assert result.exit_code == 1
+    assert "loss binary_crossentropy(from_logits=False), from the compile config" in result.output
+    assert "error[SC101] `binary_crossentropy` input from `predictions` has shape [8, 1000]" in result.output
+    assert 'layers.Dense(1, activation="sigmoid", name="predictions")' in result.output
+
+
+def test_from_logits_flag_overrides_the_compile_config():
+    result = run("check", f"{MODELS}:resnet50_custom_head", "--labels", "8", "--from-logits")
+    assert result.exit_code == 1 and "SC151" in result.output
+
+
+def test_build_failure_is_a_finding_on_the_layer_being_built():
+    result = run("check", f"{MODELS}:breaks_while_building", "--format", "json")
+    assert result.exit_code == 1, result.output
+    [finding] = json.loads(result.output)["results"][0]["findings"]
+    assert finding["layer"] == "conv" and finding["location"] == {"path": MODELS, "line": 31}
+    assert "[None, 4]" in finding["message"]
+
+
+def test_subclassed_model_layers_are_traced():
+    result = run("check", f"{MODELS}:subclassed", "--input", "4,10", "--format", "json")
+    layers = json.loads(result.output)["results"][0]["layers"]
+    assert [(layer["type"], layer["input_shapes"], layer["output_shape"]) for layer in layers] == [
+        ("Dense", [[4, 10]], [4, 16]), ("Dense", [[4, 16]], [4, 3])]
+
+
+def test_a_saved_keras_file_with_code_is_refused_without_trust(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda t: t * 2), keras.layers.Dense(1)])
+    path = tmp_path / "lambda.keras"
+    model.save(path)
+    refused = run("check", str(path), "--labels", "2")
+    assert refused.exit_code == 2 and "--trust" in refused.stderr and "Traceback" not in refused.stderr
+    trusted = run("check", str(path), "--labels", "2", "--loss", "mse", "--trust")
+    assert trusted.exit_code == 0, trusted.output
+
+
+def test_saved_h5_model_reads_its_loss(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(4, activation="softmax")])
+    model.compile(loss="sparse_categorical_crossentropy")
+    path = tmp_path / "model.h5"
+    model.save(path)
+    result = run("check", str(path), "--labels", "8,1:int64")
+    assert result.exit_code == 0, result.output
+    assert "loss sparse_categorical_crossentropy(from_logits=False), from the compile config" in result.output
+
+
+@pytest.mark.parametrize("target, unwanted", [
+    (f"{MODELS}:subclassed", "torch"),
+    ("fixtures/torch/cli_models.py:classifier", "tensorflow"),
+])
+def test_checking_one_framework_never_imports_the_other(target, unwanted):
+    code = (f"import sys; from shapecheck import api; "
+            f"r = api.check_all([{target!r}], api.Options.parse(['4,10'] if 'keras' in {target!r} else ['4,3,8,8']));"
+            f"assert r[0].error is None, r[0].error; print(sorted(m for m in sys.modules if m.split('.')[0] == "
+            f"{unwanted!r}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
