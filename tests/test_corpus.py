@@ -1,5 +1,5 @@
-"""Acceptance: every PyTorch case of ../shared/corpus is diagnosed with its expected category, and its fixed
-version has no error. The corpus is not part of this repository; CI has it next to the clone."""
+"""Acceptance: every PyTorch and Keras case of ../shared/corpus is diagnosed with its expected category, and its
+fixed version has no error. The corpus is not part of this repository; CI has it next to the clone."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from corpus import CORPUS, case_files, run_case
 
-CASES = case_files("pytorch")
-pytestmark = pytest.mark.skipif(not CASES, reason=f"no PyTorch corpus cases in {CORPUS} (set SHAPECHECK_CORPUS)")
+CASES = case_files("pytorch") + case_files("keras")
+pytestmark = pytest.mark.skipif(not CASES, reason=f"no corpus cases in {CORPUS} (set SHAPECHECK_CORPUS)")
 
 
 @pytest.fixture(scope="module")
