@@ -2,8 +2,9 @@
 
     python benchmarks/cli_wall_time.py                 # the README's main command, 3 runs
     python benchmarks/cli_wall_time.py --runs 5 check torchvision.models:vit_b_16 --input 2,3,224,224
+    python benchmarks/cli_wall_time.py --baseline "import tensorflow" check resnet50.keras --labels 16
 
-Prints one line per run, the median, and the cost of `import torch, torchvision` alone for comparison.
+Prints one line per run, the median, and the cost of the framework import alone (--baseline) for comparison.
 Peak memory is the child's maximum resident set size (Linux `ru_maxrss`).
 """
 
@@ -36,17 +37,18 @@ def measure(argv: list[str]) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--baseline", default="import torch, torchvision", help="code to time alone, for comparison")
     parser.add_argument("args", nargs=argparse.REMAINDER, help="shapecheck arguments (default: the README command)")
     options = parser.parse_args()
     os.chdir(ROOT)
-    baseline = measure(["-c", "import torch, torchvision"])   # also warms the file cache
+    baseline = measure(["-c", options.baseline])   # also warms the file cache
     times = []
     for index in range(options.runs):
         seconds, peak_mb, code = measure(["-m", "shapecheck", *(options.args or MAIN)])
         times.append(seconds)
         print(f"run {index + 1}: {seconds:.2f} s, peak RSS {peak_mb:.0f} MB, exit {code}")
     print(f"median {statistics.median(times):.2f} s over {options.runs} runs; "
-          f"`import torch, torchvision` alone: {baseline[0]:.2f} s, {baseline[1]:.0f} MB")
+          f"`python -c '{options.baseline}'` alone: {baseline[0]:.2f} s, {baseline[1]:.0f} MB")
 
 
 if __name__ == "__main__":

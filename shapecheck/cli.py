@@ -17,6 +17,9 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 @click.version_option(__version__, prog_name="shapecheck")
 def main():
     """Find shape, loss and label mismatches in deep-learning models before training."""
+    from shapecheck.adapters import quiet_frameworks
+
+    quiet_frameworks()   # before a user's module imports tensorflow
 
 
 @main.command("check")

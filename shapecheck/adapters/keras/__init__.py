@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 import weakref
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+from shapecheck.adapters import quiet_frameworks
+
+quiet_frameworks()
 
 import keras  # noqa: E402
 
@@ -67,7 +70,9 @@ class BuildFailure(Exception):
 
 def load_file(path: str, trust: bool = False):
     try:
-        return keras.saving.load_model(path, compile=True, safe_mode=not trust)
+        with warnings.catch_warnings():   # optimizer-state notices are irrelevant to shapes
+            warnings.simplefilter("ignore")
+            return keras.saving.load_model(path, compile=True, safe_mode=not trust)
     except Exception as exc:
         text = " ".join(str(exc).split())
         if "safe_mode" in text or "Lambda" in text and "unsafe" in text.lower():
