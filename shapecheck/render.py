@@ -41,7 +41,7 @@ def to_text(results: list[Result], color: bool = False) -> str:
     for result in results:
         lines.append(paint.bold(result.target) + _summary(result))
         if result.error:
-            lines.append(f"  {paint.red('error')}: {result.error['message']}")
+            lines.append(f"  not checked: {result.error['kind']} error (on stderr)")
         for finding in result.findings:
             severity = paint.red(finding.severity) if finding.severity == "error" else paint.yellow(finding.severity)
             lines.append(f"  {severity}[{paint.bold(finding.rule)}] {finding.message}")

@@ -17,7 +17,7 @@ from shapecheck.errors import ShapecheckError
 
 TORCH_FILES = (".pt2", ".pt", ".pth", ".ts", ".jit")
 KERAS_FILES = (".keras", ".h5", ".hdf5")
-FRAMEWORKS = ("torch", "keras")
+FRAMEWORKS = ("keras", "torch")   # Keras first: on its torch backend a keras.Model is also an nn.Module
 
 
 @dataclass
@@ -81,11 +81,8 @@ def _imported_frameworks() -> list[str]:
 def _recording_sites():
     """Record definition sites for every framework the user's module imported."""
     with contextlib.ExitStack() as stack:
-        sites = {}
-        for name in _imported_frameworks():
-            recorded = stack.enter_context(_adapter(name).recording_definition_sites())
-            sites = _Merged(sites, recorded) if sites else recorded
-        yield sites
+        maps = [stack.enter_context(_adapter(name).recording_definition_sites()) for name in _imported_frameworks()]
+        yield maps[0] if len(maps) == 1 else _Merged(*maps)
 
 
 class _Merged:

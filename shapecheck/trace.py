@@ -52,6 +52,15 @@ class Layer:
     def output(self) -> TensorMeta | None:
         return self.outputs[0] if self.outputs else None
 
+    @property
+    def weight(self) -> TensorMeta | None:
+        """The main weight (`weight` in PyTorch, `kernel` in Keras, `embeddings`), for its dtype."""
+        return next(iter(self.params.values()), None)
+
+    @property
+    def channel_axis(self) -> int:
+        return self.config.get("channel_axis", 1)
+
     def to_json(self) -> dict:
         return {
             "name": self.name,

@@ -76,6 +76,15 @@ def _spec(shape, dtype: str | None) -> list[str]:
 
 
 def run_case(path: Path) -> CaseRun:
+    saved_environ = dict(os.environ)
+    try:
+        return _run_case(path)
+    finally:   # cases may set variables such as KERAS_BACKEND for their own run
+        os.environ.clear()
+        os.environ.update(saved_environ)
+
+
+def _run_case(path: Path) -> CaseRun:
     import numpy as np
 
     from shapecheck import api

@@ -57,6 +57,10 @@ class Recipes:
         """The form of `loss` that takes probabilities (or log-probabilities)."""
         raise NotImplementedError
 
+    def binary_loss(self, from_logits: bool) -> str:
+        """A binary cross-entropy with per-sample 0/1 labels shaped like the output."""
+        raise NotImplementedError
+
     def one_hot_loss(self, loss) -> str:
         """The form of a class-index loss that takes one-hot (per-class) labels."""
         raise NotImplementedError

@@ -28,7 +28,7 @@ class KerasRecipes(Recipes):
         return f'layers.Dense({units}, name="{layer.name}")  # a new layer builds for the {in_features} features it gets'
 
     def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
-        return f"keras.Input(shape=(height, width, {in_channels}))  # and rebuild `{layer.name}` on it"
+        return f"keras.Input(shape=(height, width, {in_channels}))  # and rebuild {layer.name} on it"
 
     def squeeze(self, axis: int) -> str:
         return f"labels = np.squeeze(labels, axis={axis})"
@@ -51,6 +51,9 @@ class KerasRecipes(Recipes):
     def probability_loss(self, loss) -> str:
         return f"model.compile(loss=keras.losses.{_class_name(loss.name)}(from_logits=False), ...)"
 
+    def binary_loss(self, from_logits: bool) -> str:
+        return f"model.compile(loss=keras.losses.BinaryCrossentropy(from_logits={from_logits}), ...)"
+
     def one_hot_loss(self, loss) -> str:
         return 'model.compile(loss="categorical_crossentropy", ...)'
 
@@ -70,7 +73,7 @@ class KerasRecipes(Recipes):
         return "layers.Resizing(height, width)  # to the label size, before the loss"
 
     def flatten_before(self, layer: Layer, in_features: int) -> str:
-        return f"x = layers.GlobalAveragePooling2D()(x)  # before `{layer.name}` (or layers.Flatten())"
+        return f"x = layers.Flatten()(x)  # before {layer.name}"
 
     def gray_to_rgb(self, channels: int) -> str:
         return f"x = np.repeat(x[..., None], {channels}, axis=-1)  # grayscale to {channels} channels"
@@ -97,7 +100,7 @@ class KerasRecipes(Recipes):
         return f'layers.{layer.type}(axis=-1, name="{layer.name}")  # normalises the last axis ({features})'
 
     def swap_axes(self, first: int, second: int) -> str:
-        return f"layers.Permute(({second}, {first}))"
+        return f"x = np.swapaxes(x, {first}, {second})"
 
     def flatten_per_sample(self) -> str:
         return "layers.Flatten()"
@@ -110,7 +113,7 @@ class KerasRecipes(Recipes):
         return f'layers.{layer.type}({units}, return_sequences=False, name="{layer.name}")'
 
     def pool_before(self, layer: Layer) -> str:
-        return f"x = layers.GlobalAveragePooling2D()(x)  # before `{layer.name}`"
+        return f"x = layers.GlobalAveragePooling2D()(x)  # before {layer.name}"
 
 
 def _class_name(loss_name: str) -> str:

@@ -70,6 +70,10 @@ class TorchRecipes(Recipes):
             return self.loss("BCELoss")
         return self.loss("NLLLoss") + "  # after log_softmax"
 
+    def binary_loss(self, from_logits: bool) -> str:
+        name = "BCEWithLogitsLoss" if from_logits else "BCELoss"
+        return self.loss(name) + "  # labels.float(), shaped like the output"
+
     def one_hot_loss(self, loss) -> str:
         return self.loss("CrossEntropyLoss") + "  # takes per-class float labels too: labels.float()"
 
@@ -136,10 +140,10 @@ class TorchRecipes(Recipes):
         return f"{self.path(layer.name)} = nn.{layer.type}({', '.join(args)})"
 
     def return_last_step(self, layer: Layer) -> str:
-        return f"out = out[:, -1]  # the last time step of `{self.display(layer.name)}`"
+        return f"out = out[:, -1]  # the last time step of {self.display(layer.name)}"
 
     def pool_before(self, layer: Layer) -> str:
-        return f"x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # before `{self.display(layer.name)}`"
+        return f"x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # before {self.display(layer.name)}"
 
     def flatten_per_sample(self) -> str:
         return "x = x.view(x.size(0), -1)"

@@ -62,6 +62,8 @@ def op_site(ctx: Context, op: Op) -> tuple[str, Layer | None]:
     layer = ctx.trace.layer(op.layer)
     if layer is not None and layer.name and layer.kind == "activation":
         return f"{ref(ctx, layer.name)} ({layer.type})", layer
+    if layer is not None and layer.name and ctx.trace.framework == "keras":   # Dense(..., activation="softmax")
+        return f'{ref(ctx, layer.name)} ({layer.type}, activation="{op.name}")', layer
     owner = ctx.recipes.display(layer.name) if layer is not None and layer.name else ctx.trace.model_class
     return f"`{op.name}` in `{owner}.forward`", None
 
@@ -98,7 +100,7 @@ def failed_layer(ctx: Context, kind: str, needs_weight: bool = True) -> Layer | 
     """The layer of `kind` where the forward pass stopped, with its recorded input (and weight)."""
     failure = ctx.trace.failure
     layer = ctx.trace.layer(failure.layer) if failure is not None else None
-    if layer is None or layer.kind != kind or not layer.inputs or (needs_weight and "weight" not in layer.params):
+    if layer is None or layer.kind != kind or not layer.inputs or (needs_weight and layer.weight is None):
         return None
     return layer
 

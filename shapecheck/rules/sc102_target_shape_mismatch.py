@@ -1,6 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import loss_ready, output_phrase, same_batch
+from shapecheck.rules.sc212_unreduced_output_axes import extra_axes_source
 from shapecheck.shapes import fmt
 
 
@@ -24,8 +25,8 @@ class TargetShapeMismatch(Rule):
         if not loss_ready(ctx) or ctx.loss.target != "same_shape" or not same_batch(ctx):
             return
         out, lab = ctx.output.shape, ctx.labels.shape
-        if out == lab or _head_width_case(out, lab):
-            return
+        if out == lab or _head_width_case(out, lab) or extra_axes_source(ctx):
+            return  # SC101 / SC212 explain these
         message = f"{output_phrase(ctx)}; labels have shape {fmt(lab)}"
         fixes = []
         if _differ_by_trailing_one(out, lab) and ctx.loss.lenient:
@@ -47,7 +48,8 @@ class TargetShapeMismatch(Rule):
         elif len(out) >= 3 and out[1] == 1 and lab == out[:1] + out[2:]:
             fixes.append(Fix("Add the channel axis to the labels", ctx.recipes.unsqueeze(1)))
         elif len(lab) == len(out) and out[1] == 1 and lab[1] > 1:
-            fixes.append(Fix(f"Give the labels one channel like the output, or make the head output {lab[1]} channels"))
+            fixes.append(Fix(f"Give the labels the output's shape {fmt(out)} (one value per sample), or make the head "
+                             f"output {lab[1]} values"))
         else:
             fixes.append(Fix(f"Make the labels {fmt(out)}, the shape of the output"))
         yield self.finding(message, ctx.trace.head_layer(), fixes)

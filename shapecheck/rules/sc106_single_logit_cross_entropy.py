@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_count, loss_ready, output_phrase
+from shapecheck.rules.common import class_count, final_activation, loss_ready, output_phrase
 
 
 class SingleLogitCrossEntropy(Rule):
@@ -14,8 +14,10 @@ class SingleLogitCrossEntropy(Rule):
             return
         head = ctx.trace.head_layer()
         message = f"{output_phrase(ctx)}: a softmax over 1 class is always 1.0, so the loss is always 0"
-        fixes = [Fix("For a binary problem keep one output and use a sigmoid loss",
-                     ctx.recipes.loss("BCEWithLogitsLoss") + "  # labels.float() shaped like the output")]
+        activation = final_activation(ctx)
+        squashed = activation is not None and activation.name == "sigmoid"
+        fixes = [Fix("For a binary problem keep one output and use a binary cross-entropy",
+                     ctx.recipes.binary_loss(from_logits=not squashed))]
         if head is not None:
             fixes.append(Fix("Or output one logit per class", ctx.recipes.replace_head(head, 2)))
         yield self.finding(message, head, fixes)

@@ -16,7 +16,7 @@ class ClassIdsForOneHotLoss(Rule):
         if ctx.output.shape == ctx.labels.shape or not index_labels_match(ctx):
             return
         classes = ctx.output.shape[ctx.loss.class_axis]
-        message = (f"`{ctx.loss.label}` wants one-hot labels {fmt(ctx.output.shape)}, but the labels {fmt(ctx.labels.shape)} "
+        message = (f"`{ctx.loss.name}` wants one-hot labels {fmt(ctx.output.shape)}, but the labels {fmt(ctx.labels.shape)} "
                    f"are class ids for the {classes} outputs")
         fixes = [Fix("Use the class-id form of the loss", ctx.recipes.loss("CrossEntropyLoss")),
                  Fix("Or one-hot encode the labels", f"labels = keras.utils.to_categorical(labels, {classes})")]

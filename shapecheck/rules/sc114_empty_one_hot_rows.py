@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import per_class_rows
+from shapecheck.rules.common import class_count, per_class_rows
 
 
 class EmptyOneHotRows(Rule):
@@ -11,8 +11,8 @@ class EmptyOneHotRows(Rule):
 
     def check(self, ctx):
         stats = per_class_rows(ctx)
-        if stats is None or stats.zero_rows == 0:
-            return
+        if stats is None or stats.zero_rows == 0 or class_count(ctx) == 1:
+            return  # a single class column is SC106's finding
         message = (f"{stats.zero_rows} of {stats.rows} one-hot label rows are all zero: `{ctx.loss.name}` gives those "
                    "samples zero loss and zero gradient")
         fixes = [Fix("Give every sample its class (add a background/other class if some have none)"),

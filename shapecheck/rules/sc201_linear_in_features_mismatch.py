@@ -16,8 +16,10 @@ class LinearInFeaturesMismatch(Rule):
         layer = failed_layer(ctx, "linear")
         if layer is None:
             return
-        x, weight = layer.inputs[0], layer.params["weight"]
-        expected, actual, outputs = layer.config["in_features"], x.shape[-1], layer.config["out_features"]
+        x, weight = layer.inputs[0], layer.weight
+        expected, actual, outputs = layer.config.get("in_features"), x.shape[-1], layer.config.get("out_features")
+        if expected is None:
+            return
         if actual == expected or len(x.shape) >= 4 or x.dtype != weight.dtype:
             return  # 4-D input: SC202; dtype: SC206
         message = (f"{ref(ctx, layer.name)} ({layer.type}) expects {expected} input features but receives {fmt(x.shape)}"

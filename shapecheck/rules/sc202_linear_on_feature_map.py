@@ -16,17 +16,19 @@ class LinearOnFeatureMap(Rule):
         for layer in ctx.trace.layers:
             if layer.kind != "linear" or not layer.inputs or len(layer.inputs[0].shape) < 4:
                 continue
-            if not _channels_first_map(ctx, layer):
+            if not _fed_by_feature_map(ctx, layer):
                 continue  # [N, H, W, C] after a permute (ConvNeXt, Swin): a per-position Linear is intended
             x = layer.inputs[0].shape
-            outputs = layer.config.get("out_features", "?")
             result = f"; the output is {fmt(layer.output.shape)}" if layer.output else ""
             message = (f"{ref(ctx, layer.name)} ({layer.type}) receives a {len(x)}-D feature map {fmt(x)}"
-                       f"{from_phrase(ctx, layer)}: it mixes only the last axis ({x[-1]}){result}")
-            features = math.prod(x[1:])
-            fixes = [Fix("Flatten the map first", ctx.recipes.flatten_before(layer, features)),
-                     Fix(f"Or pool it to {x[1]} features first (`nn.AdaptiveAvgPool2d(1)`, flatten, then "
-                         f"`{ctx.recipes.linear(x[1], outputs)}`)")]
+                       f"{from_phrase(ctx, layer)}: it transforms only the last axis ({x[-1]}), position by position"
+                       f"{result}")
+            producer = ctx.trace.upstream_layer(layer.input_producers[0] if layer.input_producers else None)
+            channels = x[producer.channel_axis] if producer is not None else x[1]
+            resized = ctx.recipes.linear(channels, layer.config.get("out_features", "?"))
+            fixes = [Fix(f"Pool the map to one vector per sample first, then use `{resized}`",
+                         ctx.recipes.pool_before(layer)),
+                     Fix("Or flatten it", ctx.recipes.flatten_before(layer, math.prod(x[1:])))]
             yield self.finding(message, layer, fixes)
 
 
@@ -34,8 +36,8 @@ _MAP_OPS = ("conv", "max_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_p
 _AXIS_MOVES = ("permute", "transpose", "movedim", "swapaxes", "layer_norm")
 
 
-def _channels_first_map(ctx, layer) -> bool:
-    """The input comes from a conv/pool stack with no axis move on the way: its last axis is width, not channels."""
+def _fed_by_feature_map(ctx, layer) -> bool:
+    """The input comes straight from a conv/pool stack, with no axis move (a permute to channels-last) on the way."""
     producers = layer.input_producers
     for op in ctx.trace.producer_chain(producers[0] if producers else None):
         if op.name.startswith(_AXIS_MOVES):

@@ -9,13 +9,12 @@ def channel_mismatch(ctx):
     layer = failed_layer(ctx, "conv")
     if layer is None:
         return None
-    x, weight = layer.inputs[0], layer.params["weight"]
-    if len(x.shape) < 3 or x.dtype != weight.dtype:
+    x = layer.inputs[0]
+    expected = layer.config.get("in_channels")
+    if len(x.shape) < 3 or x.dtype != layer.weight.dtype or expected is None:
         return None
-    expected = layer.config["in_channels"]
-    if x.shape[1] == expected:
-        return None
-    return layer, expected, x.shape[1]
+    received = x.shape[layer.channel_axis]
+    return None if received == expected else (layer, expected, received)
 
 
 class ConvChannelMismatch(Rule):

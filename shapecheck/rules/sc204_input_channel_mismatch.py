@@ -18,8 +18,10 @@ class InputChannelMismatch(Rule):
         layer, expected, actual = found
         x = layer.inputs[0].shape
         message = f"{ref(ctx, layer.name)} ({layer.type}) expects {expected}-channel input but the input {fmt(x)} has {actual}"
-        if x[-1] == expected and len(x) >= 3:
+        if layer.channel_axis == 1 and x[-1] == expected and len(x) >= 3:
             fixes = [Fix("The input is channels-last: move channels to axis 1", ctx.recipes.channels_first(len(x)))]
+        elif layer.channel_axis == -1 and x[1] == expected and len(x) >= 3:
+            fixes = [Fix("The input is channels-first: move channels last", ctx.recipes.channels_last(len(x)))]
         elif actual == 1:
             fixes = [Fix(f"Repeat the grayscale channel {expected} times", ctx.recipes.gray_to_rgb(expected)),
                      Fix(f"Or rebuild {ref(ctx, layer.name)} for {actual}-channel input",

@@ -13,9 +13,9 @@ class InputDtypeMismatch(Rule):
     def check(self, ctx):
         failure = ctx.trace.failure
         layer = ctx.trace.layer(failure.layer) if failure else None
-        if layer is None or not layer.inputs or "weight" not in layer.params:
+        if layer is None or not layer.inputs or layer.weight is None:
             return
-        x, weight = layer.inputs[0], layer.params["weight"]
+        x, weight = layer.inputs[0], layer.weight
         if layer.kind == "embedding":
             if is_float(x.dtype):
                 message = f"{ref(ctx, layer.name)} ({layer.type}) needs integer ids but receives {x.dtype} {fmt(x.shape)}"

@@ -20,17 +20,17 @@ class UnreducedOutputAxes(Rule):
     summary = "The output keeps time steps or a spatial grid that per-sample labels do not have"
 
     def check(self, ctx):
-        if not loss_ready(ctx) or not same_batch(ctx) or ctx.labels.dtype == "str":
-            return
-        out = ctx.output.shape
-        extra = len(out) - _expected_rank(ctx)
-        if extra <= 0 or index_target_shape(ctx)[1:] == ctx.labels.shape[1:]:
-            return
-        source = _source_of_extra_axes(ctx)
+        out = ctx.output.shape if ctx.output is not None else ()
+        source = extra_axes_source(ctx)
         if source is None:
             return
         kind, layer = source
-        if kind == "sequence":
+        if kind == "input":
+            message = (f"the output {fmt(out)} keeps the input's extra axes: {ref(ctx, layer.name)} ({layer.type}) "
+                       f"acts on the last axis of {fmt(layer.inputs[0].shape)} only, but the labels "
+                       f"{fmt(ctx.labels.shape)} have one value per sample")
+            fixes = [Fix("Flatten the input first", ctx.recipes.flatten_per_sample())]
+        elif kind == "sequence":
             message = (f"the output {fmt(out)} has one prediction per time step because {ref(ctx, layer.name)} "
                        f"({layer.type}) returns every step, but the labels {fmt(ctx.labels.shape)} have one per sample")
             fixes = [Fix("Keep only the last step for a many-to-one model", ctx.recipes.return_last_step(layer))]
@@ -43,14 +43,24 @@ class UnreducedOutputAxes(Rule):
         yield self.finding(message, layer, fixes)
 
 
-def _source_of_extra_axes(ctx):
-    """Walk up from the output to the recurrent layer or the feature map that left the extra axes."""
+def extra_axes_source(ctx):
+    """(kind, layer) when the output has more axes than the labels call for: the recurrent layer, the feature map
+    or the input whose axes were never reduced. None when a Linear on a 4-D map explains it (SC202)."""
+    if not loss_ready(ctx) or not same_batch(ctx) or ctx.labels.dtype == "str":
+        return None
+    if len(ctx.output.shape) <= _expected_rank(ctx) or index_target_shape(ctx)[1:] == ctx.labels.shape[1:]:
+        return None
     for op in ctx.trace.producer_chain(ctx.trace.output_op):
         layer = ctx.trace.layer(op.layer)
         if layer is None:
             continue
         if layer.kind == "rnn":
             return ("sequence", layer) if layer.config.get("return_sequences", True) else None
+        if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 4:
+            return None
         if layer.kind in ("conv", "pool") and layer.output is not None and len(layer.output.shape) >= 4:
             return "map", layer
+        if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 3 and \
+                layer.input_producers[:1] == [-1]:
+            return "input", layer
     return None

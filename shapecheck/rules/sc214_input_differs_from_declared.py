@@ -27,6 +27,8 @@ def _fixes(ctx, given: tuple, wanted: tuple) -> list[Fix]:
     if len(given) + 1 == len(wanted) and given[1:] == wanted[1:-1] and wanted[-1] > 1:
         return [Fix(f"Grayscale images without a channel axis: repeat them to {wanted[-1]} channels",
                     ctx.recipes.gray_to_rgb(wanted[-1]))]
+    if len(given) == 3 and given[1:] == wanted[:0:-1]:
+        return [Fix("The time and feature axes are swapped", ctx.recipes.swap_axes(1, 2))]
     if len(given) == len(wanted) and given[1] == wanted[-1] and given[2:] == wanted[1:-1]:
         return [Fix("The input is channels-first: move channels last", ctx.recipes.channels_last(len(given)))]
     size = "x".join(map(str, wanted[1:]))

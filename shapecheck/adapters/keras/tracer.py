@@ -164,6 +164,8 @@ class _Run(Recorder):
         self.producer: dict[int, int] = {}
 
     def call_model(self, model, inputs, prefix: str):
+        if isinstance(model, keras.Sequential) and getattr(model, "_functional", None) is None:
+            model.build(tuple(inputs[0].shape))   # a Sequential without an Input builds on its first call anyway
         graph = model if hasattr(model, "_run_through_graph") else getattr(model, "_functional", None)
         if graph is not None:
             return graph._run_through_graph(inputs, operation_fn=lambda op: self._wrap(op, prefix))
@@ -208,6 +210,9 @@ class _Run(Recorder):
             outputs = call()
         except Exception as exc:
             self.note_failure(layer, name, args, exc)
+            failed = self.layers.setdefault(name, _layer_record(name, layer, self.sites))
+            failed.inputs = failed.inputs or [meta(t) for t in inputs]
+            failed.input_producers = failed.input_producers or [self.producer.get(id(t)) for t in inputs]
             raise
         record = self.layers.get(name) or _layer_record(name, layer, self.sites)
         self.layers[name] = record
@@ -266,6 +271,10 @@ def run_once(model, specs: list[TensorMeta], batch: int, target: str, sites) -> 
         trace.outputs = {f"[{i}]" if len(leaves) > 1 else "": meta(t) for i, t in enumerate(leaves)}
         trace.output_path = next(iter(trace.outputs), None)
         trace.output_op = run.producer.get(id(leaves[0])) if leaves else None
+        if trace.output_op is None and leaves:   # a subclassed model may return a fresh tensor: its last op
+            shape = meta(leaves[0]).shape
+            trace.output_op = next((op.index for op in reversed(run.ops) if op.outputs[:1]
+                                    and op.outputs[0].shape == shape), None)
     finally:
         _restore_nodes(counts)
     trace.layers = [Layer(name="", type=type(model).__name__, kind="container", calls=1, is_leaf=False)]

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Mapping
 
-import torch
-from torch import nn
+if "tensorflow" in sys.modules and "triton" not in sys.modules:
+    # triton's native modules crash the process when they load after TensorFlow's (both in one process: a Keras
+    # target checked before a PyTorch one). The CPU tracer does not need triton; PyTorch handles its absence.
+    sys.modules["triton"] = None
 
-from shapecheck.adapters.sources import user_frame
-from shapecheck.adapters.torch.graph import is_exported, run_graph
-from shapecheck.adapters.torch.probe import probe_batch_mixing
-from shapecheck.adapters.torch.tracer import TORCH_DIR, model_device, run_once
-from shapecheck.errors import ShapecheckError
-from shapecheck.shapes import TensorMeta
-from shapecheck.trace import Trace
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from shapecheck.adapters.sources import user_frame  # noqa: E402
+from shapecheck.adapters.torch.graph import is_exported, run_graph  # noqa: E402
+from shapecheck.adapters.torch.probe import probe_batch_mixing  # noqa: E402
+from shapecheck.adapters.torch.tracer import TORCH_DIR, model_device, run_once  # noqa: E402
+from shapecheck.errors import ShapecheckError  # noqa: E402
+from shapecheck.shapes import TensorMeta  # noqa: E402
+from shapecheck.trace import Trace  # noqa: E402
 
 FRAMEWORK = "torch"
 
