@@ -21,7 +21,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 corpus: $(STAMP)
-	$(BIN)/python tests/corpus.py
+	$(BIN)/python tests/corpus.py pytorch
+	$(BIN)/python tests/corpus.py keras
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
