@@ -44,7 +44,9 @@ class Options:
                    set(select) if select else None, set(ignore), trust)
 
 
-def recipes_for(framework: str) -> Recipes:
+def recipes_for(framework: str, producer: str = "") -> Recipes:
+    if framework == "onnx":   # an exported graph: fix it in the framework it came from, then re-export
+        framework = {"pytorch": "torch", "tf2onnx": "keras", "keras2onnx": "keras"}.get(producer, "torch")
     if framework == "torch":
         from shapecheck.recipes.torch import TorchRecipes
         return TorchRecipes()
@@ -68,7 +70,7 @@ def check_target(target: str, options: Options) -> Result:
     except ShapecheckError as exc:
         result.error = {"kind": exc.kind, "message": str(exc)}
         return result
-    recipes = recipes_for(result.trace.framework)
+    recipes = recipes_for(result.trace.framework, result.trace.producer)
     result.findings = check(result.trace, result.loss, result.labels, recipes, options.select, options.ignore)
     return result
 

@@ -98,7 +98,10 @@ def _clean(name: str) -> str:
 def resolve_loss(name: str, framework: str = "torch", from_logits: bool | None = None,
                  source: str = "--loss") -> LossContract:
     """Resolve a loss name for a framework: `BCEWithLogitsLoss`, `bce-with-logits`, `binary_crossentropy`, ..."""
-    contract = _keras(name, from_logits) if framework == "keras" else _torch_loss(name)
+    if framework == "onnx":   # an exported graph is trained with either framework's losses
+        contract = _torch_loss(name) or _keras(name, from_logits)
+    else:
+        contract = _keras(name, from_logits) if framework == "keras" else _torch_loss(name)
     if contract is None:
         table = KERAS_LOSSES if framework == "keras" else TORCH_LOSSES
         raise ShapecheckError(f"unknown {framework} loss `{name}`; expected one of {', '.join(table)}")

@@ -17,6 +17,7 @@ from shapecheck.errors import ShapecheckError
 
 TORCH_FILES = (".pt2", ".pt", ".pth", ".ts", ".jit")
 KERAS_FILES = (".keras", ".h5", ".hdf5")
+ONNX_FILES = (".onnx",)
 FRAMEWORKS = ("keras", "torch")   # Keras first: on its torch backend a keras.Model is also an nn.Module
 
 
@@ -34,9 +35,12 @@ def load(target: str, trust: bool = False) -> LoadedTarget:
     if sep and factory.isidentifier() and not _is_drive(path_part):
         return _load_factory(target, path_part, factory)
     suffix = Path(target).suffix.lower()
-    if suffix in TORCH_FILES + KERAS_FILES:
+    if suffix in TORCH_FILES + KERAS_FILES + ONNX_FILES:
         if not Path(target).is_file():
             raise ShapecheckError(f"model file `{target}` does not exist", kind="load")
+        if suffix in ONNX_FILES:
+            adapter = _adapter("onnx")
+            return LoadedTarget(target, adapter.load_file(target), adapter)
         if suffix in KERAS_FILES:
             adapter = _adapter("keras")
             return LoadedTarget(target, adapter.load_file(target, trust), adapter)
@@ -44,7 +48,7 @@ def load(target: str, trust: bool = False) -> LoadedTarget:
         return LoadedTarget(target, adapter.load_file(target), adapter)
     raise ShapecheckError(
         f"cannot check `{target}`: expected `path/to/file.py:factory`, `package.module:factory`, "
-        f"or a model file ({', '.join(TORCH_FILES + KERAS_FILES)})")
+        f"or a model file ({', '.join(TORCH_FILES + KERAS_FILES + ONNX_FILES)})")
 
 
 def _is_drive(text: str) -> bool:

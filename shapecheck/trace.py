@@ -134,7 +134,8 @@ class Trace:
     probe: ProbeResult | None = None
     model_class: str = ""
     model_source: Location | None = None
-    declared_inputs: list[TensorMeta] | None = None   # the input shapes a model declares (Keras `Input`)
+    declared_inputs: list[TensorMeta] | None = None   # the input shapes a model declares (Keras `Input`, ONNX)
+    producer: str = ""                   # for ONNX graphs: the exporter (`pytorch`, `tf2onnx`)
 
     @property
     def batch(self) -> int | None:

@@ -108,6 +108,11 @@ def _run_case(path: Path) -> CaseRun:
     with tempfile.TemporaryDirectory() as tmp:
         for factory, loss, from_logits, labels, inputs in variants:
             target = f"{path}:{factory}"
+            if getattr(case, "FRAMEWORK", "") == "onnx":   # the case builds an onnx.ModelProto: check the file
+                import onnx
+
+                target = str(Path(tmp) / f"{factory}.onnx")
+                onnx.save(getattr(case, factory)(), target)
             labels_path = Path(tmp) / f"{factory}.npy"
             array = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
             np.save(labels_path, array)

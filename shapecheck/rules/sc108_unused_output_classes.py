@@ -11,7 +11,6 @@ class UnusedOutputClasses(Rule):
     code = "SC108"
     name = "unused-output-classes"
     category = "output_vs_loss"
-    severity = "warning"
     summary = "The head has far more classes than the labels use (a pre-trained 1000-way head kept)"
 
     def check(self, ctx):

@@ -14,11 +14,16 @@ class InputDiffersFromDeclared(Rule):
         if not declared:
             return
         for index, (given, wanted) in enumerate(zip(ctx.trace.inputs, declared)):
-            if given.shape[1:] == wanted.shape[1:]:
+            if _fits(given.shape[1:], wanted.shape[1:]):
                 continue
-            want = "(None, " + ", ".join(map(str, wanted.shape[1:])) + ")"
+            want = "(None, " + ", ".join("None" if d == -1 else str(d) for d in wanted.shape[1:]) + ")"
             message = f"the model declares input {index} as {want}, but the input is {fmt(given.shape)}"
             yield self.finding(message, None, _fixes(ctx, given.shape, wanted.shape))
+
+
+def _fits(given: tuple, wanted: tuple) -> bool:
+    """Same rank, and every size the model fixes (not None) is the size given."""
+    return len(given) == len(wanted) and all(w in (-1, g) for g, w in zip(given, wanted))
 
 
 def _fixes(ctx, given: tuple, wanted: tuple) -> list[Fix]:

@@ -1,0 +1,236 @@
+"""ONNX adapter: shape inference node by node, without running the model and without torch or tensorflow.
+
+Each node's output types come from ONNX's own inference for that operator, in strict form: a node whose inputs do
+not fit (a Gemm whose weight does not match, a Conv with the wrong channels) raises there, and the trace pins it.
+Small integer tensors that shapes are computed from (Shape -> Gather -> Concat -> Reshape) are evaluated with
+ONNX's reference implementation, so reshapes resolve. Weights stored in external files are never read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import defs, helper, numpy_helper, shape_inference
+
+from shapecheck.errors import ShapecheckError
+from shapecheck.shapes import TensorMeta
+from shapecheck.trace import Failure, Layer, Op, Trace
+
+FRAMEWORK = "onnx"
+_DTYPES = {TensorProto_value: np_name for TensorProto_value, np_name in (
+    (1, "float32"), (2, "uint8"), (3, "int8"), (5, "int16"), (6, "int32"), (7, "int64"), (9, "bool"),
+    (10, "float16"), (11, "float64"), (16, "bfloat16"))}
+_ONNX_DTYPES = {name: value for value, name in _DTYPES.items()}
+_KINDS = {"Gemm": "linear", "Conv": "conv", "ConvTranspose": "conv", "LSTM": "rnn", "GRU": "rnn", "RNN": "rnn",
+          "BatchNormalization": "norm", "LayerNormalization": "norm", "MaxPool": "pool", "AveragePool": "pool",
+          "GlobalAveragePool": "pool", "GlobalMaxPool": "pool", "Softmax": "activation", "Sigmoid": "activation",
+          "LogSoftmax": "activation", "Relu": "activation", "Flatten": "flatten", "Reshape": "flatten",
+          "Dropout": "dropout", "Gather": "other"}
+_OP_NAMES = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigmoid", "Reshape": "reshape",
+             "Flatten": "flatten", "Gemm": "linear", "MatMul": "linear", "Conv": "conv", "Identity": "identity",
+             "Dropout": "dropout", "Transpose": "transpose", "Squeeze": "squeeze", "Unsqueeze": "unsqueeze"}
+_VALUE_OPS = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Mul", "Add", "Sub",
+              "Div", "ConstantOfShape", "Range", "ReduceProd", "Equal", "Where", "Expand"}
+_MAX_VALUE_SIZE = 64     # shape arithmetic works on tiny int tensors; larger values are data, not shapes
+
+
+def owns(obj) -> bool:
+    return isinstance(obj, onnx.ModelProto)
+
+
+def load_file(path: str):
+    """Load the graph; external weight files stay on disk (only their locations are checked)."""
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:
+        raise ShapecheckError(f"cannot load `{path}` as an ONNX model: {type(exc).__name__}: {exc}", kind="load") from exc
+    folder = Path(path).resolve().parent
+    for tensor in model.graph.initializer:
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            resolved = (folder / location).resolve()
+            if folder != resolved and folder not in resolved.parents:
+                raise ShapecheckError(f"`{path}` refers to external data `{location}` outside its folder; refusing "
+                                      "to follow it", kind="load")
+    return model
+
+
+def declared_inputs(model, batch: int) -> list[TensorMeta] | None:
+    specs = []
+    for value in _graph_inputs(model):
+        dims = _dims(value)
+        if dims is None:
+            return None
+        if any(d == -1 for d in dims[1:]):
+            return None
+        specs.append(TensorMeta((batch, *dims[1:]), _DTYPES.get(value.type.tensor_type.elem_type, "float32")))
+    return specs or None
+
+
+def _graph_inputs(model):
+    initializers = {t.name for t in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in initializers]
+
+
+def _dims(value) -> tuple[int, ...] | None:
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+
+
+def trace(model, specs: list[TensorMeta], target: str, sites=None) -> Trace:
+    batch = specs[0].shape[0]
+    primary = _run(model, specs, batch, target)
+    primary.alternate = _run(model, specs, batch + 1, target)
+    primary.declared_inputs = [TensorMeta(_dims(v) or (), _DTYPES.get(v.type.tensor_type.elem_type, "float32"))
+                               for v in _graph_inputs(model)]
+    primary.producer = model.producer_name
+    if any(_dims(v) and _dims(v)[0] > 0 for v in _graph_inputs(model)):
+        primary.notes.append("the graph's batch dimension is fixed at export")
+    return primary
+
+
+class _Graph:
+    def __init__(self, model):
+        self.model = model
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+        self.initializers = {t.name: t for t in model.graph.initializer}
+        self.types: dict[str, onnx.TypeProto] = {}
+        self.values: dict[str, np.ndarray] = {}
+        self.producer: dict[str, int] = {}
+
+    def bind_inputs(self, specs: list[TensorMeta], batch: int) -> list[TensorMeta]:
+        bound = []
+        for value, spec in zip(_graph_inputs(self.model), specs):
+            shape = (batch, *spec.shape[1:])
+            self.types[value.name] = helper.make_tensor_type_proto(_ONNX_DTYPES.get(spec.dtype, 1), list(shape))
+            self.producer[value.name] = -1
+            bound.append(TensorMeta(shape, spec.dtype))
+        for name, tensor in self.initializers.items():
+            self.types[name] = helper.make_tensor_type_proto(tensor.data_type, list(tensor.dims))
+            if _small(tensor.dims) and tensor.data_location != onnx.TensorProto.EXTERNAL:
+                self.values[name] = numpy_helper.to_array(tensor)
+        return bound
+
+    def meta(self, name: str) -> TensorMeta | None:
+        tensor_type = self.types.get(name)
+        if tensor_type is None or not tensor_type.tensor_type.HasField("shape"):
+            return None
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.tensor_type.shape.dim)
+        return TensorMeta(dims, _DTYPES.get(tensor_type.tensor_type.elem_type, "float32"))
+
+    def infer(self, node):
+        schema = defs.get_schema(node.op_type, self.opset, node.domain)
+        inputs = {name: self.types[name] for name in node.input if name in self.types}
+        data = {name: numpy_helper.from_array(self.values[name], name) for name in node.input if name in self.values}
+        outputs = shape_inference.infer_node_outputs(schema, node, inputs, data)
+        self.types.update(outputs)
+        if node.op_type in _VALUE_OPS and all(not name or name in self.values for name in node.input):
+            self._evaluate(node)
+
+    def _evaluate(self, node):
+        from onnx.reference import ReferenceEvaluator
+
+        try:
+            results = ReferenceEvaluator(node).run(None, {name: self.values[name] for name in node.input if name})
+        except Exception:
+            return   # a value we cannot compute only leaves later shapes less resolved
+        for name, value in zip(node.output, results):
+            if np.asarray(value).size <= _MAX_VALUE_SIZE:
+                self.values[name] = np.asarray(value)
+
+
+def _small(dims) -> bool:
+    return int(np.prod(dims)) <= _MAX_VALUE_SIZE if len(dims) else True
+
+
+def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
+    graph = _Graph(model)
+    trace = Trace(target=target, framework="onnx", inputs=graph.bind_inputs(specs, batch), mode="symbolic",
+                  model_class=model.graph.name or "graph")
+    layers: dict[str, Layer] = {}
+    for index, node in enumerate(model.graph.node):
+        name = layer_name(node, index)
+        layer = layers.setdefault(name, _layer(name, node, graph))
+        activations = [n for n in node.input if n and n not in graph.initializers]
+        layer.inputs = layer.inputs or [m for m in (graph.meta(n) for n in activations) if m is not None]
+        layer.input_producers = layer.input_producers or [graph.producer.get(n) for n in activations]
+        try:
+            graph.infer(node)
+        except Exception as exc:
+            message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+            trace.failure = Failure(layer=name, op=_OP_NAMES.get(node.op_type, node.op_type.lower()),
+                                    exception=type(exc).__name__, message=message, inputs=layer.inputs,
+                                    op_index=len(trace.ops), args=_shape_args(node, graph),
+                                    producers=layer.input_producers)
+            break
+        layer.calls += 1
+        layer.outputs = [m for m in (graph.meta(n) for n in node.output) if m is not None]
+        op = Op(len(trace.ops), _OP_NAMES.get(node.op_type, node.op_type.lower()), name, layer.inputs,
+                layer.outputs, layer.input_producers, _op_args(node))
+        trace.ops.append(op)
+        for output in node.output:
+            graph.producer[output] = op.index
+    trace.layers = [Layer(name="", type="graph", kind="container", calls=1, is_leaf=False), *layers.values()]
+    if trace.failure is None:
+        for value in model.graph.output:
+            meta = graph.meta(value.name)
+            if meta is not None:
+                trace.outputs[value.name] = meta
+        trace.output_path = next(iter(trace.outputs), None)
+        trace.output_op = graph.producer.get(trace.output_path)
+    return trace
+
+
+def layer_name(node, index: int) -> str:
+    """`/features/features.0/Conv` -> `features.0`: the module path PyTorch's exporter writes into node names."""
+    parts = [p for p in node.name.split("/") if p][:-1]
+    if not parts:   # a functional op in the top-level forward (`/Flatten`), or a graph not from PyTorch
+        return node.name.strip("/") or f"{node.op_type}_{index}"
+    path = ""
+    for part in parts:
+        path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+    return path
+
+
+def _layer(name: str, node, graph: _Graph) -> Layer:
+    params = {n: graph.meta(n) for n in node.input if n in graph.initializers}
+    params = {("weight" if i == 0 else f"param{i}"): m for i, m in enumerate(params.values()) if m is not None}
+    kind = _KINDS.get(node.op_type, "other")
+    weight = params.get("weight")
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    config = {}
+    if node.op_type == "MatMul" and weight is not None and len(weight.shape) == 2:
+        kind = "linear"
+        config = {"in_features": weight.shape[0], "out_features": weight.shape[1]}
+    elif kind == "linear" and weight is not None and len(weight.shape) == 2:
+        out_features, in_features = weight.shape if attrs.get("transB", 0) else weight.shape[::-1]
+        config = {"in_features": in_features, "out_features": out_features}
+    elif kind == "conv" and weight is not None and len(weight.shape) >= 3:
+        groups = attrs.get("group", 1)
+        config = {"in_channels": weight.shape[1] * groups, "out_channels": weight.shape[0], "groups": groups,
+                  "kernel_size": tuple(weight.shape[2:]), "stride": tuple(attrs.get("strides", [1])),
+                  "padding": tuple(attrs.get("pads", [0]))[: len(weight.shape) - 2], "channel_axis": 1}
+    elif kind == "rnn" and weight is not None and len(weight.shape) == 3:
+        config = {"input_size": weight.shape[2], "batch_first": attrs.get("layout", 0) == 1}
+    elif kind == "pool" and "kernel_shape" in attrs:
+        config = {"kernel_size": tuple(attrs["kernel_shape"]), "padding": tuple(attrs.get("pads", [0]))[:2],
+                  "channel_axis": 1}
+    return Layer(name=name, type=node.op_type, kind=kind, params=params, config=config)
+
+
+def _op_args(node) -> dict:
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    if node.op_type in ("Softmax", "LogSoftmax"):
+        return {"dim": attrs.get("axis", -1)}
+    return {}
+
+
+def _shape_args(node, graph: _Graph) -> dict:
+    """For a failing Reshape: the shape it was asked for, as `view(...)` arguments read."""
+    if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in graph.values:
+        return {"args": [int(d) for d in graph.values[node.input[1]]]}
+    return {}

@@ -1,0 +1,109 @@
+"""The ONNX adapter: node-by-node shape inference on graphs built by hand, without torch or tensorflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from click.testing import CliRunner  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from shapecheck.cli import main  # noqa: E402
+
+
+def classifier(path, classes=10, gemm_in=4, softmax=False, batch="N"):
+    """input [N, 3, 8, 8] -> Conv(3->4) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(gemm_in->classes)."""
+    weights = [
+        numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "conv.weight"),
+        numpy_helper.from_array(np.zeros((classes, gemm_in), np.float32), "fc.weight"),
+        numpy_helper.from_array(np.zeros((classes,), np.float32), "fc.bias"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="/relu/Relu"),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="/Flatten"),
+        helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="/fc/Gemm", transB=1),
+    ]
+    output = "logits"
+    if softmax:
+        nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], name="/softmax/Softmax", axis=1))
+        output = "probs"
+    graph = helper.make_graph(nodes, "classifier",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, [batch, classes])], weights)
+    model = helper.make_model(graph, producer_name="pytorch", opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, path)
+    return str(path)
+
+
+def run(*args):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_clean_graph_with_inputs_from_the_graph(tmp_path):
+    result = run("check", classifier(tmp_path / "m.onnx"), "--loss", "CrossEntropyLoss", "--labels", "8",
+                 "--format", "json")
+    entry = json.loads(result.output)["results"][0]
+    assert result.exit_code == 0, result.output
+    assert entry["framework"] == "onnx" and entry["input_shape"] == [8, 3, 8, 8] and entry["output_shape"] == [8, 10]
+    assert [(layer["name"], layer["type"]) for layer in entry["layers"]] == [
+        ("conv", "Conv"), ("relu", "Relu"), ("pool", "GlobalAveragePool"), ("Flatten", "Flatten"), ("fc", "Gemm")]
+
+
+def test_head_width_names_the_exported_module(tmp_path):
+    result = run("check", classifier(tmp_path / "m.onnx"), "--input", "4,3,8,8", "--loss", "BCEWithLogitsLoss",
+                 "--labels", "4")
+    assert result.exit_code == 1
+    assert "error[SC101] `BCEWithLogitsLoss` input from `fc` has shape [4, 10]" in result.output
+    assert "model.fc = nn.Linear(4, 1)" in result.output
+
+
+def test_inconsistent_gemm_is_pinned_on_its_node(tmp_path):
+    result = run("check", classifier(tmp_path / "m.onnx", gemm_in=512), "--input", "4,3,8,8", "--loss",
+                 "CrossEntropyLoss", "--labels", "4")
+    assert result.exit_code == 1
+    assert "error[SC201] `fc` (Gemm) expects 512 input features but receives [4, 4] from `Flatten`" in result.output
+
+
+def test_softmax_baked_into_the_graph(tmp_path):
+    result = run("check", classifier(tmp_path / "m.onnx", softmax=True), "--loss", "CrossEntropyLoss",
+                 "--labels", "8")
+    assert result.exit_code == 1 and "SC152" in result.output
+
+
+def test_channel_count_frozen_in_the_graph(tmp_path):
+    result = run("check", classifier(tmp_path / "m.onnx"), "--input", "2,1,8,8", "--loss", "CrossEntropyLoss",
+                 "--labels", "2")
+    assert result.exit_code == 1
+    assert "error[SC214] the model declares input 0 as (None, 3, 8, 8), but the input is [2, 1, 8, 8]" in result.output
+
+
+def test_external_data_outside_the_model_folder_is_refused(tmp_path):
+    path = classifier(tmp_path / "m.onnx")
+    model = onnx.load(path)
+    tensor = model.graph.initializer[1]
+    tensor.data_location = TensorProto.EXTERNAL
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.external_data.add(key="location", value="../../etc/weights.bin")
+    onnx.save(model, path)
+    result = run("check", path, "--loss", "CrossEntropyLoss", "--labels", "8")
+    assert result.exit_code == 2 and "outside its folder" in result.stderr
+
+
+def test_checking_onnx_imports_neither_torch_nor_tensorflow(tmp_path):
+    path = classifier(tmp_path / "m.onnx")
+    code = ("import sys; from shapecheck.cli import main; sys.argv = ['shapecheck', 'check', %r, '--loss', 'ce', "
+            "'--labels', '8']\ntry:\n    main()\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'tensorflow', 'keras'}))") % path
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
