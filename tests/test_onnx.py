@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -100,9 +101,16 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path):
 
 def test_checking_onnx_imports_neither_torch_nor_tensorflow(tmp_path):
     path = classifier(tmp_path / "m.onnx")
-    code = ("import sys; from shapecheck.cli import main; sys.argv = ['shapecheck', 'check', %r, '--loss', 'ce', "
-            "'--labels', '8']\ntry:\n    main()\nexcept SystemExit as done:\n    assert done.code == 0, done.code\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'tensorflow', 'keras'}))") % path
+    code = textwrap.dedent(f"""
+        import sys
+        from shapecheck.cli import main
+        sys.argv = ["shapecheck", "check", {path!r}, "--loss", "ce", "--labels", "8"]
+        try:
+            main()
+        except SystemExit as done:
+            assert done.code == 0, done.code
+        print(sorted({{name.split(".")[0] for name in sys.modules}} & {{"torch", "tensorflow", "keras"}}))
+    """)
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
