@@ -31,22 +31,13 @@ class Result:
 def check(trace: Trace, loss: LossContract | None, labels: LabelInfo | None, recipes: Recipes,
           select: set[str] | None = None, ignore: set[str] = frozenset()) -> list[Finding]:
     ctx = Context(trace, loss, labels, recipes)
-    findings: list[Finding] = []
     rules = load_rules()
-    for code, rule in rules.items():
-        if code == FALLBACK_RULE:
-            continue
-        findings.extend(rule().check(ctx))
-    if trace.failure is not None and not _explains_failure(findings):
-        findings.extend(rules[FALLBACK_RULE]().check(ctx))
-    chosen = [f for f in findings if _selected(f.rule, select, ignore)]
+    chosen = [finding for code, rule in rules.items() if code != FALLBACK_RULE and _selected(code, select, ignore)
+              for finding in rule().check(ctx)]
+    if trace.failure is not None and not any(rules[f.rule].explains_failure for f in chosen):
+        chosen += [f for f in rules[FALLBACK_RULE]().check(ctx) if _selected(f.rule, select, ignore)]
     severity_order = {"error": 0, "warning": 1, "info": 2}
     return sorted(chosen, key=lambda f: (severity_order[f.severity], f.rule))
-
-
-def _explains_failure(findings: list[Finding]) -> bool:
-    return any(f.severity == "error" and f.category in ("internal_layer", "input_shape", "dtype", "batch_dim")
-               for f in findings)
 
 
 def _selected(code: str, select: set[str] | None, ignore: set[str]) -> bool:

@@ -1,4 +1,4 @@
-"""Acceptance: every PyTorch and Keras case of ../shared/corpus is diagnosed with its expected category, and its
+"""Acceptance: every PyTorch, Keras and ONNX case of ../shared/corpus is diagnosed with its expected category, and its
 fixed version has no error. The corpus is not part of this repository; CI has it next to the clone."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from corpus import CORPUS, case_files, run_case
 
-CASES = case_files("pytorch") + case_files("keras")
+CASES = case_files("pytorch") + case_files("keras") + case_files("onnx")
 pytestmark = pytest.mark.skipif(not CASES, reason=f"no corpus cases in {CORPUS} (set SHAPECHECK_CORPUS)")
 
 

@@ -61,6 +61,23 @@ class Recipes:
         """A binary cross-entropy with per-sample 0/1 labels shaped like the output."""
         raise NotImplementedError
 
+    def class_index_loss(self, loss) -> str:
+        """The form of a one-hot loss that takes class ids, keeping its from_logits."""
+        raise NotImplementedError
+
+    def one_hot(self, ids: str, classes: int) -> str:
+        raise NotImplementedError
+
+    def drop_first_class(self, axis: int) -> str:
+        raise NotImplementedError
+
+    def pool_after(self, layer: Layer) -> str:
+        raise NotImplementedError
+
+    def activation_call(self, activation: str, axis: int) -> str:
+        """An inline call such as `F.softmax(x, dim=1)`."""
+        raise NotImplementedError
+
     def one_hot_loss(self, loss) -> str:
         """The form of a class-index loss that takes one-hot (per-class) labels."""
         raise NotImplementedError
@@ -93,6 +110,10 @@ class Recipes:
         raise NotImplementedError
 
     def swap_axes(self, first: int, second: int) -> str:
+        raise NotImplementedError
+
+    def time_major(self, rank: int) -> str:
+        """[N, C, L] features to the [L, N, C] a time-major recurrent layer reads."""
         raise NotImplementedError
 
     def replace_norm(self, layer: Layer, features: int) -> str:

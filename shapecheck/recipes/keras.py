@@ -54,6 +54,22 @@ class KerasRecipes(Recipes):
     def binary_loss(self, from_logits: bool) -> str:
         return f"model.compile(loss=keras.losses.BinaryCrossentropy(from_logits={from_logits}), ...)"
 
+    def class_index_loss(self, loss) -> str:
+        return (f"model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits={bool(loss.from_logits)}),"
+                " ...)")
+
+    def one_hot(self, ids: str, classes: int) -> str:
+        return f"labels = keras.utils.to_categorical({ids}, {classes})"
+
+    def drop_first_class(self, axis: int) -> str:
+        return "labels = labels[..., 1:]"
+
+    def pool_after(self, layer: Layer) -> str:
+        return f"x = layers.GlobalAveragePooling2D()(x)  # after {layer.name}"
+
+    def activation_call(self, activation: str, axis: int) -> str:
+        return f"keras.ops.{activation}(x, axis={axis})"
+
     def one_hot_loss(self, loss) -> str:
         return 'model.compile(loss="categorical_crossentropy", ...)'
 
@@ -95,6 +111,9 @@ class KerasRecipes(Recipes):
     def recurrent_input_size(self, layer: Layer, input_size: int) -> str:
         units = layer.config.get("hidden_size")
         return f'layers.{layer.type}({units}, name="{layer.name}")  # a new layer builds for {input_size} features'
+
+    def time_major(self, rank: int) -> str:
+        return "x = np.transpose(x, (0, 2, 1))"
 
     def replace_norm(self, layer: Layer, features: int) -> str:
         return f'layers.{layer.type}(axis=-1, name="{layer.name}")  # normalises the last axis ({features})'

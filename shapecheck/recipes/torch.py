@@ -74,6 +74,21 @@ class TorchRecipes(Recipes):
         name = "BCEWithLogitsLoss" if from_logits else "BCELoss"
         return self.loss(name) + "  # labels.float(), shaped like the output"
 
+    def class_index_loss(self, loss) -> str:
+        return self.loss("CrossEntropyLoss")
+
+    def one_hot(self, ids: str, classes: int) -> str:
+        return f"labels = F.one_hot({ids}, {classes}).float()"
+
+    def drop_first_class(self, axis: int) -> str:
+        return "labels = labels[:, 1:]" if axis == 1 else "labels = labels[..., 1:]"
+
+    def pool_after(self, layer: Layer) -> str:
+        return f"out = out.mean(dim=(2, 3))  # after {self.display(layer.name)}"
+
+    def activation_call(self, activation: str, axis: int) -> str:
+        return f"F.{activation}(x, dim={axis})"
+
     def one_hot_loss(self, loss) -> str:
         return self.loss("CrossEntropyLoss") + "  # takes per-class float labels too: labels.float()"
 
@@ -111,6 +126,9 @@ class TorchRecipes(Recipes):
     def swap_axes(self, first: int, second: int) -> str:
         return f"x = x.transpose({first}, {second})"
 
+    def time_major(self, rank: int) -> str:
+        return "x = x.permute(2, 0, 1)"
+
     def replace_norm(self, layer: Layer, features: int) -> str:
         return f"{self.path(layer.name)} = nn.{layer.type}({features})"
 
@@ -140,7 +158,8 @@ class TorchRecipes(Recipes):
         return f"{self.path(layer.name)} = nn.{layer.type}({', '.join(args)})"
 
     def return_last_step(self, layer: Layer) -> str:
-        return f"out = out[:, -1]  # the last time step of {self.display(layer.name)}"
+        step = "out[:, -1]" if layer.config.get("batch_first", False) else "out[-1]"
+        return f"out = {step}  # the last time step of {self.display(layer.name)}"
 
     def pool_before(self, layer: Layer) -> str:
         return f"x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # before {self.display(layer.name)}"

@@ -40,6 +40,7 @@ class Rule:
     category: ClassVar[str]
     severity: ClassVar[str] = "error"
     summary: ClassVar[str]
+    explains_failure: ClassVar[bool] = False   # its findings say why a forward pass failed (else SC901 does)
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

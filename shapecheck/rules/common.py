@@ -6,7 +6,8 @@ from shapecheck.rules import Context
 from shapecheck.shapes import fmt
 from shapecheck.trace import TRANSPARENT_OPS, Layer, Op
 
-ACTIVATIONS = {"softmax": "softmax", "log_softmax": "log_softmax", "sigmoid": "sigmoid", "tanh": "tanh"}
+ACTIVATIONS = {"softmax", "log_softmax", "sigmoid", "tanh", "hardsigmoid", "clamp", "clip"}
+BOUNDED = ("sigmoid", "softmax", "hardsigmoid", "clamp", "clip")   # outputs already inside [0, 1]
 
 
 def ref(ctx: Context, layer_name: str) -> str:

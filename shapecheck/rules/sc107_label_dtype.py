@@ -4,6 +4,9 @@ from shapecheck.rules.common import index_target_shape
 from shapecheck.rules.sc117_class_ids_for_regression import looks_like_class_ids
 from shapecheck.shapes import fmt, is_float, is_int
 
+# These PyTorch losses promote integer targets to the output's float dtype; BCE and Huber do not.
+PROMOTING = ("MSELoss", "L1Loss", "SmoothL1Loss")
+
 
 class LabelDtype(Rule):
     code = "SC107"
@@ -34,6 +37,6 @@ class LabelDtype(Rule):
                 return  # fractional values: a value rule explains what they are
             yield self.finding(f"`{loss.name}` class indices are {dtype}; it expects int64 labels",
                                fixes=[Fix("Cast the labels", ctx.recipes.to_dtype("int64"))])
-        elif not loss.wants_class_indices and (is_int(dtype) or dtype == "bool"):
+        elif not loss.wants_class_indices and (is_int(dtype) or dtype == "bool") and loss.name not in PROMOTING:
             yield self.finding(f"`{loss.name}` labels are {dtype}; it expects floating-point targets like the output",
                                fixes=[Fix("Cast the labels", ctx.recipes.to_dtype("float32"))])

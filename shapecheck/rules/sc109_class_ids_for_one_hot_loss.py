@@ -16,8 +16,10 @@ class ClassIdsForOneHotLoss(Rule):
         if ctx.output.shape == ctx.labels.shape or not index_labels_match(ctx):
             return
         classes = ctx.output.shape[ctx.loss.class_axis]
+        if classes == 1:
+            return  # a one-unit softmax head is SC106's finding
         message = (f"`{ctx.loss.name}` wants one-hot labels {fmt(ctx.output.shape)}, but the labels {fmt(ctx.labels.shape)} "
                    f"are class ids for the {classes} outputs")
-        fixes = [Fix("Use the class-id form of the loss", ctx.recipes.loss("CrossEntropyLoss")),
-                 Fix("Or one-hot encode the labels", f"labels = keras.utils.to_categorical(labels, {classes})")]
+        fixes = [Fix("Use the class-id form of the loss", ctx.recipes.class_index_loss(ctx.loss)),
+                 Fix("Or one-hot encode the labels", ctx.recipes.one_hot("labels", classes))]
         yield self.finding(message, ctx.trace.head_layer(), fixes)

@@ -7,6 +7,11 @@ from shapecheck.rules.sc112_mask_values_as_class_ids import looks_like_mask_leve
 IGNORE_INDEX = -100
 
 
+def ignore_marker(stats, classes: int) -> bool:
+    """Every id is valid except one 255 (or 254/-1-style) value set aside for unlabelled pixels."""
+    return stats.maximum == 255 and bool(stats.distinct) and all(v < classes for v in stats.distinct[:-1])
+
+
 class ClassIdOutOfRange(Rule):
     code = "SC110"
     name = "class-id-out-of-range"
@@ -27,6 +32,12 @@ class ClassIdOutOfRange(Rule):
         message = (f"`{ctx.loss.name}` labels take values {values_text(stats)}, but the output has {classes} classes "
                    f"(valid ids 0..{classes - 1})")
         head = ctx.trace.head_layer()
+        if ignore_marker(stats, classes):   # Pascal VOC style: 255 marks pixels to skip
+            message += f"; {int(stats.maximum)} looks like an 'ignore' marker, which the loss does not know about"
+            yield self.finding(message, head, [Fix("Tell the loss to skip it",
+                                                    ctx.recipes.loss("CrossEntropyLoss", f"ignore_index={int(stats.maximum)}"))],
+                               severity="warning")   # the loss the user trains with may already say so
+            return
         fixes = []
         if head is not None and not negative:
             fixes.append(Fix(f"Give the head one output per class ({needed})", ctx.recipes.replace_head(head, needed)))

@@ -4,8 +4,12 @@ from shapecheck.rules.common import class_id_stats, values_text
 
 
 def looks_like_mask_levels(stats, classes: int) -> bool:
-    """Few distinct values, some far beyond the class count: gray levels (0/128/255) read straight from an image."""
-    return bool(stats.distinct) and len(stats.distinct) <= max(classes, 2) * 2 and stats.maximum >= 2 * classes \
+    """Few distinct values, some far beyond the class count: gray levels (0/128/255) read straight from an image.
+    Valid ids plus one 255 are an 'ignore' marker instead (SC110)."""
+    if not stats.distinct or all(v < classes for v in stats.distinct[:-1]) and stats.maximum == 255 and \
+            len(stats.distinct) > 2:
+        return False
+    return len(stats.distinct) <= max(classes, 2) * 2 and stats.maximum >= 2 * classes \
         and stats.maximum <= 255 and stats.minimum >= 0
 
 

@@ -17,7 +17,10 @@ def colour_channels(ctx) -> int | None:
     stats = ctx.labels.stats
     one_hot = stats is not None and bool(stats.rows_by_axis)
     classes = ctx.output.shape[ctx.loss.class_axis]
-    return channels if channels in (3, 4) and channels != classes and not one_hot else None
+    colour_values = stats is not None and stats.maximum >= classes   # 128, 255: colours, whatever the class count
+    if channels not in (3, 4) or one_hot:
+        return None
+    return channels if channels != classes or colour_values else None
 
 
 class ColourMaskLabels(Rule):

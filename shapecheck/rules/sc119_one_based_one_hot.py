@@ -28,7 +28,6 @@ class OneBasedOneHot(Rule):
         width = ctx.labels.shape[class_axis(ctx)]
         message = (f"one-hot labels {fmt(ctx.labels.shape)} have {width} columns for {width - 1} outputs, and column 0 "
                    f"is never set: class ids 1..{width - 1} were encoded as if they started at 0")
-        fixes = [Fix("Shift the ids to start at 0 before encoding",
-                     f"labels = keras.utils.to_categorical(ids - 1, {width - 1})"),
-                 Fix("Or drop the empty first column", "labels = labels[..., 1:]")]
+        fixes = [Fix("Shift the ids to start at 0 before encoding", ctx.recipes.one_hot("ids - 1", width - 1)),
+                 Fix("Or drop the empty first column", ctx.recipes.drop_first_class(class_axis(ctx)))]
         yield self.finding(message, ctx.trace.head_layer(), fixes)

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import final_activation, ref
+from shapecheck.rules.common import BOUNDED, final_activation, ref
 
 
 class LogitsIntoProbabilityLoss(Rule):
@@ -14,7 +14,7 @@ class LogitsIntoProbabilityLoss(Rule):
         if loss is None or loss.input_space != "probabilities" or ctx.output is None:
             return
         op = final_activation(ctx)
-        if op is not None and op.name in ("sigmoid", "softmax"):
+        if op is not None and op.name in BOUNDED:
             return
         head = ctx.trace.head_layer()
         source = f" from {ref(ctx, head.name)}" if head else ""

@@ -23,7 +23,8 @@ class NllWithoutLogSoftmax(Rule):
         else:
             layer = ctx.trace.head_layer()
             source = f" from {ref(ctx, layer.name)}" if layer else ""
-            message = f"`{ctx.loss.name}` expects log-probabilities, but the output{source} is raw logits (no log_softmax)"
+            produced = f"a {op.name} output" if op is not None else "raw logits"
+            message = f"`{ctx.loss.name}` expects log-probabilities, but the output{source} is {produced} (no log_softmax)"
             location = layer.source if layer else None
         fixes = [Fix("End the model with log_softmax over the classes", ctx.recipes.end_with("log_softmax")),
                  Fix("Or return raw logits and use", ctx.recipes.loss("CrossEntropyLoss"))]

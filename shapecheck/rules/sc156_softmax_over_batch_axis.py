@@ -23,9 +23,9 @@ class SoftmaxOverBatchAxis(Rule):
                 " (no `dim` given: PyTorch picks 0 for 3-D input)"
             message = (f"{where} normalises {fmt(shape)} over axis 0, the batch{implicit}: each sample's "
                        "probabilities depend on the rest of the batch")
-            axis = 1 if len(shape) == 2 else -1
+            axis = next((i for i in range(1, len(shape)) if shape[i] > 1), 1)
             fixes = [Fix("Normalise over the classes (or positions), not the batch",
-                         ctx.recipes.end_with(op.name, axis))]
+                         ctx.recipes.activation_call(op.name, axis))]
             yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)
             return
 

@@ -11,6 +11,7 @@ class LinearInFeaturesMismatch(Rule):
     name = "linear-in-features-mismatch"
     category = "internal_layer"
     summary = "A Linear layer's in_features differ from the features that reach it"
+    explains_failure = True
 
     def check(self, ctx):
         layer = failed_layer(ctx, "linear")

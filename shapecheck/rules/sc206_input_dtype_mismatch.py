@@ -9,6 +9,7 @@ class InputDtypeMismatch(Rule):
     name = "input-dtype-mismatch"
     category = "dtype"
     summary = "A layer receives a dtype its weights cannot take (float64 numpy data, integer pixels, float token ids)"
+    explains_failure = True
 
     def check(self, ctx):
         failure = ctx.trace.failure

@@ -9,6 +9,7 @@ class RecurrentInputSizeMismatch(Rule):
     name = "recurrent-input-size-mismatch"
     category = "internal_layer"
     summary = "A recurrent layer's input_size differs from the features per step that reach it"
+    explains_failure = True
 
     def check(self, ctx):
         layer = failed_layer(ctx, "rnn", needs_weight=False)
@@ -23,7 +24,8 @@ class RecurrentInputSizeMismatch(Rule):
         resize = Fix(f"Build it for {x[-1]} features", ctx.recipes.recurrent_input_size(layer, x[-1]))
         if len(x) == 3 and x[1] == expected:
             # a Conv1d-style [N, C, L] map: the features sit on axis 1
-            fixes = [Fix("The features are on axis 1: move them last", ctx.recipes.swap_axes(1, 2)), resize]
+            move = ctx.recipes.swap_axes(1, 2) if layer.config.get("batch_first", False) else ctx.recipes.time_major(3)
+            fixes = [Fix("The features are on axis 1: move them last", move), resize]
         else:
             fixes = [resize]
         yield self.finding(message, layer, fixes)

@@ -12,6 +12,7 @@ class ReshapeSizeMismatch(Rule):
     name = "reshape-size-mismatch"
     category = "internal_layer"
     summary = "A view/reshape in forward hard-codes a size that the incoming tensor does not have"
+    explains_failure = True
 
     def check(self, ctx):
         failure = ctx.trace.failure
@@ -25,7 +26,7 @@ class ReshapeSizeMismatch(Rule):
         asked = f" into {tuple(requested)}" if requested else ""
         message = (f"{site} cannot reshape {fmt(shape)} ({per_sample} values per sample){asked}: the code assumes "
                    f"{target if target else 'a different number of'} values per sample")
-        if len(requested) > 2 and target is not None:
+        if len(requested) > 2:
             fixes = self._unflatten_fixes(ctx, failure, target)
         else:
             fixes = [Fix("Flatten per sample", ctx.recipes.flatten_per_sample())]
@@ -35,9 +36,12 @@ class ReshapeSizeMismatch(Rule):
                                  ctx.recipes.replace_linear_input(consumer, per_sample)))
         yield self.finding(message, None, fixes, location=failure.source)
 
-    def _unflatten_fixes(self, ctx, failure, target: int) -> list[Fix]:
+    def _unflatten_fixes(self, ctx, failure, target: int | None) -> list[Fix]:
         """`fc(z).view(-1, 64, 8, 8)`: the layer before must produce exactly the values the view unpacks."""
         producer = ctx.trace.upstream_layer(failure.producers[0] if failure.producers else None)
+        if target is None:
+            return [Fix("The sizes the view fixes must divide the values per sample; change the shape or the layer "
+                        "before it")]
         if producer is not None and producer.kind == "linear":
             return [Fix(f"Make `{ctx.recipes.display(producer.name)}` produce {target} values per sample",
                         ctx.recipes.replace_head(producer, target))]

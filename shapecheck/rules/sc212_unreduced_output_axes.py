@@ -35,11 +35,13 @@ class UnreducedOutputAxes(Rule):
                        f"({layer.type}) returns every step, but the labels {fmt(ctx.labels.shape)} have one per sample")
             fixes = [Fix("Keep only the last step for a many-to-one model", ctx.recipes.return_last_step(layer))]
         else:
-            message = (f"the output {fmt(out)} keeps the {'x'.join(map(str, out[1:-1]))} grid of the feature map "
+            grid = index_target_shape(ctx)[1:]
+            message = (f"the output {fmt(out)} keeps the {'x'.join(map(str, grid))} grid of the feature map "
                        f"from {ref(ctx, layer.name)} ({layer.type}), but the labels {fmt(ctx.labels.shape)} have one "
                        "value per sample")
             head = ctx.trace.head_layer() or layer
-            fixes = [Fix("Pool or flatten the map before the head", ctx.recipes.pool_before(head))]
+            fixes = [Fix("Pool the map after the conv head", ctx.recipes.pool_after(head)) if head.kind == "conv"
+                     else Fix("Pool or flatten the map before the head", ctx.recipes.pool_before(head))]
         yield self.finding(message, layer, fixes)
 
 

@@ -28,6 +28,7 @@ class BatchDependentReshape(Rule):
     name = "batch-dependent-reshape"
     category = "internal_layer"
     summary = "A reshape in forward folds the batch into features or hard-codes a batch size"
+    explains_failure = True
 
     def check(self, ctx):
         trace = ctx.trace

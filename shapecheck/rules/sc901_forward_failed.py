@@ -17,10 +17,11 @@ class ForwardFailed(Rule):
         if failure is None:
             return
         layer = ctx.trace.layer(failure.layer)
-        ran = sum(1 for item in ctx.trace.layers if item.calls and item.is_leaf)
+        ran = sum(1 for item in ctx.trace.layers if item.calls and item.is_leaf and item.name != failure.layer)
         shapes = ", ".join(fmt(t.shape) for t in failure.inputs) or "no tensors"
         where = f"{ref(ctx, layer.name)} ({layer.type})" if layer is not None and layer.name else f"`{ctx.trace.model_class}`"
         op = f" in `{failure.op}`" if failure.op else ""
         message = f"{where} failed{op} with inputs {shapes}: {failure.exception}: {failure.message}"
-        fixes = [Fix(f"{ran} layers ran before it; `shapecheck check --format json` lists their shapes")] if ran else []
+        layers = "1 layer" if ran == 1 else f"{ran} layers"
+        fixes = [Fix(f"{layers} ran before it; `shapecheck check --format json` lists their shapes")] if ran else []
         yield self.finding(message, layer if layer is not None and layer.name else None, fixes)
