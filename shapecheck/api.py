@@ -10,7 +10,7 @@ from shapecheck.engine import Result, check
 from shapecheck.errors import ShapecheckError
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, known_loss, resolve_loss
-from shapecheck.recipes import Recipes
+from shapecheck.recipes import Recipes, ReExport
 from shapecheck.shapes import TensorMeta, parse_spec
 
 DEFAULT_BATCH = 8   # the batch for a model that declares its input shape when neither --input nor labels say one
@@ -46,7 +46,8 @@ class Options:
 
 def recipes_for(framework: str, producer: str = "") -> Recipes:
     if framework == "onnx":   # an exported graph: fix it in the framework it came from, then re-export
-        framework = {"pytorch": "torch", "tf2onnx": "keras", "keras2onnx": "keras"}.get(producer, "torch")
+        source = {"pytorch": "torch", "tf2onnx": "keras", "keras2onnx": "keras"}.get(producer, "torch")
+        return ReExport(recipes_for(source))
     if framework == "torch":
         from shapecheck.recipes.torch import TorchRecipes
         return TorchRecipes()

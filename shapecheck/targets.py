@@ -18,7 +18,7 @@ from shapecheck.errors import ShapecheckError
 TORCH_FILES = (".pt2", ".pt", ".pth", ".ts", ".jit")
 KERAS_FILES = (".keras", ".h5", ".hdf5")
 ONNX_FILES = (".onnx",)
-FRAMEWORKS = ("keras", "torch")   # Keras first: on its torch backend a keras.Model is also an nn.Module
+FRAMEWORKS = ("keras", "torch", "onnx")   # Keras first: on its torch backend a keras.Model is also an nn.Module
 
 
 @dataclass
@@ -74,7 +74,7 @@ def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
         if adapter.owns(model):
             return LoadedTarget(target, model, adapter, sites)
     raise ShapecheckError(f"`{target}` returned a {type(model).__name__}, not a model shapecheck can trace "
-                          "(torch.nn.Module or keras.Model)", kind="load")
+                          "(torch.nn.Module, keras.Model or onnx.ModelProto)", kind="load")
 
 
 def _imported_frameworks() -> list[str]:
@@ -85,7 +85,9 @@ def _imported_frameworks() -> list[str]:
 def _recording_sites():
     """Record definition sites for every framework the user's module imported."""
     with contextlib.ExitStack() as stack:
-        maps = [stack.enter_context(_adapter(name).recording_definition_sites()) for name in _imported_frameworks()]
+        adapters = [_adapter(name) for name in _imported_frameworks()]
+        maps = [stack.enter_context(a.recording_definition_sites()) for a in adapters
+                if hasattr(a, "recording_definition_sites")]
         yield maps[0] if len(maps) == 1 else _Merged(*maps)
 
 

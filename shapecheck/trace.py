@@ -136,6 +136,7 @@ class Trace:
     model_source: Location | None = None
     declared_inputs: list[TensorMeta] | None = None   # the input shapes a model declares (Keras `Input`, ONNX)
     producer: str = ""                   # for ONNX graphs: the exporter (`pytorch`, `tf2onnx`)
+    input_names: list[str] = field(default_factory=list)
 
     @property
     def batch(self) -> int | None:

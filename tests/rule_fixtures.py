@@ -8,10 +8,11 @@ a `LABELS` spec or a `make_labels()` returning an array (its values enable the l
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FRAMEWORKS = ("torch", "keras")
+FRAMEWORKS = ("torch", "keras", "onnx")
 
 
 def fixture_paths() -> list[Path]:
@@ -31,7 +32,11 @@ def rule_code(path: Path) -> str:
 def load_module(path: Path):
     spec = importlib.util.spec_from_file_location(f"fixture_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(path.parent))   # fixtures may share helpers in their folder (onnx/rules/graphs.py)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(path.parent))
     return module
 
 

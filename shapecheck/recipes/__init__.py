@@ -105,6 +105,10 @@ class Recipes:
     def gray_to_rgb(self, channels: int) -> str:
         raise NotImplementedError
 
+    def repeat_channels(self, channels: int) -> str:
+        """A one-channel image batch repeated to `channels` channels, on the framework's channel axis."""
+        raise NotImplementedError
+
     def channels_first(self, rank: int) -> str:
         """Code that moves the input's last axis to axis 1."""
         raise NotImplementedError
@@ -140,8 +144,27 @@ class Recipes:
         """Pool a feature map to one vector per sample before `layer`."""
         raise NotImplementedError
 
+    def dynamic_batch_export(self, input_name: str) -> str:
+        """The export call that leaves the batch dimension free."""
+        raise NotImplementedError
+
     def flatten_per_sample(self) -> str:
         raise NotImplementedError
 
     def adaptive_pool(self, height: int, width: int) -> str:
         raise NotImplementedError
+
+
+class ReExport:
+    """Recipes for an exported ONNX graph: the fix goes into the source model, which is then exported again."""
+
+    _CHANGES_MODEL = ("replace_", "flatten_before", "recurrent_", "pool_", "return_last_step", "end_with")
+
+    def __init__(self, recipes: Recipes):
+        self._recipes = recipes
+
+    def __getattr__(self, name):
+        method = getattr(self._recipes, name)
+        if not name.startswith(self._CHANGES_MODEL):
+            return method
+        return lambda *args, **kwargs: f"{method(*args, **kwargs)}  # in the source model, then re-export"

@@ -94,6 +94,9 @@ class KerasRecipes(Recipes):
     def gray_to_rgb(self, channels: int) -> str:
         return f"x = np.repeat(x[..., None], {channels}, axis=-1)  # grayscale to {channels} channels"
 
+    def repeat_channels(self, channels: int) -> str:
+        return f"x = np.repeat(x, {channels}, axis=-1)"
+
     def channels_first(self, rank: int) -> str:
         order = ", ".join(["0", str(rank - 1)] + [str(i) for i in range(1, rank - 1)])
         return f"x = np.transpose(x, ({order}))  # channels first"
@@ -120,6 +123,9 @@ class KerasRecipes(Recipes):
 
     def swap_axes(self, first: int, second: int) -> str:
         return f"x = np.swapaxes(x, {first}, {second})"
+
+    def dynamic_batch_export(self, input_name: str) -> str:
+        return ('tf2onnx.convert.from_keras(model, input_signature=[tf.TensorSpec((None, *shape), tf.float32)])')
 
     def flatten_per_sample(self) -> str:
         return "layers.Flatten()"

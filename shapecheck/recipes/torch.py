@@ -30,7 +30,7 @@ class TorchRecipes(Recipes):
         if layer.kind == "conv":
             kernel = layer.config.get("kernel_size", (1,))
             kernel = kernel[0] if len(set(kernel)) == 1 else tuple(kernel)
-            return f"{path} = nn.{layer.type}({layer.config.get('in_channels')}, {outputs}, kernel_size={kernel})"
+            return f"{path} = nn.{_torch_class(layer)}({layer.config.get('in_channels')}, {outputs}, kernel_size={kernel})"
         return f"{path} = ...  # a layer with {outputs} outputs"
 
     def linear(self, in_features: int, out_features: int) -> str:
@@ -41,6 +41,7 @@ class TorchRecipes(Recipes):
 
     def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
         cfg = layer.config
+        kind = _torch_class(layer)
         args = [str(in_channels), str(cfg.get("out_channels")), f"kernel_size={_one(cfg.get('kernel_size'))}"]
         if _one(cfg.get("stride", 1)) != 1:
             args.append(f"stride={_one(cfg['stride'])}")
@@ -48,7 +49,7 @@ class TorchRecipes(Recipes):
             args.append(f"padding={_one(cfg['padding'])}")
         if "bias" not in layer.params:
             args.append("bias=False")
-        return f"{self.path(layer.name)} = nn.{layer.type}({', '.join(args)})"
+        return f"{self.path(layer.name)} = nn.{kind}({', '.join(args)})"
 
     def squeeze(self, axis: int) -> str:
         return self.labels(f".squeeze({axis})")
@@ -119,6 +120,9 @@ class TorchRecipes(Recipes):
     def gray_to_rgb(self, channels: int) -> str:
         return f"x = x.expand(-1, {channels}, -1, -1)"
 
+    def repeat_channels(self, channels: int) -> str:
+        return f"x = x.expand(-1, {channels}, -1, -1)"
+
     def channels_first(self, rank: int) -> str:
         order = ", ".join(["0", str(rank - 1)] + [str(i) for i in range(1, rank - 1)])
         return f"x = x.permute({order})"
@@ -164,6 +168,10 @@ class TorchRecipes(Recipes):
     def pool_before(self, layer: Layer) -> str:
         return f"x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # before {self.display(layer.name)}"
 
+    def dynamic_batch_export(self, input_name: str) -> str:
+        return (f'torch.onnx.export(model, (x,), "model.onnx", input_names=["{input_name}"], '
+                f'dynamic_axes={{"{input_name}": {{0: "batch"}}}})')
+
     def flatten_per_sample(self) -> str:
         return "x = x.view(x.size(0), -1)"
 
@@ -178,3 +186,10 @@ def _one(value):
         return value[0] if len(set(value)) == 1 else tuple(value)
     return value
 
+
+
+def _torch_class(layer: Layer) -> str:
+    """The nn class to write: the layer's own, or for an ONNX node (`Conv`, `Gemm`) the module it came from."""
+    if layer.type in ("Conv", "ConvTranspose"):
+        return f"{layer.type}{len(layer.config.get('kernel_size', (1, 1)))}d"
+    return "Linear" if layer.type in ("Gemm", "MatMul") else layer.type

@@ -50,6 +50,8 @@ class ReshapeSizeMismatch(Rule):
 
 def _failed_site(ctx, failure) -> str:
     layer = ctx.trace.layer(failure.layer)
+    if ctx.trace.framework == "onnx":
+        return f"the `{layer.type if layer else failure.op}` node of `{failure.layer}`"
     owner = ctx.recipes.display(layer.name) if layer is not None and layer.name else ctx.trace.model_class
     return f"`{failure.op}` in `{owner}.forward`"
 

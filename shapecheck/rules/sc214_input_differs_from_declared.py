@@ -28,6 +28,10 @@ def _fits(given: tuple, wanted: tuple) -> bool:
 
 
 def _fixes(ctx, given: tuple, wanted: tuple) -> list[Fix]:
+    differ = [i for i, (g, w) in enumerate(zip(given, wanted)) if w not in (-1, g)] if len(given) == len(wanted) else []
+    if len(differ) == 1 and given[differ[0]] == 1 and wanted[differ[0]] in (3, 4):
+        return [Fix(f"Grayscale images: repeat the channel {wanted[differ[0]]} times",
+                    ctx.recipes.repeat_channels(wanted[differ[0]]))]
     if given[1:] + (1,) == wanted[1:]:
         return [Fix("Add the channel axis the model expects", "x = x[..., None]")]
     if len(given) + 1 == len(wanted) and given[1:] == wanted[1:-1] and wanted[-1] > 1:

@@ -88,8 +88,7 @@ def trace(model, specs: list[TensorMeta], target: str, sites=None) -> Trace:
     primary.declared_inputs = [TensorMeta(_dims(v) or (), _DTYPES.get(v.type.tensor_type.elem_type, "float32"))
                                for v in _graph_inputs(model)]
     primary.producer = model.producer_name
-    if any(_dims(v) and _dims(v)[0] > 0 for v in _graph_inputs(model)):
-        primary.notes.append("the graph's batch dimension is fixed at export")
+    primary.input_names = [v.name for v in _graph_inputs(model)]
     return primary
 
 
@@ -123,6 +122,8 @@ class _Graph:
         return TensorMeta(dims, _DTYPES.get(tensor_type.tensor_type.elem_type, "float32"))
 
     def infer(self, node):
+        if node.op_type == "Conv":
+            self._check_conv_channels(node)
         schema = defs.get_schema(node.op_type, self.opset, node.domain)
         inputs = {name: self.types[name] for name in node.input if name in self.types}
         data = {name: numpy_helper.from_array(self.values[name], name) for name in node.input if name in self.values}
@@ -130,6 +131,14 @@ class _Graph:
         self.types.update(outputs)
         if node.op_type in _VALUE_OPS and all(not name or name in self.values for name in node.input):
             self._evaluate(node)
+
+    def _check_conv_channels(self, node):
+        """ONNX's Conv inference takes the output channels from the weight and never compares the input's."""
+        x, weight = self.meta(node.input[0]), self.meta(node.input[1])
+        groups = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "group"), 1)
+        if x is not None and weight is not None and len(x.shape) >= 3 and x.shape[1] != weight.shape[1] * groups:
+            raise ValueError(f"Conv: the input has {x.shape[1]} channels, the weight {list(weight.shape)} takes "
+                             f"{weight.shape[1] * groups}")
 
     def _evaluate(self, node):
         from onnx.reference import ReferenceEvaluator
@@ -169,6 +178,9 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
             break
         layer.calls += 1
         layer.outputs = [m for m in (graph.meta(n) for n in node.output) if m is not None]
+        if not trace.notes and any(m is None or -1 in m.shape for m in (graph.meta(n) for n in node.output if n)):
+            trace.notes.append(f"shape inference could not resolve the output of `{node.name or name}` "
+                               f"({node.op_type}): it depends on values only known at run time")
         op = Op(len(trace.ops), _OP_NAMES.get(node.op_type, node.op_type.lower()), name, layer.inputs,
                 layer.outputs, layer.input_producers, _op_args(node))
         trace.ops.append(op)
@@ -197,8 +209,10 @@ def layer_name(node, index: int) -> str:
 
 
 def _layer(name: str, node, graph: _Graph) -> Layer:
-    params = {n: graph.meta(n) for n in node.input if n in graph.initializers}
-    params = {("weight" if i == 0 else f"param{i}"): m for i, m in enumerate(params.values()) if m is not None}
+    # float initializers are weights; integer ones are shapes, axes and indices
+    weights = [graph.meta(n) for n in node.input if n in graph.initializers]
+    weights = [m for m in weights if m is not None and m.dtype.startswith(("float", "bfloat"))]
+    params = dict(zip(("weight", "bias", "param2", "param3"), weights))
     kind = _KINDS.get(node.op_type, "other")
     weight = params.get("weight")
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}

@@ -1,0 +1,28 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.shapes import fmt
+
+
+class FrozenBatchDimension(Rule):
+    code = "SC216"
+    name = "frozen-batch-dimension"
+    category = "input_shape"
+    summary = "An exported graph fixes its batch size, and the data comes in other batch sizes"
+    explains_failure = True
+
+    def check(self, ctx):
+        declared = ctx.trace.declared_inputs or []
+        for index, (given, wanted) in enumerate(zip(ctx.trace.inputs, declared)):
+            if not wanted.shape or wanted.shape[0] in (-1, given.shape[0]):
+                continue
+            fixed = wanted.shape[0]
+            message = (f"input {index} of the graph has its batch fixed to {fixed} ({fmt(wanted.shape)}), but the data "
+                       f"comes in batches of {given.shape[0]}: the runtime rejects every other batch size")
+            fixes = [Fix("Re-export with a dynamic batch axis; the `dynamic_axes` key must be the input's name",
+                         ctx.recipes.dynamic_batch_export(_name(ctx, index)))]
+            yield self.finding(message, None, fixes)
+
+
+def _name(ctx, index: int) -> str:
+    names = ctx.trace.input_names
+    return names[index] if index < len(names) else "input"
