@@ -125,6 +125,41 @@ def _run_case(path: Path) -> CaseRun:
                    fix_in_loss_code=hasattr(case, "fixed_make_loss") and not hasattr(case, "FIXED_LOSS"))
 
 
+def case_kind(path: Path) -> str:
+    for line in path.read_text().splitlines():
+        if '"kind"' in line:
+            return line.split(":", 1)[1].strip().strip(",").strip("\"'")
+    return ""
+
+
+def run_exported(path: Path) -> CaseRun | None:
+    """Export a PyTorch case's buggy model to ONNX (batch dynamic) and check the file like the original."""
+    import numpy as np
+    import torch
+
+    from shapecheck import api
+
+    case = _load(path)
+    shape = case.INPUT_SHAPE
+    if isinstance(shape[0], tuple) or getattr(case, "INPUT_DTYPE", "float32") != "float32":
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        try:
+            model = case.build_model().eval()
+            torch.onnx.export(model, (torch.randn(*shape),), str(onnx_path), input_names=["input"],
+                              output_names=["output"], dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+                              dynamo=False)
+        except Exception:
+            return None
+        labels = case.make_labels(shape[0])
+        labels_path = Path(tmp) / "labels.npy"
+        np.save(labels_path, labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels))
+        options = api.Options.parse([",".join(map(str, shape))], case.LOSS, labels_file=str(labels_path))
+        [result] = api.check_all([str(onnx_path)], options)
+    return CaseRun(path.stem, case.EXPECTED["kind"], result.findings, [], result.error and result.error["message"])
+
+
 def main(framework: str = "pytorch", pattern: str = "*") -> int:
     runs = [run_case(path) for path in case_files(framework, pattern)]
     for run in runs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from corpus import CORPUS, case_files, run_case
+from corpus import CORPUS, case_files, case_kind, run_case, run_exported
 
 CASES = case_files("pytorch") + case_files("keras") + case_files("onnx")
 pytestmark = pytest.mark.skipif(not CASES, reason=f"no corpus cases in {CORPUS} (set SHAPECHECK_CORPUS)")
@@ -40,3 +40,16 @@ def test_fixed_case_is_clean(run):
         pytest.skip("the fix rewrites the loss call (fixed_make_loss), which no CLI option expresses")
     assert run.fixed_error is None, run.fixed_error
     assert run.fixed_clean, _describe([f for f in run.fixed if f.severity == "error"])
+
+
+EXPORTABLE = [case for case in case_files("pytorch") if case_kind(case) in ("output_vs_loss", "activation_vs_loss")]
+
+
+@pytest.mark.parametrize("path", EXPORTABLE, ids=lambda p: p.stem)
+def test_exported_case_is_diagnosed_like_its_pytorch_original(path, runs):
+    """The PyTorch case exported to ONNX gets the same family of error as the module itself."""
+    exported = run_exported(path)
+    if exported is None:
+        pytest.skip("torch.onnx.export cannot export this model")
+    original = runs.get(path) or run_case(path)
+    assert exported.diagnosed == original.diagnosed, [f.rule for f in exported.buggy]

@@ -115,3 +115,10 @@ def test_checking_onnx_imports_neither_torch_nor_tensorflow(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("name, code", [("binary_head_10.onnx", 1), ("binary_head_1.onnx", 0), ("batch_frozen.onnx", 1)])
+def test_models_exported_from_pytorch(name, code, request):
+    path = request.config.rootpath / "fixtures" / "onnx" / name
+    result = run("check", str(path), "--input", "4,3,16,16", "--loss", "BCEWithLogitsLoss", "--labels", "4,1:float32")
+    assert result.exit_code == code, result.output
