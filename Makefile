@@ -23,6 +23,7 @@ test: $(STAMP)
 corpus: $(STAMP)
 	$(BIN)/python tests/corpus.py pytorch
 	$(BIN)/python tests/corpus.py keras
+	$(BIN)/python tests/corpus.py onnx
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
