@@ -46,7 +46,10 @@ class Options:
 
 def recipes_for(framework: str, producer: str = "") -> Recipes:
     if framework == "onnx":   # an exported graph: fix it in the framework it came from, then re-export
-        source = {"pytorch": "torch", "tf2onnx": "keras", "keras2onnx": "keras"}.get(producer, "torch")
+        source = {"pytorch": "torch", "tf2onnx": "keras", "keras2onnx": "keras"}.get(producer)
+        if source is None:
+            from shapecheck.recipes.onnx import OnnxRecipes
+            return OnnxRecipes()
         return ReExport(recipes_for(source))
     if framework == "torch":
         from shapecheck.recipes.torch import TorchRecipes

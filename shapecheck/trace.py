@@ -114,7 +114,6 @@ class ProbeResult:
     """A batch-mixing probe: changing sample 0 changed sample 1's output; `layer` is the first layer that mixed."""
 
     layer: str | None
-    input_axis_note: str = ""
 
 
 @dataclass
@@ -133,7 +132,6 @@ class Trace:
     alternate: Trace | None = None
     probe: ProbeResult | None = None
     model_class: str = ""
-    model_source: Location | None = None
     declared_inputs: list[TensorMeta] | None = None   # the input shapes a model declares (Keras `Input`, ONNX)
     producer: str = ""                   # for ONNX graphs: the exporter (`pytorch`, `tf2onnx`)
     input_names: list[str] = field(default_factory=list)

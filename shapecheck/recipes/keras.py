@@ -5,8 +5,6 @@ from __future__ import annotations
 from shapecheck.recipes import Recipes
 from shapecheck.trace import Layer
 
-_KERAS_DTYPES = {"float32": "float32", "int64": "int64"}
-
 
 class KerasRecipes(Recipes):
     framework = "keras"
@@ -37,7 +35,7 @@ class KerasRecipes(Recipes):
         return f"labels = np.expand_dims(labels, axis={axis})"
 
     def to_dtype(self, dtype: str) -> str:
-        return f'labels = labels.astype("{_KERAS_DTYPES.get(dtype, dtype)}")'
+        return f'labels = labels.astype("{dtype}")'
 
     def argmax(self, axis: int) -> str:
         return f"labels = np.argmax(labels, axis={axis})"

@@ -163,7 +163,9 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
     layers: dict[str, Layer] = {}
     for index, node in enumerate(model.graph.node):
         name = layer_name(node, index)
-        layer = layers.setdefault(name, _layer(name, node, graph))
+        if name in layers:   # a module exported as several nodes (SiLU: Sigmoid, Mul): one layer per node
+            name = f"{name}#{node.op_type}{index}"
+        layer = layers[name] = _layer(name, node, graph)
         activations = [n for n in node.input if n and n not in graph.initializers]
         layer.inputs = layer.inputs or [m for m in (graph.meta(n) for n in activations) if m is not None]
         layer.input_producers = layer.input_producers or [graph.producer.get(n) for n in activations]
