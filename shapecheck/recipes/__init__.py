@@ -21,7 +21,8 @@ class Recipes:
         """How messages name a layer: its dotted name, unless that would read as a bare number."""
         return layer_name
 
-    def replace_head(self, layer: Layer, outputs: int) -> str:
+    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
+        """A layer like `layer` with `outputs` outputs, followed by `activation` where the framework puts it there."""
         raise NotImplementedError
 
     def linear(self, in_features: int, out_features: int) -> str:

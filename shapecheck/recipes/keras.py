@@ -12,11 +12,11 @@ class KerasRecipes(Recipes):
     def path(self, layer_name: str) -> str:
         return f'model.get_layer("{layer_name.rpartition(".")[2]}")' if layer_name else self.model_var
 
-    def replace_head(self, layer: Layer, outputs: int) -> str:
-        activation = "sigmoid" if outputs == 1 else "softmax"
+    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
+        act = f'activation="{activation}", ' if activation else ""
         if layer.kind == "conv":
-            return f'layers.{layer.type}({outputs}, 1, activation="{activation}", name="{layer.name}")'
-        return f'layers.Dense({outputs}, activation="{activation}", name="{layer.name}")'
+            return f'layers.{layer.type}({outputs}, 1, {act}name="{layer.name}")'
+        return f'layers.Dense({outputs}, {act}name="{layer.name}")'
 
     def linear(self, in_features: int, out_features: int) -> str:
         return f"layers.Dense({out_features})  # receives {in_features} features"

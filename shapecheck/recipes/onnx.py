@@ -12,7 +12,7 @@ class OnnxRecipes(Recipes):
     def path(self, layer_name: str) -> str:
         return f"node '{layer_name}'" if layer_name else "the graph"
 
-    def replace_head(self, layer: Layer, outputs: int) -> str:
+    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
         return f"re-export with the {layer.type} at {self.path(layer.name)} producing {outputs} outputs"
 
     def linear(self, in_features: int, out_features: int) -> str:

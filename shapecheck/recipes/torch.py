@@ -20,7 +20,7 @@ class TorchRecipes(Recipes):
         # the children of a top-level nn.Sequential are called `0`, `1`, ...: show them as `model[4]`
         return self.path(layer_name) if layer_name.split(".")[0].isdigit() else layer_name
 
-    def replace_head(self, layer: Layer, outputs: int) -> str:
+    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
         path = self.path(layer.name)
         if layer.kind == "linear":
             in_features = layer.config.get("in_features")

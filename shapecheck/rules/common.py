@@ -15,6 +15,14 @@ def ref(ctx: Context, layer_name: str) -> str:
     return f"`{ctx.recipes.display(layer_name)}`"
 
 
+def head_activation(ctx: Context, outputs: int) -> str | None:
+    """The activation a new head needs for this loss: none for logits or regression, else sigmoid or softmax."""
+    loss = ctx.loss
+    if loss is None or loss.family == "regression" or loss.input_space != "probabilities":
+        return None
+    return "sigmoid" if outputs == 1 or loss.family == "binary" else "softmax"
+
+
 def output_phrase(ctx: Context) -> str:
     """"`BCEWithLogitsLoss` input from `fc` has shape [16, 1000]"."""
     head = ctx.trace.head_layer()

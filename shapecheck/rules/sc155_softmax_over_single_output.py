@@ -21,7 +21,7 @@ class SoftmaxOverSingleOutput(Rule):
         where, layer = op_site(ctx, op)
         message = (f"{where} normalises over an axis of size 1 in {fmt(shape)}: every output is exactly 1.0, so "
                    "nothing is learnt")
-        sigmoid = ctx.recipes.replace_head(layer, 1) if layer is not None and layer.kind == "linear" \
+        sigmoid = ctx.recipes.replace_head(layer, 1, "sigmoid") if layer is not None and layer.kind == "linear" \
             else ctx.recipes.end_with("sigmoid")
         fixes = [Fix("For one output per sample use a sigmoid", sigmoid),
                  Fix("Or give the head one output per class and keep the softmax")]

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import ref
+from shapecheck.rules.common import head_activation, ref
 from shapecheck.shapes import fmt
 
 _ATTRIBUTES = {"linear": ("out_features", "in_features"), "conv": ("out_channels", "in_channels")}
@@ -29,5 +29,5 @@ class StaleLayerAttributes(Rule):
             if layer is head and ctx.output is not None:
                 message += f"; the model outputs {fmt(ctx.output.shape)}"
             yield self.finding(message, layer, [Fix("Replace the layer instead of editing it",
-                                                    ctx.recipes.replace_head(layer, claimed[0]))],
+                                                    ctx.recipes.replace_head(layer, claimed[0], head_activation(ctx, claimed[0])))],
                                severity="error" if layer is head else None)
