@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 
 from shapecheck import labels as labels_mod
 from shapecheck import targets
+from shapecheck.config import Config, TargetConfig
 from shapecheck.engine import Result, check
 from shapecheck.errors import ShapecheckError
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, known_loss, resolve_loss
 from shapecheck.recipes import Recipes, ReExport
 from shapecheck.shapes import TensorMeta, parse_spec
+from shapecheck.suppress import is_suppressed
 
 DEFAULT_BATCH = 8   # the batch for a model that declares its input shape when neither --input nor labels say one
 
@@ -28,6 +30,7 @@ class Options:
     select: set[str] | None = None
     ignore: set[str] = field(default_factory=set)
     trust: bool = False
+    severity: dict[str, str] = field(default_factory=dict)   # per-rule severity overrides from the config
 
     @classmethod
     def parse(cls, inputs=(), loss=None, labels=None, labels_file=None, from_logits=None, select=None,
@@ -75,8 +78,49 @@ def check_target(target: str, options: Options) -> Result:
         result.error = {"kind": exc.kind, "message": str(exc)}
         return result
     recipes = recipes_for(result.trace.framework, result.trace.producer)
-    result.findings = check(result.trace, result.loss, result.labels, recipes, options.select, options.ignore)
+    findings = check(result.trace, result.loss, result.labels, recipes, options.select, options.ignore)
+    for finding in findings:
+        finding.severity = options.severity.get(finding.rule, finding.severity)
+    result.findings = [f for f in findings if not is_suppressed(f)]
     return result
+
+
+def plan(target_args: list[str], cli: dict, config: Config) -> list[tuple[str, Options]]:
+    """Which targets to check, each with its options: the CLI's flags override the target's configuration.
+
+    A `.py` file without `:factory` stands for the configured targets defined in it (pre-commit passes changed
+    files); one with none is skipped. No arguments at all means every configured target.
+    """
+    chosen: list[tuple[str, TargetConfig | None]] = []
+    if not target_args:
+        if not config.targets:
+            raise ShapecheckError("no targets: give TARGET arguments or configure [[tool.shapecheck.targets]] in "
+                                  "pyproject.toml")
+        chosen = [(t.target, t) for t in config.targets]
+    for arg in target_args:
+        configured = [t for t in config.targets if t.target == arg] or config.targets_in(arg)
+        if configured:
+            chosen += [(t.target, t) for t in configured]
+        elif not (arg.endswith(".py") and ":" not in arg):
+            chosen.append((arg, None))
+    return [(name, _options(cli, entry, config)) for name, entry in chosen]
+
+
+def _options(cli: dict, entry: TargetConfig | None, config: Config) -> Options:
+    entry = entry or TargetConfig("")
+    use_cli_labels = bool(cli.get("labels") or cli.get("labels_file"))
+    options = Options.parse(
+        inputs=cli.get("inputs") or entry.inputs,
+        loss=cli.get("loss") or entry.loss,
+        labels=cli.get("labels") if use_cli_labels else entry.labels,
+        labels_file=cli.get("labels_file") if use_cli_labels else entry.labels_file,
+        from_logits=cli.get("from_logits") if cli.get("from_logits") is not None else entry.from_logits,
+        select=cli.get("select") or config.select,
+        ignore=cli.get("ignore") or config.ignore,
+        trust=bool(cli.get("trust")),
+    )
+    options.severity = dict(config.severity)
+    return options
 
 
 def check_all(target_names: list[str], options: Options) -> list[Result]:

@@ -23,13 +23,14 @@ def main():
 
 
 @main.command("check")
-@click.argument("targets", nargs=-1, required=True)
+@click.argument("targets", nargs=-1)
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]",
               help="Dummy batch shape, e.g. 16,3,224,224 or 8,128:int64; repeat for several inputs.")
 @click.option("--loss", metavar="NAME", help="The training loss: BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, ...")
 @click.option("--labels", "labels_spec", metavar="SHAPE[:DTYPE]", help="Label tensor shape, e.g. 16 or 16,1:float32.")
 @click.option("--labels-file", type=click.Path(dir_okay=False), help="Real labels (.npy, .npz, .pt): enables value rules.")
-@click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "sarif", "github"]), default="text",
+              show_default=True)
 @click.option("--from-logits/--no-from-logits", "from_logits", default=None,
               help="Keras losses: override the `from_logits` of the loss (default: the compile config's, else off).")
 @click.option("--trust", is_flag=True, help="Load .keras files whose Lambda layers hold Python code.")
@@ -39,24 +40,43 @@ def check_command(targets, inputs, loss, labels_spec, labels_file, output_format
     """Trace TARGETS and check them against the loss and labels.
 
     TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
-    or a Keras .keras/.h5 file (its compiled loss is used unless --loss is given).
+    a Keras .keras/.h5 file (its compiled loss is used unless --loss is given) or an ONNX .onnx graph. Without
+    TARGET, the targets configured in pyproject.toml ([[tool.shapecheck.targets]]) are checked; a .py file
+    stands for the configured targets defined in it. Command-line options override the configuration.
     Exit status: 0 no errors, 1 findings of severity error, 2 usage error or a target that could not be loaded.
     """
-    from shapecheck import api, render
+    from shapecheck import api, config, render
 
-    options = _guard(lambda: api.Options.parse(inputs, loss, labels_spec, labels_file, from_logits, select, ignore,
-                                               trust))
-    results = _guard(lambda: api.check_all(list(targets), options))
-    if output_format == "json":
-        click.echo(render.to_json(results))
-    else:
-        click.echo(render.to_text(results, color=_use_color()))
+    cli = {"inputs": list(inputs), "loss": loss, "labels": labels_spec, "labels_file": labels_file,
+           "from_logits": from_logits, "select": list(select), "ignore": list(ignore), "trust": trust}
+    planned = _guard(lambda: api.plan(list(targets), cli, config.load()))
+    results = _guard(lambda: [api.check_target(name, options) for name, options in planned])
+    renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
+                 "text": lambda r: render.to_text(r, color=_use_color())}
+    click.echo(renderers[output_format](results))
     for result in results:
         if result.error:
             click.echo(f"shapecheck: {result.target}: {result.error['message']}", err=True)
     if any(r.error for r in results):
         sys.exit(EXIT_USAGE)
     sys.exit(EXIT_FINDINGS if any(r.has_errors for r in results) else EXIT_CLEAN)
+
+
+@main.command("trace")
+@click.argument("target")
+@click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]", help="Dummy batch shape (repeatable).")
+@click.option("--trust", is_flag=True, help="Load .keras files whose Lambda layers hold Python code.")
+def trace_command(target, inputs, trust):
+    """Print TARGET's per-layer shape table, the layer where the forward pass failed marked."""
+    from shapecheck import api, config, render
+
+    cli = {"inputs": list(inputs), "trust": trust}
+    [(name, options)] = _guard(lambda: api.plan([target], cli, config.load()))
+    result = _guard(lambda: api.check_target(name, options))
+    if result.error:
+        click.echo(f"shapecheck: error: {result.error['message']}", err=True)
+        sys.exit(EXIT_USAGE)
+    click.echo(render.trace_table(result.trace))
 
 
 @main.command("rules")

@@ -105,3 +105,81 @@ class _Painter:
 
     def cyan(self, text):
         return self._wrap("1;36", text)
+
+
+def to_github(results: list[Result]) -> str:
+    """GitHub Actions workflow commands: one annotation per finding, on the layer's definition line."""
+    lines = []
+    for result in results:
+        if result.error:
+            lines.append(f"::error title=shapecheck::{_escape(result.target + ': ' + result.error['message'])}")
+        for finding in result.findings:
+            level = {"error": "error", "warning": "warning"}.get(finding.severity, "notice")
+            place = f"file={finding.location.path},line={finding.location.line}," if finding.location else ""
+            title = f"{finding.rule} {finding.name}"
+            lines.append(f"::{level} {place}title={_escape(title, True)}::{_escape(finding.message)}")
+    return "\n".join(lines)
+
+
+def _escape(text: str, property_value: bool = False) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if property_value else text
+
+
+def to_sarif(results: list[Result]) -> str:
+    """SARIF 2.1.0: one run, the rule catalogue in tool.driver.rules, results with 1-based physical locations."""
+    from shapecheck.docs import doc_path
+    from shapecheck.rules import load_rules
+
+    catalogue = load_rules()
+    codes = list(catalogue)
+    rules = []
+    for code, rule in catalogue.items():
+        path = doc_path(code)
+        doc = path.read_text(encoding="utf-8") if path else rule.summary
+        rules.append({"id": code, "name": rule.name, "shortDescription": {"text": rule.summary},
+                      "fullDescription": {"text": rule.summary}, "help": {"text": doc, "markdown": doc},
+                      "defaultConfiguration": {"level": _sarif_level(rule.severity)},
+                      "properties": {"category": rule.category}})
+    sarif_results = []
+    for result in results:
+        for finding in result.findings:
+            entry = {"ruleId": finding.rule, "ruleIndex": codes.index(finding.rule),
+                     "level": _sarif_level(finding.severity),
+                     "message": {"text": "\n".join([finding.message] + [f"help: {fix}" for fix in finding.fixes])},
+                     "properties": {"target": result.target, "layer": finding.layer, "category": finding.category}}
+            if finding.location:
+                entry["locations"] = [{"physicalLocation": {
+                    "artifactLocation": {"uri": finding.location.path.replace("\\", "/")},
+                    "region": {"startLine": max(finding.location.line, 1)}}}]
+            sarif_results.append(entry)
+    log = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
+           "runs": [{"tool": {"driver": {"name": "shapecheck", "version": __version__,
+                                         "informationUri": "https://pypi.org/project/shapecheck-dl/",
+                                         "rules": rules}},
+                     "results": sarif_results}]}
+    return json.dumps(log, indent=2)
+
+
+def _sarif_level(severity: str) -> str:
+    return {"error": "error", "warning": "warning"}.get(severity, "note")
+
+
+def trace_table(trace) -> str:
+    """The per-layer shape table (like torchinfo), the failing layer marked."""
+    rows = [("layer", "type", "input", "output", "defined at")]
+    failed = trace.failure.layer if trace.failure else None
+    for layer in trace.layers:
+        if not layer.name or not (layer.calls or layer.name == failed):
+            continue
+        inputs = " ".join(fmt(t.shape) for t in layer.inputs) or "-"
+        output = "FAILED HERE" if layer.name == failed else (fmt(layer.output.shape) if layer.output else "-")
+        rows.append((layer.name, layer.type, inputs, output, str(layer.source or "")))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    if trace.failure:
+        lines.append(f"\nforward pass failed in `{failed}`: {trace.failure.exception}: {trace.failure.message}")
+    elif trace.output:
+        lines.append(f"\noutput {fmt(trace.output.shape)} ({trace.mode} trace)")
+    return "\n".join(line.rstrip() for line in lines)

@@ -1,0 +1,134 @@
+"""`[tool.shapecheck]` in pyproject.toml: rule selection, severities, and the project's targets.
+
+    [tool.shapecheck]
+    select = ["SC1", "SC2"]
+    ignore = ["SC207"]
+    severity = { SC208 = "warning" }
+
+    [[tool.shapecheck.targets]]
+    target = "src/models/classifier.py:build_classifier"
+    input = [16, 3, 224, 224]
+    loss = "BCEWithLogitsLoss"
+    labels = "16,1:float32"
+
+Unknown keys and bad values are errors that name the key and its line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shapecheck.errors import ShapecheckError
+from shapecheck.findings import SEVERITIES
+
+TOP_KEYS = {"select", "ignore", "severity", "targets"}
+TARGET_KEYS = {"target", "input", "loss", "labels", "labels-file", "from-logits"}
+
+
+@dataclass
+class TargetConfig:
+    target: str
+    inputs: list[str] = field(default_factory=list)
+    loss: str | None = None
+    labels: str | None = None
+    labels_file: str | None = None
+    from_logits: bool | None = None
+
+
+@dataclass
+class Config:
+    path: Path | None = None
+    select: list[str] | None = None
+    ignore: list[str] = field(default_factory=list)
+    severity: dict[str, str] = field(default_factory=dict)
+    targets: list[TargetConfig] = field(default_factory=list)
+
+    def targets_in(self, path: str) -> list[TargetConfig]:
+        """The configured targets defined in a file (`src/model.py` for `src/model.py:build`) or equal to it."""
+        wanted = Path(path).resolve()
+        return [t for t in self.targets if Path(t.target.rpartition(":")[0] or t.target).resolve() == wanted]
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    folder = (start or Path.cwd()).resolve()
+    for candidate in (folder, *folder.parents):
+        if (candidate / "pyproject.toml").is_file():
+            return candidate / "pyproject.toml"
+    return None
+
+
+def load(path: Path | None = None) -> Config:
+    path = path or find_pyproject()
+    if path is None:
+        return Config()
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ShapecheckError(f"{path}: invalid TOML: {exc}") from exc
+    section = data.get("tool", {}).get("shapecheck")
+    if section is None:
+        return Config(path=path)
+    return _parse(section, path, text)
+
+
+def _parse(section: dict, path: Path, text: str) -> Config:
+    def fail(key: str, problem: str):
+        raise ShapecheckError(f"{path}:{_line_of(text, key)}: `{key}` {problem}")
+
+    for key in section:
+        if key not in TOP_KEYS:
+            fail(key, f"is not a shapecheck setting (known: {', '.join(sorted(TOP_KEYS))})")
+    config = Config(path=path)
+    for key in ("select", "ignore"):
+        if key in section:
+            value = section[key]
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith("SC") for v in value):
+                fail(key, "must be a list of rule codes or prefixes, e.g. [\"SC1\", \"SC207\"]")
+            setattr(config, key, value)
+    severity = section.get("severity", {})
+    if not isinstance(severity, dict) or not all(v in SEVERITIES for v in severity.values()):
+        fail("severity", f"must map rule codes to one of {', '.join(SEVERITIES)}")
+    config.severity = dict(severity)
+    targets = section.get("targets", [])
+    if not isinstance(targets, list):
+        fail("targets", "must be an array of tables ([[tool.shapecheck.targets]])")
+    config.targets = [_target(entry, fail) for entry in targets]
+    return config
+
+
+def _target(entry, fail) -> TargetConfig:
+    if not isinstance(entry, dict):
+        fail("targets", "entries must be tables")
+    for key in entry:
+        if key not in TARGET_KEYS:
+            fail(key, f"is not a target setting (known: {', '.join(sorted(TARGET_KEYS))})")
+    if not isinstance(entry.get("target"), str):
+        fail("target", "is required in every [[tool.shapecheck.targets]] and must be a string")
+    inputs = entry.get("input", [])
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    elif inputs and all(isinstance(d, int) for d in inputs):
+        inputs = [",".join(map(str, inputs))]
+    elif all(isinstance(i, (list, str)) for i in inputs):
+        inputs = [i if isinstance(i, str) else ",".join(map(str, i)) for i in inputs]
+    else:
+        fail("input", "must be a shape ([16, 3, 224, 224] or \"16,3,224,224\") or a list of shapes")
+    for key in ("loss", "labels", "labels-file"):
+        if key in entry and not isinstance(entry[key], str):
+            fail(key, "must be a string")
+    if "from-logits" in entry and not isinstance(entry["from-logits"], bool):
+        fail("from-logits", "must be true or false")
+    return TargetConfig(entry["target"], inputs, entry.get("loss"), entry.get("labels"), entry.get("labels-file"),
+                        entry.get("from-logits"))
+
+
+def _line_of(text: str, key: str) -> int:
+    match = re.search(rf"^\s*\"?{re.escape(key)}\"?\s*=", text, flags=re.MULTILINE)
+    return text.count("\n", 0, match.start()) + 1 if match else 1
