@@ -64,16 +64,24 @@ def recipes_for(framework: str, producer: str = "") -> Recipes:
 
 
 def check_target(target: str, options: Options) -> Result:
-    result = Result(target=target)
     try:
         loaded = targets.load(target, options.trust)
+    except ShapecheckError as exc:
+        return Result(target=target, error={"kind": exc.kind, "message": str(exc)})
+    return check_loaded(loaded, options)
+
+
+def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
+    """Trace a loaded model and run the rules on it."""
+    result = Result(target=loaded.target)
+    try:
         result.loss = _loss(loaded, options)
         result.labels = options.labels_file or _spec_labels(options.labels_spec, result.loss)
         if loaded.failed_trace is not None:
             result.trace = loaded.failed_trace
         else:
             inputs = options.inputs or _declared_inputs(loaded, result.labels)
-            result.trace = loaded.adapter.trace(loaded.model, inputs, target, loaded.sites)
+            result.trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
     except ShapecheckError as exc:
         result.error = {"kind": exc.kind, "message": str(exc)}
         return result

@@ -52,7 +52,7 @@ def check_command(targets, inputs, loss, labels_spec, labels_file, output_format
     planned = _guard(lambda: api.plan(list(targets), cli, config.load()))
     results = _guard(lambda: [api.check_target(name, options) for name, options in planned])
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
-                 "text": lambda r: render.to_text(r, color=_use_color())}
+                 "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
     click.echo(renderers[output_format](results))
     for result in results:
         if result.error:

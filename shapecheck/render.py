@@ -35,13 +35,14 @@ def _result_json(result: Result) -> dict:
     }
 
 
-def to_text(results: list[Result], color: bool = False) -> str:
+def to_text(results: list[Result], color: bool = False, errors_on_stderr: bool = False) -> str:
     paint = _Painter(color)
     lines: list[str] = []
     for result in results:
         lines.append(paint.bold(result.target) + _summary(result))
         if result.error:
-            lines.append(f"  not checked: {result.error['kind']} error (on stderr)")
+            message = "see the error on stderr" if errors_on_stderr else result.error["message"]
+            lines.append(f"  {paint.red('error')}: {message}")
         for finding in result.findings:
             severity = paint.red(finding.severity) if finding.severity == "error" else paint.yellow(finding.severity)
             lines.append(f"  {severity}[{paint.bold(finding.rule)}] {finding.message}")

@@ -69,11 +69,19 @@ def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
             failed.target = target
             return LoadedTarget(target, None, _adapter("keras"), failed_trace=failed)
         raise ShapecheckError(f"`{target}` raised while building the model: {_describe(exc)}", kind="load") from exc
+    try:
+        return LoadedTarget(target, model, adapter_for(model), sites)
+    except ShapecheckError as exc:
+        raise ShapecheckError(f"`{target}` returned {exc}", kind="load") from exc
+
+
+def adapter_for(model):
+    """The adapter of the framework the model object belongs to (only frameworks already imported are asked)."""
     for name in _imported_frameworks():
         adapter = _adapter(name)
         if adapter.owns(model):
-            return LoadedTarget(target, model, adapter, sites)
-    raise ShapecheckError(f"`{target}` returned a {type(model).__name__}, not a model shapecheck can trace "
+            return adapter
+    raise ShapecheckError(f"a {type(model).__name__}, not a model shapecheck can trace "
                           "(torch.nn.Module, keras.Model or onnx.ModelProto)", kind="load")
 
 

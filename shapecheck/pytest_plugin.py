@@ -1,0 +1,110 @@
+"""pytest plugin: a `shapecheck` fixture for tests users write, and `pytest --shapecheck` to collect every target
+configured in pyproject.toml as a test item (like pytest-mypy). Failures print the findings, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from shapecheck import api, render
+from shapecheck import config as config_mod
+from shapecheck.errors import ShapecheckError
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "shapecheck: a model target checked by shapecheck (pytest --shapecheck)")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("shapecheck", "shape-mismatch checks of deep-learning models")
+    group.addoption("--shapecheck", action="store_true", help="check the targets in [tool.shapecheck] as test items")
+
+
+class ShapecheckFailure(Exception):
+    """The rendered findings of a failed check."""
+
+
+class Checker:
+    """`shapecheck(model, input=(16, 3, 224, 224), loss=nn.BCEWithLogitsLoss(), labels=torch.zeros(16, 1))`."""
+
+    def __call__(self, model, input=None, loss=None, labels=None, from_logits=None, select=None, ignore=()):
+        result = check_object(model, input, loss, labels, from_logits, select, ignore)
+        if result.error or result.has_errors:
+            pytest.fail(render.to_text([result]), pytrace=False)
+        return result
+
+
+@pytest.fixture
+def shapecheck():
+    return Checker()
+
+
+def check_object(model, input=None, loss=None, labels=None, from_logits=None, select=None, ignore=()):
+    """Check a model object with the loss object (or name) and labels (tensor, array or spec) a test has."""
+    from shapecheck import labels as labels_mod
+    from shapecheck.targets import LoadedTarget, adapter_for
+
+    adapter = adapter_for(model)
+    options = api.Options.parse(inputs=_input_specs(input), loss=_loss_name(loss), from_logits=from_logits,
+                                labels=labels if isinstance(labels, str) else None, select=select, ignore=ignore)
+    if labels is not None and not isinstance(labels, str):
+        options.labels_file = labels_mod.from_array(_to_numpy(labels), "labels")
+    if from_logits is None and hasattr(loss, "get_config"):   # a Keras loss object knows its from_logits
+        options.from_logits = loss.get_config().get("from_logits")
+    loaded = LoadedTarget(type(model).__name__, model, adapter)
+    return api.check_loaded(loaded, options)
+
+
+def _input_specs(value) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if value and all(isinstance(d, int) for d in value):
+        return [",".join(map(str, value))]
+    return [v if isinstance(v, str) else ",".join(map(str, v)) for v in value]
+
+
+def _loss_name(loss) -> str | None:
+    if loss is None or isinstance(loss, str):
+        return loss
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    return config.get("name") or getattr(loss, "__name__", None) or type(loss).__name__
+
+
+def _to_numpy(labels):
+    if hasattr(labels, "detach"):
+        return labels.detach().cpu().numpy()
+    return labels.numpy() if hasattr(labels, "numpy") and not hasattr(labels, "__array__") else labels
+
+
+def pytest_collection_modifyitems(session, config, items):
+    if not config.getoption("shapecheck"):
+        return
+    try:
+        project = config_mod.load(config_mod.find_pyproject(config.rootpath))
+        planned = api.plan([], {}, project)
+    except ShapecheckError as exc:
+        raise pytest.UsageError(f"shapecheck: {exc}") from exc
+    items.extend(ShapecheckItem.from_parent(session, name=f"shapecheck::{name}", target=name, options=options)
+                 for name, options in planned)
+
+
+class ShapecheckItem(pytest.Item):
+    def __init__(self, *, target: str, options, **kwargs):
+        super().__init__(**kwargs)
+        self.target = target
+        self.options = options
+        self.add_marker("shapecheck")
+
+    def runtest(self):
+        result = api.check_target(self.target, self.options)
+        if result.error or result.has_errors:
+            raise ShapecheckFailure(render.to_text([result]))
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, ShapecheckFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, f"shapecheck {self.target}"

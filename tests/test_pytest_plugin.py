@@ -1,0 +1,85 @@
+"""The pytest plugin, run with pytester: the `shapecheck` fixture and `pytest --shapecheck` items."""
+
+from __future__ import annotations
+
+import textwrap
+
+MODEL = textwrap.dedent("""
+    import torch
+    from torch import nn
+
+
+    def build_classifier(outputs=10):
+        return nn.Sequential(nn.Flatten(), nn.Linear(12, outputs))
+""")
+
+
+def test_fixture_reports_findings_without_a_traceback(pytester):
+    pytester.makepyfile(models=MODEL, test_models=textwrap.dedent("""
+        import torch
+        from torch import nn
+        from models import build_classifier
+
+
+        def test_binary_head(shapecheck):
+            shapecheck(build_classifier(), input=(4, 3, 2, 2), loss=nn.BCEWithLogitsLoss(), labels=torch.zeros(4, 1))
+
+
+        def test_fixed_head(shapecheck):
+            shapecheck(build_classifier(1), input=(4, 3, 2, 2), loss=nn.BCEWithLogitsLoss(), labels=torch.zeros(4, 1))
+
+
+        def test_labels_as_spec(shapecheck):
+            result = shapecheck(build_classifier(), input="4,3,2,2", loss="CrossEntropyLoss", labels="4")
+            assert result.trace.output.shape == (4, 10)
+    """))
+    outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    outcome.assert_outcomes(passed=2, failed=1)
+    outcome.stdout.fnmatch_lines([
+        "*error[[]SC101[]] `BCEWithLogitsLoss` input from `model[[]1[]]` has shape [[]4, 10[]]; labels have shape [[]4, 1[]]*",
+        "*help: Replace the head with 1 output: `model[[]1[]] = nn.Linear(model[[]1[]].in_features, 1)`",
+    ])
+    assert "Traceback" not in outcome.stdout.str()
+
+
+def test_option_collects_configured_targets_as_items(pytester):
+    pytester.makepyfile(models=MODEL + textwrap.dedent("""
+
+        def binary():
+            return build_classifier(1)
+    """))
+    pytester.makepyprojecttoml(textwrap.dedent("""
+        [tool.shapecheck]
+        ignore = ["SC207"]
+
+        [[tool.shapecheck.targets]]
+        target = "models.py:build_classifier"
+        input = [4, 3, 2, 2]
+        loss = "BCEWithLogitsLoss"
+        labels = "4,1:float32"
+
+        [[tool.shapecheck.targets]]
+        target = "models.py:binary"
+        input = "4,3,2,2"
+        loss = "BCEWithLogitsLoss"
+        labels = "4,1:float32"
+    """))
+    outcome = pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider", "-v")
+    outcome.assert_outcomes(passed=1, failed=1)
+    outcome.stdout.fnmatch_lines(["*shapecheck::models.py:build_classifier FAILED*",
+                                  "*shapecheck::models.py:binary PASSED*",
+                                  "*error[[]SC101[]]*"])
+    assert "Traceback" not in outcome.stdout.str()
+
+
+def test_without_the_option_no_items_are_added(pytester):
+    pytester.makepyprojecttoml('[[tool.shapecheck.targets]]\ntarget = "models.py:x"\n')
+    pytester.makepyfile(test_nothing="def test_ok():\n    pass\n")
+    pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_bad_configuration_is_a_usage_error(pytester):
+    pytester.makepyprojecttoml('[tool.shapecheck]\nselct = ["SC1"]\n')
+    outcome = pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider")
+    assert outcome.ret == 4
+    outcome.stderr.fnmatch_lines(["*pyproject.toml:2: `selct` is not a shapecheck setting*"])
