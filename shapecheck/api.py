@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from shapecheck import labels as labels_mod
 from shapecheck import targets
@@ -106,12 +107,16 @@ def plan(target_args: list[str], cli: dict, config: Config) -> list[tuple[str, O
                                   "pyproject.toml")
         chosen = [(t.target, t) for t in config.targets]
     for arg in target_args:
+        if Path(arg).name == "pyproject.toml":   # the configuration changed: every configured target
+            chosen += [(t.target, t) for t in config.targets]
+            continue
         configured = [t for t in config.targets if t.target == arg] or config.targets_in(arg)
         if configured:
             chosen += [(t.target, t) for t in configured]
         elif not (arg.endswith(".py") and ":" not in arg):
             chosen.append((arg, None))
-    return [(name, _options(cli, entry, config)) for name, entry in chosen]
+    unique = {name: entry for name, entry in chosen}   # a target named twice (its file and pyproject) runs once
+    return [(name, _options(cli, entry, config)) for name, entry in unique.items()]
 
 
 def _options(cli: dict, entry: TargetConfig | None, config: Config) -> Options:
