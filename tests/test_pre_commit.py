@@ -63,4 +63,5 @@ def test_commit_is_refused_for_a_buggy_model_then_accepted(tmp_path):
     git(repo, "add", "-A")
     accepted = subprocess.run(["git", "commit", "-m", "add model"], cwd=repo, env=env, capture_output=True, text=True)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
-    assert "shapecheck (ONNX)" in accepted.stdout and "Passed" in accepted.stdout
+    hook_output = accepted.stdout + accepted.stderr   # git prints the hook's report on stderr
+    assert "shapecheck (ONNX)" in hook_output and "Passed" in hook_output
