@@ -7,40 +7,22 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
 from click.testing import CliRunner  # noqa: E402
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto  # noqa: E402
 
 from shapecheck.cli import main  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "onnx" / "rules"))
+import graphs  # noqa: E402
 
-def classifier(path, classes=10, gemm_in=4, softmax=False, batch="N"):
-    """input [N, 3, 8, 8] -> Conv(3->4) -> Relu -> GlobalAveragePool -> Flatten -> Gemm(gemm_in->classes)."""
-    weights = [
-        numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "conv.weight"),
-        numpy_helper.from_array(np.zeros((classes, gemm_in), np.float32), "fc.weight"),
-        numpy_helper.from_array(np.zeros((classes,), np.float32), "fc.bias"),
-    ]
-    nodes = [
-        helper.make_node("Conv", ["input", "conv.weight"], ["c"], name="/conv/Conv", pads=[1, 1, 1, 1]),
-        helper.make_node("Relu", ["c"], ["r"], name="/relu/Relu"),
-        helper.make_node("GlobalAveragePool", ["r"], ["p"], name="/pool/GlobalAveragePool"),
-        helper.make_node("Flatten", ["p"], ["f"], name="/Flatten"),
-        helper.make_node("Gemm", ["f", "fc.weight", "fc.bias"], ["logits"], name="/fc/Gemm", transB=1),
-    ]
-    output = "logits"
-    if softmax:
-        nodes.append(helper.make_node("Softmax", ["logits"], ["probs"], name="/softmax/Softmax", axis=1))
-        output = "probs"
-    graph = helper.make_graph(nodes, "classifier",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, 3, 8, 8])],
-                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, [batch, classes])], weights)
-    model = helper.make_model(graph, producer_name="pytorch", opset_imports=[helper.make_opsetid("", 17)])
-    onnx.save(model, path)
+
+def classifier(path, **options):
+    onnx.save(graphs.classifier(**options), path)
     return str(path)
 
 

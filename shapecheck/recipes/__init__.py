@@ -156,6 +156,25 @@ class Recipes:
         raise NotImplementedError
 
 
+class NumpyLabels:
+    """Label recipes in NumPy, for frameworks whose labels are arrays (Keras, ONNX runtimes)."""
+
+    def squeeze(self, axis: int) -> str:
+        return f"labels = np.squeeze(labels, axis={axis})"
+
+    def unsqueeze(self, axis: int) -> str:
+        return f"labels = np.expand_dims(labels, axis={axis})"
+
+    def to_dtype(self, dtype: str) -> str:
+        return f'labels = labels.astype("{dtype}")'
+
+    def argmax(self, axis: int) -> str:
+        return f"labels = np.argmax(labels, axis={axis})"
+
+    def positive_mask(self, dtype: str) -> str:
+        return f'labels = (labels > 0).astype("{dtype}")'
+
+
 class ReExport:
     """Recipes for an exported ONNX graph: the fix goes into the source model, which is then exported again."""
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shapecheck.recipes import Recipes
+from shapecheck.recipes import NumpyLabels, Recipes
 from shapecheck.trace import Layer
 
 
-class KerasRecipes(Recipes):
+class KerasRecipes(NumpyLabels, Recipes):
     framework = "keras"
 
     def path(self, layer_name: str) -> str:
@@ -27,21 +27,6 @@ class KerasRecipes(Recipes):
 
     def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
         return f"keras.Input(shape=(height, width, {in_channels}))  # and rebuild {layer.name} on it"
-
-    def squeeze(self, axis: int) -> str:
-        return f"labels = np.squeeze(labels, axis={axis})"
-
-    def unsqueeze(self, axis: int) -> str:
-        return f"labels = np.expand_dims(labels, axis={axis})"
-
-    def to_dtype(self, dtype: str) -> str:
-        return f'labels = labels.astype("{dtype}")'
-
-    def argmax(self, axis: int) -> str:
-        return f"labels = np.argmax(labels, axis={axis})"
-
-    def positive_mask(self, dtype: str) -> str:
-        return f'labels = (labels > 0).astype("{dtype}")'
 
     def logits_loss(self, loss) -> str:
         return f"model.compile(loss=keras.losses.{_class_name(loss.name)}(from_logits=True), ...)"

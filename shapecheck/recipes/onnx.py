@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from shapecheck.recipes import Recipes
+from shapecheck.recipes import NumpyLabels, Recipes
 from shapecheck.trace import Layer
 
 
-class OnnxRecipes(Recipes):
+class OnnxRecipes(NumpyLabels, Recipes):
     framework = "onnx"
 
     def path(self, layer_name: str) -> str:
@@ -23,21 +23,6 @@ class OnnxRecipes(Recipes):
 
     def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
         return f"re-export with {self.path(layer.name)} taking {in_channels} input channels"
-
-    def squeeze(self, axis: int) -> str:
-        return f"labels = np.squeeze(labels, axis={axis})"
-
-    def unsqueeze(self, axis: int) -> str:
-        return f"labels = np.expand_dims(labels, axis={axis})"
-
-    def to_dtype(self, dtype: str) -> str:
-        return f'labels = labels.astype("{dtype}")'
-
-    def argmax(self, axis: int) -> str:
-        return f"labels = np.argmax(labels, axis={axis})"
-
-    def positive_mask(self, dtype: str) -> str:
-        return f'labels = (labels > 0).astype("{dtype}")'
 
     def logits_loss(self, loss) -> str:
         return "train on the graph's logits with the logits form of the loss"
