@@ -43,10 +43,11 @@ class TorchRecipes(Recipes):
         cfg = layer.config
         kind = _torch_class(layer)
         args = [str(in_channels), str(cfg.get("out_channels")), f"kernel_size={_one(cfg.get('kernel_size'))}"]
-        if _one(cfg.get("stride", 1)) != 1:
-            args.append(f"stride={_one(cfg['stride'])}")
-        if _one(cfg.get("padding", 0)) not in (0, "0"):
-            args.append(f"padding={_one(cfg['padding'])}")
+        for key, default in (("stride", 1), ("padding", 0), ("dilation", 1)):
+            if _one(cfg.get(key, default)) not in (default, str(default)):
+                args.append(f"{key}={_one(cfg[key])!r}")
+        if cfg.get("groups", 1) != 1 and in_channels % cfg["groups"] == 0:
+            args.append(f"groups={cfg['groups']}")
         if "bias" not in layer.params:
             args.append("bias=False")
         return f"{self.path(layer.name)} = nn.{kind}({', '.join(args)})"
