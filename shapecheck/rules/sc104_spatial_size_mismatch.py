@@ -39,4 +39,4 @@ def _stride(ctx) -> int:
     """How much the network downsamples: the input's height over the smallest map height in the trace."""
     height = ctx.trace.inputs[0].shape[2] if len(ctx.trace.inputs[0].shape) >= 4 else 0
     maps = [t.shape[2] for layer in ctx.trace.layers for t in layer.outputs if len(t.shape) >= 4 and t.shape[2]]
-    return height // min(maps) if height and maps else 1
+    return round(height / min(maps)) if height and maps else 1   # 250 -> 125 -> 63 is a stride of 4

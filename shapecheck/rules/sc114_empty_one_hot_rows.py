@@ -1,6 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import class_count, per_class_rows
+from shapecheck.shapes import is_float
 
 
 class EmptyOneHotRows(Rule):
@@ -13,6 +14,8 @@ class EmptyOneHotRows(Rule):
         stats = per_class_rows(ctx)
         if stats is None or stats.zero_rows == 0 or class_count(ctx) == 1:
             return  # a single class column is SC106's finding
+        if ctx.loss.wants_class_indices and not (is_float(ctx.labels.dtype) and ctx.loss.accepts_probabilities):
+            return  # rows the loss cannot take at all are SC103's finding
         message = (f"{stats.zero_rows} of {stats.rows} one-hot label rows are all zero: `{ctx.loss.name}` gives those "
                    "samples zero loss and zero gradient")
         fixes = [Fix("Give every sample its class (add a background/other class if some have none)"),
