@@ -171,7 +171,7 @@ class TorchRecipes(Recipes):
 
     def dynamic_batch_export(self, input_name: str) -> str:
         return (f'torch.onnx.export(model, (x,), "model.onnx", input_names=["{input_name}"], '
-                f'dynamic_axes={{"{input_name}": {{0: "batch"}}}})')
+                f'dynamic_axes={{"{input_name}": {{0: "batch"}}}}, dynamo=False)')
 
     def flatten_per_sample(self) -> str:
         return "x = x.view(x.size(0), -1)"

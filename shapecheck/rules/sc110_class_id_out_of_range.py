@@ -41,5 +41,6 @@ class ClassIdOutOfRange(Rule):
         fixes = []
         if head is not None and not negative:
             fixes.append(Fix(f"Give the head one output per class ({needed})", ctx.recipes.replace_head(head, needed, head_activation(ctx, needed))))
-        fixes.append(Fix("Or re-map the labels to 0..C-1 (e.g. `labels = torch.unique(labels, return_inverse=True)[1]`)"))
+        remap = "re-map the labels to 0..C-1 (e.g. `labels = torch.unique(labels, return_inverse=True)[1]`)"
+        fixes.append(Fix(f"Or {remap}" if fixes else remap[0].upper() + remap[1:]))
         yield self.finding(message, head, fixes)

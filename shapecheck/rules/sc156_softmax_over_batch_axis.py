@@ -23,7 +23,7 @@ class SoftmaxOverBatchAxis(Rule):
                 " (no `dim` given: PyTorch picks 0 for 3-D input)"
             message = (f"{where} normalises {fmt(shape)} over axis 0, the batch{implicit}: each sample's "
                        "probabilities depend on the rest of the batch")
-            axis = next((i for i in range(1, len(shape)) if shape[i] > 1), 1)
+            axis = _target_axis(shape)
             fixes = [Fix("Normalise over the classes (or positions), not the batch",
                          ctx.recipes.activation_call(op.name, axis))]
             yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)
@@ -37,3 +37,12 @@ def _axis0_is_batch(trace, op) -> bool:
         return False
     twin = alternate.ops[op.index]
     return twin.name == op.name and bool(twin.inputs) and twin.inputs[0].shape[0] == alternate.batch
+
+
+def _target_axis(shape: tuple) -> int:
+    """Classes sit on axis 1 of [N, C] and last in [N, T, C]; attention scores [N, T, 1] normalise over T."""
+    if len(shape) == 2:
+        return 1
+    if shape[-1] > 1:
+        return -1
+    return next((i for i in range(1, len(shape)) if shape[i] > 1), 1)

@@ -24,7 +24,7 @@ class InputChannelMismatch(Rule):
         elif layer.channel_axis == -1 and x[1] == expected and len(x) >= 3:
             fixes = [Fix("The input is channels-first: move channels last", ctx.recipes.channels_last(len(x)))]
         elif actual == 1:
-            fixes = [Fix(f"Repeat the grayscale channel {expected} times", ctx.recipes.gray_to_rgb(expected)),
+            fixes = [Fix(f"Repeat the grayscale channel {expected} times", ctx.recipes.repeat_channels(expected)),
                      Fix(f"Or rebuild {ref(ctx, layer.name)} for {actual}-channel input",
                          ctx.recipes.replace_conv_input(layer, actual))]
         else:
