@@ -6,9 +6,6 @@ from dataclasses import dataclass, field
 
 from shapecheck.shapes import TensorMeta
 
-# Layer kinds shared by all frameworks; adapters map their classes onto these.
-KINDS = ("linear", "conv", "rnn", "embedding", "norm", "pool", "activation", "flatten", "dropout", "container", "other")
-
 # Ops that move or relabel values without computing new ones: walking back through them from the output finds the
 # op that really produced the values (the final activation, the head).
 TRANSPARENT_OPS = frozenset({
@@ -35,6 +32,8 @@ class Layer:
 
     name: str
     type: str
+    # shared by all frameworks, adapters map their classes onto it: linear, conv, rnn, embedding, norm, pool,
+    # activation, flatten, dropout, container, other
     kind: str = "other"
     inputs: list[TensorMeta] = field(default_factory=list)
     outputs: list[TensorMeta] = field(default_factory=list)
