@@ -30,3 +30,18 @@ def rule_doc(code: str) -> str:
     if path is None:
         raise ShapecheckError(f"rule {code} has no documentation file (rules/{code}-{rules[code].name}.md)")
     return path.read_text(encoding="utf-8").rstrip()
+
+
+def doc_section(doc: str, heading: str) -> str:
+    """The text under a `## heading` of a rule doc, up to the next heading or blank line."""
+    lines = doc.splitlines()
+    try:
+        start = lines.index(f"## {heading}") + 1
+    except ValueError:
+        return ""
+    paragraph = []
+    for line in lines[start:]:
+        if line.startswith("#") or (not line.strip() and paragraph):
+            break
+        paragraph.append(line.strip())
+    return " ".join(part for part in paragraph if part)

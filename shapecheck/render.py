@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from urllib.parse import quote
 
 from shapecheck import __version__
 from shapecheck.engine import Result
@@ -128,38 +130,59 @@ def _escape(text: str, property_value: bool = False) -> str:
 
 
 def to_sarif(results: list[Result]) -> str:
-    """SARIF 2.1.0: one run, the rule catalogue in tool.driver.rules, results with 1-based physical locations."""
-    from shapecheck.docs import doc_path
+    """SARIF 2.1.0: one run, the rule catalogue in tool.driver.rules, results with 1-based physical locations.
+
+    Paths under the working directory are relative to `%SRCROOT%` (what code-scanning uploads resolve against
+    the repository); files elsewhere, such as a library's layer definitions, are absolute `file:` URIs. A target
+    that could not be loaded is a tool execution notification, and the invocation is marked unsuccessful.
+    """
     from shapecheck.rules import load_rules
 
     catalogue = load_rules()
     codes = list(catalogue)
-    rules = []
-    for code, rule in catalogue.items():
-        path = doc_path(code)
-        doc = path.read_text(encoding="utf-8") if path else rule.summary
-        rules.append({"id": code, "name": rule.name, "shortDescription": {"text": rule.summary},
-                      "fullDescription": {"text": rule.summary}, "help": {"text": doc, "markdown": doc},
-                      "defaultConfiguration": {"level": _sarif_level(rule.severity)},
-                      "properties": {"category": rule.category}})
-    sarif_results = []
-    for result in results:
-        for finding in result.findings:
-            entry = {"ruleId": finding.rule, "ruleIndex": codes.index(finding.rule),
-                     "level": _sarif_level(finding.severity),
-                     "message": {"text": "\n".join([finding.message] + [f"help: {fix}" for fix in finding.fixes])},
-                     "properties": {"target": result.target, "layer": finding.layer, "category": finding.category}}
-            if finding.location:
-                entry["locations"] = [{"physicalLocation": {
-                    "artifactLocation": {"uri": finding.location.path.replace("\\", "/")},
-                    "region": {"startLine": max(finding.location.line, 1)}}}]
-            sarif_results.append(entry)
-    log = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0",
-           "runs": [{"tool": {"driver": {"name": "shapecheck", "version": __version__,
-                                         "informationUri": "https://pypi.org/project/shapecheck-dl/",
-                                         "rules": rules}},
-                     "results": sarif_results}]}
+    root = Path.cwd()
+    sarif_results = [_sarif_result(result.target, finding, codes.index(finding.rule), root)
+                     for result in results for finding in result.findings]
+    failures = [{"level": "error", "message": {"text": f"{result.target}: {result.error['message']}"},
+                 "descriptor": {"id": result.error["kind"]}} for result in results if result.error]
+    run = {"tool": {"driver": {"name": "shapecheck", "version": __version__,
+                               "informationUri": "https://pypi.org/project/shapecheck-dl/",
+                               "rules": [_sarif_rule(code, rule) for code, rule in catalogue.items()]}},
+           "invocations": [{"executionSuccessful": not failures, "toolExecutionNotifications": failures}],
+           "originalUriBaseIds": {"%SRCROOT%": {"uri": root.as_uri().rstrip("/") + "/"}},
+           "results": sarif_results}
+    log = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
     return json.dumps(log, indent=2)
+
+
+def _sarif_rule(code: str, rule) -> dict:
+    from shapecheck.docs import doc_path, doc_section
+
+    path = doc_path(code)
+    doc = path.read_text(encoding="utf-8") if path else rule.summary
+    return {"id": code, "name": rule.name, "shortDescription": {"text": rule.summary},
+            "fullDescription": {"text": doc_section(doc, "What it does") or rule.summary},
+            "help": {"text": doc, "markdown": doc},
+            "defaultConfiguration": {"level": _sarif_level(rule.severity)},
+            "properties": {"category": rule.category}}
+
+
+def _sarif_result(target: str, finding, rule_index: int, root: Path) -> dict:
+    entry = {"ruleId": finding.rule, "ruleIndex": rule_index, "level": _sarif_level(finding.severity),
+             "message": {"text": "\n".join([finding.message] + [f"help: {fix}" for fix in finding.fixes])},
+             "properties": {"target": target, "layer": finding.layer, "category": finding.category}}
+    if finding.location:
+        entry["locations"] = [{"physicalLocation": {"artifactLocation": _artifact(finding.location, root),
+                                                    "region": {"startLine": max(finding.location.line, 1)}}}]
+    return entry
+
+
+def _artifact(location, root: Path) -> dict:
+    path = Path(location.file or location.path)
+    absolute = path if path.is_absolute() else root / path
+    if absolute.is_relative_to(root):
+        return {"uri": quote(absolute.relative_to(root).as_posix()), "uriBaseId": "%SRCROOT%"}
+    return {"uri": absolute.as_uri()}
 
 
 def _sarif_level(severity: str) -> str:

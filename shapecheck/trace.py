@@ -16,8 +16,9 @@ TRANSPARENT_OPS = frozenset({
 
 @dataclass(frozen=True)
 class Location:
-    path: str
+    path: str                                      # as shown: relative to the working directory or site-packages
     line: int
+    file: str = field(default="", compare=False)   # the absolute path, for renderers that need a real URI
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}"

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from jsonschema import Draft7Validator
 
 from shapecheck.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+# The official schema (OASIS sarif-spec, sarif-schema-2.1.0.json); see tests/schemas/README.md.
+SARIF_SCHEMA = json.loads((REPO / "tests/schemas/sarif-schema-2.1.0.json").read_text(encoding="utf-8"))
 
 MODEL = textwrap.dedent("""
     from torch import nn
@@ -88,15 +94,55 @@ def test_github_annotations(project):
 
 
 def test_sarif_log(project):
-    log = json.loads(run("check", "--format", "sarif", "--labels", "4").output)
+    log = sarif("check", "--labels", "4", exit_code=0)   # SC101 is configured down to a warning
     assert log["version"] == "2.1.0" and len(log["runs"]) == 1
-    driver = log["runs"][0]["tool"]["driver"]
+    run_ = log["runs"][0]
+    driver = run_["tool"]["driver"]
     ids = [rule["id"] for rule in driver["rules"]]
     assert "SC101" in ids and all(rule["help"]["markdown"].startswith("# SC") for rule in driver["rules"])
-    [result] = log["runs"][0]["results"]
+    assert all(rule["fullDescription"]["text"] != rule["shortDescription"]["text"] for rule in driver["rules"])
+    [result] = run_["results"]
     assert result["ruleId"] == "SC101" and ids[result["ruleIndex"]] == "SC101" and result["level"] == "warning"
     region = result["locations"][0]["physicalLocation"]
-    assert region["artifactLocation"]["uri"] == "models.py" and region["region"]["startLine"] == 6
+    assert region["artifactLocation"] == {"uri": "models.py", "uriBaseId": "%SRCROOT%"}
+    assert region["region"]["startLine"] == 6
+    assert run_["originalUriBaseIds"]["%SRCROOT%"]["uri"] == project.as_uri() + "/"
+    assert run_["invocations"] == [{"executionSuccessful": True, "toolExecutionNotifications": []}]
+
+
+def test_sarif_points_outside_the_project_with_file_uris(project):
+    factory = f"{REPO / 'fixtures/torch/resnet50_single_class.py'}:build_model"
+    log = sarif("check", factory, "--input", "2,3,64,64", "--loss", "BCEWithLogitsLoss", "--labels", "2",
+                exit_code=0)
+    [uri] = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in log["runs"][0]["results"]}
+    assert uri.startswith("file:///") and uri.endswith("/torchvision/models/resnet.py")
+
+
+def test_sarif_reports_a_target_that_could_not_be_loaded(project):
+    log = sarif("check", "missing.py:build", exit_code=2)
+    [invocation] = log["runs"][0]["invocations"]
+    assert invocation["executionSuccessful"] is False and log["runs"][0]["results"] == []
+    [notification] = invocation["toolExecutionNotifications"]
+    assert notification["level"] == "error" and notification["message"]["text"].startswith("missing.py:build: ")
+
+
+def test_sarif_uris_are_percent_encoded(project):
+    (project / "my models.py").write_text(MODEL)
+    log = sarif("check", "my models.py:binary", "--input", "4,3,2,2", "--loss", "BCEWithLogitsLoss", "--labels", "4,1",
+                exit_code=0)
+    [result] = log["runs"][0]["results"]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == "my%20models.py"
+
+
+def sarif(*args, exit_code=1) -> dict:
+    """Run `check --format sarif` and validate the log against the official SARIF 2.1.0 schema."""
+    result = run(*args, "--format", "sarif")
+    assert result.exit_code == exit_code, result.output
+    log = json.loads(result.stdout)
+    validator = Draft7Validator(SARIF_SCHEMA, format_checker=Draft7Validator.FORMAT_CHECKER)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(log)]
+    assert not errors, errors
+    return log
 
 
 def test_trace_command_marks_the_failing_layer(project):

@@ -34,6 +34,6 @@ def user_frame(skip_dirs: tuple[str, ...], skip_self=None, depth: int = 2) -> Lo
         filename = frame.f_code.co_filename
         if not filename.startswith(skip) and not filename.startswith("<"):
             if skip_self is None or frame.f_locals.get("self") is not skip_self:
-                return Location(display_path(filename), frame.f_lineno)
+                return Location(display_path(filename), frame.f_lineno, os.path.abspath(filename))
         frame = frame.f_back
     return None
