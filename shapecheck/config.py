@@ -16,12 +16,15 @@ Unknown keys and bad values are errors that name the key and its line.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shapecheck.errors import ShapecheckError
 from shapecheck.findings import SEVERITIES
+from shapecheck.targets import is_file_path, split
 
 TOP_KEYS = {"select", "ignore", "severity", "targets"}
 TARGET_KEYS = {"target", "input", "loss", "labels", "labels-file", "from-logits"}
@@ -48,7 +51,7 @@ class Config:
     def targets_in(self, path: str) -> list[TargetConfig]:
         """The configured targets defined in a file (`src/model.py` for `src/model.py:build`) or equal to it."""
         wanted = Path(path).resolve()
-        return [t for t in self.targets if Path(t.target.rpartition(":")[0] or t.target).resolve() == wanted]
+        return [t for t in self.targets if Path(split(t.target)[0]).resolve() == wanted]
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
@@ -79,8 +82,8 @@ def load(path: Path | None = None) -> Config:
 
 
 def _parse(section: dict, path: Path, text: str) -> Config:
-    def fail(key: str, problem: str):
-        raise ShapecheckError(f"{path}:{_line_of(text, key)}: `{key}` {problem}")
+    def fail(key: str, problem: str, table: int | None = None):
+        raise ShapecheckError(f"{path}:{_line_of(text, key, table)}: `{key}` {problem}")
 
     for key in section:
         if key not in TOP_KEYS:
@@ -99,11 +102,12 @@ def _parse(section: dict, path: Path, text: str) -> Config:
     targets = section.get("targets", [])
     if not isinstance(targets, list):
         fail("targets", "must be an array of tables ([[tool.shapecheck.targets]])")
-    config.targets = [_target(entry, fail) for entry in targets]
+    config.targets = [_target(entry, functools.partial(fail, table=index), path.parent)
+                      for index, entry in enumerate(targets)]
     return config
 
 
-def _target(entry, fail) -> TargetConfig:
+def _target(entry, fail, base: Path) -> TargetConfig:
     if not isinstance(entry, dict):
         fail("targets", "entries must be tables")
     for key in entry:
@@ -125,10 +129,28 @@ def _target(entry, fail) -> TargetConfig:
             fail(key, "must be a string")
     if "from-logits" in entry and not isinstance(entry["from-logits"], bool):
         fail("from-logits", "must be true or false")
-    return TargetConfig(entry["target"], inputs, entry.get("loss"), entry.get("labels"), entry.get("labels-file"),
-                        entry.get("from-logits"))
+    labels_file = entry.get("labels-file")
+    return TargetConfig(_target_from(base, entry["target"]), inputs, entry.get("loss"), entry.get("labels"),
+                        labels_file and _path_from(base, labels_file), entry.get("from-logits"))
 
 
-def _line_of(text: str, key: str) -> int:
-    match = re.search(rf"^\s*\"?{re.escape(key)}\"?\s*=", text, flags=re.MULTILINE)
+# Paths in pyproject.toml are relative to its folder; shapecheck may run from any folder below it.
+def _target_from(base: Path, target: str) -> str:
+    where, factory = split(target)
+    if not is_file_path(where):
+        return target    # a dotted module name
+    return f"{_path_from(base, where)}:{factory}" if factory else _path_from(base, where)
+
+
+def _path_from(base: Path, path: str) -> str:
+    return path if Path(path).is_absolute() else os.path.relpath(base / path)
+
+
+def _line_of(text: str, key: str, table: int | None = None) -> int:
+    """The line of `key`; within the `table`-th [[tool.shapecheck.targets]] when given."""
+    start = 0
+    if table is not None:
+        headers = list(re.finditer(r"^\s*\[\[\s*tool\.shapecheck\.targets\s*\]\]", text, flags=re.MULTILINE))
+        start = headers[table].start() if table < len(headers) else 0
+    match = re.compile(rf"^\s*\"?{re.escape(key)}\"?\s*=", flags=re.MULTILINE).search(text, start)
     return text.count("\n", 0, match.start()) + 1 if match else 1

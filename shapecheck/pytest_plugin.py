@@ -3,15 +3,37 @@ configured in pyproject.toml as a test item (like pytest-mypy). Failures print t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
 from shapecheck import api, render
 from shapecheck import config as config_mod
 from shapecheck.errors import ShapecheckError
 
+PLANNED = pytest.StashKey["Planned"]()
+
+
+@dataclass
+class Planned:
+    pyproject: Path
+    targets: list       # (target, Options) pairs, as `shapecheck check` plans them
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "shapecheck: a model target checked by shapecheck (pytest --shapecheck)")
+    if config.getoption("shapecheck"):
+        config.stash[PLANNED] = _plan(config.rootpath)
+
+
+def _plan(rootpath: Path) -> Planned:
+    """Read the configured targets up front: a bad configuration is a usage error, not a failing item."""
+    try:
+        project = config_mod.load(config_mod.find_pyproject(rootpath))
+        return Planned(project.path, api.plan([], {}, project))
+    except ShapecheckError as exc:
+        raise pytest.UsageError(f"shapecheck: {exc}") from exc
 
 
 def pytest_addoption(parser):
@@ -77,16 +99,26 @@ def _to_numpy(labels):
     return labels.numpy() if hasattr(labels, "numpy") and not hasattr(labels, "__array__") else labels
 
 
+def pytest_collect_file(file_path, parent):
+    """pyproject.toml holds the targets: its items are `pyproject.toml::<target>`, selectable like any node id."""
+    planned = parent.config.stash.get(PLANNED, None)
+    if planned is not None and file_path == planned.pyproject:
+        return ShapecheckTargets.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)   # before `-k`/`-m` deselection, so the added items are filtered like the rest
 def pytest_collection_modifyitems(session, config, items):
-    if not config.getoption("shapecheck"):
-        return
-    try:
-        project = config_mod.load(config_mod.find_pyproject(config.rootpath))
-        planned = api.plan([], {}, project)
-    except ShapecheckError as exc:
-        raise pytest.UsageError(f"shapecheck: {exc}") from exc
-    items.extend(ShapecheckItem.from_parent(session, name=f"shapecheck::{name}", target=name, options=options)
-                 for name, options in planned)
+    """Every configured target runs with --shapecheck, also when pyproject.toml is outside the collected paths."""
+    planned = config.stash.get(PLANNED, None)
+    if planned is not None and not any(isinstance(item, ShapecheckItem) for item in items):
+        items.extend(ShapecheckTargets.from_parent(session, path=planned.pyproject).collect())
+
+
+class ShapecheckTargets(pytest.File):
+    def collect(self):
+        for target, options in self.config.stash[PLANNED].targets:
+            yield ShapecheckItem.from_parent(self, name=target, target=target, options=options)
 
 
 class ShapecheckItem(pytest.Item):

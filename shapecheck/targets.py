@@ -30,10 +30,24 @@ class LoadedTarget:
     failed_trace: object = None          # a Keras factory that raised while building: the trace of that failure
 
 
+def split(target: str) -> tuple[str, str]:
+    """`path/or.module:factory` -> (`path/or.module`, `factory`); a model file -> (file, "")."""
+    where, sep, factory = target.rpartition(":")
+    if sep and factory.isidentifier() and not _is_drive(where):
+        return where, factory
+    return target, ""
+
+
+def is_file_path(where: str) -> bool:
+    """Whether the place part of a target is a file (else a dotted module name)."""
+    return (where.endswith(".py") or "/" in where or "\\" in where
+            or Path(where).suffix.lower() in TORCH_FILES + KERAS_FILES + ONNX_FILES)
+
+
 def load(target: str, trust: bool = False) -> LoadedTarget:
-    path_part, sep, factory = target.rpartition(":")
-    if sep and factory.isidentifier() and not _is_drive(path_part):
-        return _load_factory(target, path_part, factory)
+    where, factory = split(target)
+    if factory:
+        return _load_factory(target, where, factory)
     suffix = Path(target).suffix.lower()
     if suffix in TORCH_FILES + KERAS_FILES + ONNX_FILES:
         if not Path(target).is_file():
@@ -110,7 +124,7 @@ class _Merged:
 
 
 def _import(where: str):
-    if where.endswith(".py") or "/" in where or "\\" in where:
+    if is_file_path(where):
         path = Path(where)
         if not path.is_file():
             raise ShapecheckError(f"file `{where}` does not exist", kind="load")

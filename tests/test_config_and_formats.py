@@ -68,6 +68,14 @@ def test_a_changed_python_file_stands_for_its_configured_targets(project):
     assert "models.py:binary" in result.output and "other.py" not in result.output
 
 
+def test_configured_paths_are_relative_to_pyproject(project, monkeypatch):
+    (project / "src").mkdir()
+    monkeypatch.chdir(project / "src")
+    result = run("check")
+    assert result.exit_code == 0, result.output
+    assert "warning[SC101]" in result.output and "../models.py:binary" in result.output
+
+
 def test_inline_comment_suppresses_the_finding_on_its_line(project):
     args = ["--input", "4,3,2,2", "--loss", "BCEWithLogitsLoss", "--labels", "4,1:float32"]
     assert "SC101" in run("check", "models.py:binary", *args).output
@@ -79,6 +87,8 @@ def test_inline_comment_suppresses_the_finding_on_its_line(project):
     ('[tool.shapecheck]\nignore = "SC2"\n', "ignore", 2),
     ('[tool.shapecheck]\n\n[[tool.shapecheck.targets]]\ntarget = "m.py:f"\nlabel = "4"\n', "label", 5),
     ('[tool.shapecheck]\nseverity = { SC101 = "fatal" }\n', "severity", 2),
+    ('[[tool.shapecheck.targets]]\ntarget = "a.py:f"\nloss = "MSELoss"\n\n'
+     '[[tool.shapecheck.targets]]\ntarget = "b.py:f"\nloss = 1\n', "loss", 7),
 ])
 def test_bad_configuration_names_the_key_and_line(tmp_path, monkeypatch, text, key, line):
     (tmp_path / "pyproject.toml").write_text(text)

@@ -66,10 +66,35 @@ def test_option_collects_configured_targets_as_items(pytester):
     """))
     outcome = pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider", "-v")
     outcome.assert_outcomes(passed=1, failed=1)
-    outcome.stdout.fnmatch_lines(["*shapecheck::models.py:build_classifier FAILED*",
-                                  "*shapecheck::models.py:binary PASSED*",
-                                  "*error[[]SC101[]]*"])
+    outcome.stdout.fnmatch_lines(["pyproject.toml::models.py:build_classifier FAILED*",
+                                  "pyproject.toml::models.py:binary PASSED*",
+                                  "*error[[]SC101[]]*",
+                                  "FAILED pyproject.toml::models.py:build_classifier - *"])
     assert "Traceback" not in outcome.stdout.str()
+
+    rerun = pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider", "-v",
+                                          "pyproject.toml::models.py:binary")
+    rerun.assert_outcomes(passed=1)
+    pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider", "-k", "binary").assert_outcomes(
+        passed=1, deselected=1)
+
+
+def test_targets_run_when_pyproject_is_outside_the_collected_paths(pytester):
+    pytester.makepyfile(models=MODEL)
+    pytester.makepyprojecttoml(textwrap.dedent("""
+        [tool.pytest.ini_options]
+        testpaths = ["tests"]
+
+        [[tool.shapecheck.targets]]
+        target = "models.py:build_classifier"
+        input = [4, 3, 2, 2]
+        loss = "CrossEntropyLoss"
+        labels = "4"
+    """))
+    pytester.mkdir("tests").joinpath("test_unit.py").write_text("def test_ok():\n    pass\n")
+    outcome = pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider", "-v")
+    outcome.assert_outcomes(passed=2)
+    outcome.stdout.fnmatch_lines(["pyproject.toml::models.py:build_classifier PASSED*"])
 
 
 def test_without_the_option_no_items_are_added(pytester):
