@@ -49,7 +49,7 @@ def to_text(results: list[Result], color: bool = False, errors_on_stderr: bool =
             severity = paint.red(finding.severity) if finding.severity == "error" else paint.yellow(finding.severity)
             lines.append(f"  {severity}[{paint.bold(finding.rule)}] {finding.message}")
             if finding.location:
-                lines.append(f"    --> {finding.location}")
+                lines.append(f"    --> {finding.location.describe()}")
             for fix in finding.fixes:
                 lines.append(f"    {paint.cyan('help')}: {fix}")
         for note in result.trace.notes if result.trace else []:
@@ -172,9 +172,15 @@ def _sarif_result(target: str, finding, rule_index: int, root: Path) -> dict:
              "message": {"text": "\n".join([finding.message] + [f"help: {fix}" for fix in finding.fixes])},
              "properties": {"target": target, "layer": finding.layer, "category": finding.category}}
     if finding.location:
-        entry["locations"] = [{"physicalLocation": {"artifactLocation": _artifact(finding.location, root),
-                                                    "region": {"startLine": max(finding.location.line, 1)}}}]
+        entry["locations"] = [{"physicalLocation": _physical(finding.location, root)}]
+        if finding.location.defined_in:
+            entry["relatedLocations"] = [{"id": 1, "message": {"text": f"`{finding.layer}` is defined here"},
+                                          "physicalLocation": _physical(finding.location.defined_in, root)}]
     return entry
+
+
+def _physical(location, root: Path) -> dict:
+    return {"artifactLocation": _artifact(location, root), "region": {"startLine": max(location.line, 1)}}
 
 
 def _artifact(location, root: Path) -> dict:
@@ -198,7 +204,8 @@ def trace_table(trace) -> str:
             continue
         inputs = " ".join(fmt(t.shape) for t in layer.inputs) or "-"
         output = "FAILED HERE" if layer.name == failed else (fmt(layer.output.shape) if layer.output else "-")
-        rows.append((layer.name, layer.type, inputs, output, str(layer.source or "")))
+        defined = layer.source and (layer.source.defined_in or layer.source)   # the library's line says more here
+        rows.append((layer.name, layer.type, inputs, output, str(defined or "")))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4] for row in rows]
     lines.insert(1, "-" * len(lines[0]))

@@ -15,7 +15,7 @@ _COMMENT = re.compile(r"#\s*shapecheck:\s*ignore(?:\[(?P<codes>[A-Z0-9,\s]+)\])?
 def is_suppressed(finding: Finding) -> bool:
     if finding.location is None:
         return False
-    line = _line(finding.location.path, finding.location.line)
+    line = _line(finding.location.file or finding.location.path, finding.location.line)
     match = _COMMENT.search(line) if line else None
     if match is None:
         return False

@@ -16,15 +16,23 @@ TRANSPARENT_OPS = frozenset({
 
 @dataclass(frozen=True)
 class Location:
+    """A line of the user's code. For a layer built inside a library (torchvision's `fc`), the user's line that
+    called into the library, with the library's own line in `defined_in`: that is where a user can act."""
+
     path: str                                      # as shown: relative to the working directory or site-packages
     line: int
     file: str = field(default="", compare=False)   # the absolute path, for renderers that need a real URI
+    defined_in: Location | None = None
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}"
 
+    def describe(self) -> str:
+        return f"{self} (defined in {self.defined_in})" if self.defined_in else str(self)
+
     def to_json(self) -> dict:
-        return {"path": self.path, "line": self.line}
+        place = {"path": self.path, "line": self.line}
+        return {**place, "defined_in": self.defined_in.to_json()} if self.defined_in else place
 
 
 @dataclass

@@ -68,6 +68,17 @@ def test_a_changed_python_file_stands_for_its_configured_targets(project):
     assert "models.py:binary" in result.output and "other.py" not in result.output
 
 
+def test_a_library_layer_is_reported_and_suppressed_on_the_users_line(project):
+    (project / "nets.py").write_text("import torchvision\n\n\ndef resnet():\n"
+                                     "    return torchvision.models.resnet18(weights=None)\n\n\n"
+                                     "def resnet_suppressed():\n"
+                                     "    return torchvision.models.resnet18(weights=None)  # shapecheck: ignore[SC101]\n")
+    args = ["--input", "2,3,64,64", "--loss", "BCEWithLogitsLoss", "--labels", "2,1"]
+    reported = run("check", "nets.py:resnet", *args)
+    assert "--> nets.py:5 (defined in torchvision/models/resnet.py:" in reported.output
+    assert "SC101" not in run("check", "nets.py:resnet_suppressed", *args).output
+
+
 def test_configured_paths_are_relative_to_pyproject(project, monkeypatch):
     (project / "src").mkdir()
     monkeypatch.chdir(project / "src")
@@ -124,8 +135,12 @@ def test_sarif_points_outside_the_project_with_file_uris(project):
     factory = f"{REPO / 'fixtures/torch/resnet50_single_class.py'}:build_model"
     log = sarif("check", factory, "--input", "2,3,64,64", "--loss", "BCEWithLogitsLoss", "--labels", "2",
                 exit_code=0)
-    [uri] = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] for r in log["runs"][0]["results"]}
-    assert uri.startswith("file:///") and uri.endswith("/torchvision/models/resnet.py")
+    [result] = [r for r in log["runs"][0]["results"] if r["ruleId"] == "SC101"]
+    assert result["locations"][0]["physicalLocation"]["artifactLocation"] == {
+        "uri": (REPO / "fixtures/torch/resnet50_single_class.py").as_uri()}
+    [defined] = result["relatedLocations"]          # torchvision's own line for `fc`
+    assert defined["physicalLocation"]["artifactLocation"]["uri"].endswith("/torchvision/models/resnet.py")
+    assert defined["message"]["text"] == "`fc` is defined here"
 
 
 def test_sarif_reports_a_target_that_could_not_be_loaded(project):

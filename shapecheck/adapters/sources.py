@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import sysconfig
+from dataclasses import replace
 from pathlib import Path
 
 from shapecheck.trace import Location
 
 _SHAPECHECK_DIR = str(Path(__file__).resolve().parents[1])
 _SITE_DIRS = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")}, key=len, reverse=True)
+_LIBRARY_DIRS = tuple(os.path.join(d, "") for d in (*_SITE_DIRS, sysconfig.get_paths()["stdlib"]))
 
 
 def display_path(filename: str) -> str:
@@ -27,13 +29,22 @@ def display_path(filename: str) -> str:
 
 
 def user_frame(skip_dirs: tuple[str, ...], skip_self=None, depth: int = 2) -> Location | None:
-    """The innermost caller that is neither framework code nor the `__init__` chain of `skip_self`."""
+    """The innermost caller that is neither framework code nor the `__init__` chain of `skip_self`; when that is
+    a library (site-packages, the standard library), the user's line that called into it, if there is one."""
     frame = sys._getframe(depth)
     skip = tuple(os.path.join(d, "") for d in (_SHAPECHECK_DIR, *skip_dirs))
+    definition = None
     while frame is not None:
         filename = frame.f_code.co_filename
         if not filename.startswith(skip) and not filename.startswith("<"):
             if skip_self is None or frame.f_locals.get("self") is not skip_self:
-                return Location(display_path(filename), frame.f_lineno, os.path.abspath(filename))
+                here = _location(filename, frame.f_lineno)
+                if not here.file.startswith(_LIBRARY_DIRS):
+                    return replace(here, defined_in=definition)
+                definition = definition or here
         frame = frame.f_back
-    return None
+    return definition
+
+
+def _location(filename: str, line: int) -> Location:
+    return Location(display_path(filename), line, os.path.abspath(filename))
