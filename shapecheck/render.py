@@ -41,10 +41,11 @@ def to_text(results: list[Result], color: bool = False, errors_on_stderr: bool =
     paint = _Painter(color)
     lines: list[str] = []
     for result in results:
+        if result.error and errors_on_stderr:
+            continue          # the CLI prints it as one line on stderr; the totals still count it
         lines.append(paint.bold(result.target) + _summary(result))
         if result.error:
-            message = "see the error on stderr" if errors_on_stderr else result.error["message"]
-            lines.append(f"  {paint.red('error')}: {message}")
+            lines.append(f"  {paint.red('error')}: {result.error['message']}")
         for finding in result.findings:
             severity = paint.red(finding.severity) if finding.severity == "error" else paint.yellow(finding.severity)
             lines.append(f"  {severity}[{paint.bold(finding.rule)}] {finding.message}")

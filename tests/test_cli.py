@@ -111,7 +111,9 @@ def test_bad_options_are_one_line_errors(args, fragment):
     ("missing.pt2", "model file `missing.pt2` does not exist"),
 ])
 def test_unloadable_targets_are_one_line_errors(target, fragment):
-    assert_one_line_error(run("check", target, "--input", "4,3,16,16"), fragment)
+    result = run("check", target, "--input", "4,3,16,16")
+    assert_one_line_error(result, fragment)
+    assert result.stdout == "0 errors, 0 warnings in 1 target; 1 could not be checked\n"
 
 
 def test_missing_input_shape_is_an_error():
