@@ -121,7 +121,8 @@ def to_github(results: list[Result]) -> str:
             level = {"error": "error", "warning": "warning"}.get(finding.severity, "notice")
             place = f"file={finding.location.path},line={finding.location.line}," if finding.location else ""
             title = f"{finding.rule} {finding.name}"
-            lines.append(f"::{level} {place}title={_escape(title, True)}::{_escape(finding.message)}")
+            text = "\n".join([finding.message] + [f"help: {fix}" for fix in finding.fixes])
+            lines.append(f"::{level} {place}title={_escape(title, True)}::{_escape(text)}")
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""Run shapecheck over the real-world cases in ../shared/corpus, as the corpus README describes.
+"""Run shapecheck over the real-world cases in ../shared/corpus and fixtures/corpus, as the corpus README describes.
 
 `python tests/corpus.py [pytorch|keras] [pattern]` prints one line per case; tests/test_corpus.py asserts on the same runs.
 """
@@ -22,6 +22,8 @@ def _find_corpus() -> Path:
 
 
 CORPUS = _find_corpus()
+# Our own cases in the same format, written from further real reports: checked beside the shared corpus.
+OWN_CASES = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 FAMILIES = {"output_vs_loss": "loss", "labels_vs_loss": "loss", "internal_layer": "layer", "input_shape": "layer"}
 
 
@@ -31,6 +33,7 @@ class CaseRun:
     expected: str
     buggy: list           # findings on the buggy variant
     fixed: list           # findings on the fixed variant
+    where: str = ""       # EXPECTED["where"]: free text naming the layer
     buggy_error: str | None = None
     fixed_error: str | None = None
     fix_in_loss_code: bool = False   # the fix rewrites the loss call itself, which no CLI flag can express
@@ -50,8 +53,8 @@ class CaseRun:
 
 
 def case_files(framework: str, pattern: str = "*") -> list[Path]:
-    folder = CORPUS / "cases"
-    files = sorted(folder.glob(f"{pattern}.py")) if folder.is_dir() else []
+    folders = dict.fromkeys(path.resolve() / "cases" for path in (CORPUS, OWN_CASES))
+    files = [f for folder in folders if folder.is_dir() for f in sorted(folder.glob(f"{pattern}.py"))]
     return [f for f in files if _read_framework(f) == framework]
 
 
@@ -120,7 +123,7 @@ def _run_case(path: Path) -> CaseRun:
             [result] = api.check_all([target], options)
             outcomes.append(result)
     buggy, fixed = outcomes
-    return CaseRun(path.stem, expected, buggy.findings, fixed.findings,
+    return CaseRun(path.stem, expected, buggy.findings, fixed.findings, case.EXPECTED.get("where") or "",
                    buggy.error and buggy.error["message"], fixed.error and fixed.error["message"],
                    fix_in_loss_code=hasattr(case, "fixed_make_loss") and not hasattr(case, "FIXED_LOSS"))
 
@@ -157,10 +160,10 @@ def run_exported(path: Path) -> CaseRun | None:
         np.save(labels_path, labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels))
         options = api.Options.parse([",".join(map(str, shape))], case.LOSS, labels_file=str(labels_path))
         [result] = api.check_all([str(onnx_path)], options)
-    return CaseRun(path.stem, case.EXPECTED["kind"], result.findings, [], result.error and result.error["message"])
+    return CaseRun(path.stem, case.EXPECTED["kind"], result.findings, [], buggy_error=result.error and result.error["message"])
 
 
-def main(framework: str = "pytorch", pattern: str = "*") -> int:
+def main(framework: str = "pytorch", pattern: str = "*", verbose: bool = True) -> int:
     runs = [run_case(path) for path in case_files(framework, pattern)]
     for run in runs:
         codes = ",".join(f.rule for f in run.buggy if f.severity == "error") or run.buggy_error or "-"
@@ -168,6 +171,9 @@ def main(framework: str = "pytorch", pattern: str = "*") -> int:
         state = "n/a" if not run.fixed_checkable else "ok " if run.fixed_clean else "DIRTY"
         print(f"{'ok ' if run.diagnosed else 'MISS'} {state:<5} {run.case:<44} "
               f"{run.expected:<18} buggy: {codes:<24} fixed: {fixed}")
+        if verbose:
+            layers = ", ".join(dict.fromkeys(str(f.layer) for f in run.buggy if f.severity == "error"))
+            print(f"      layers: {layers or '-'} | where: {run.where}")
     diagnosed = sum(r.diagnosed for r in runs)
     checkable = [r for r in runs if r.fixed_checkable]
     clean = sum(r.fixed_clean for r in checkable)
