@@ -68,7 +68,8 @@ def _summary(result: Result) -> str:
         return ""
     if trace.inputs:
         parts = [f"input {', '.join(fmt(t.shape) for t in trace.inputs)}"]
-        parts.append(f"output {fmt(trace.output.shape)}" if trace.output else "forward pass failed")
+        parts.append(f"output {fmt(trace.output.shape)}" if trace.output
+                     else "forward pass failed" if trace.failure else "output not resolved")
     else:
         parts = ["building the model failed"]
     if result.loss:

@@ -19,6 +19,13 @@ class SoftmaxBeforeCrossEntropy(Rule):
         where, layer = op_site(ctx, op)
         message = (f"{where} applies a {op.name} before `{loss.label}`, which expects raw logits: the loss works on "
                    "probabilities squashed into [0, 1], gradients vanish and training plateaus")
-        fixes = [Fix(f"Return raw logits from the model (remove the {op.name}; apply it only at inference)"),
-                 Fix("Or keep it and use the loss on probabilities", ctx.recipes.probability_loss(loss))]
+        fixes = [Fix(f"Return raw logits from the model (remove the {op.name}; apply it only at inference)")]
+        if op.name == "sigmoid":
+            fixes.append(Fix("Or, for multi-label targets (several classes per sample), keep the sigmoid with a binary "
+                             "cross-entropy on 0/1 vectors", ctx.recipes.binary_loss(from_logits=False)))
+        elif ctx.trace.framework == "torch":
+            fixes.append(Fix("Or make it a `log_softmax` and use the loss on log-probabilities",
+                             ctx.recipes.probability_loss(loss)))
+        else:
+            fixes.append(Fix("Or keep it and use the loss on probabilities", ctx.recipes.probability_loss(loss)))
         yield self.finding(message, layer or op.layer or None, fixes, location=(layer.source if layer else op.source))

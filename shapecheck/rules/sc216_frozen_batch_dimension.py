@@ -6,7 +6,7 @@ from shapecheck.shapes import fmt
 class FrozenBatchDimension(Rule):
     code = "SC216"
     name = "frozen-batch-dimension"
-    category = "input_shape"
+    category = "batch_dim"
     summary = "An exported graph fixes its batch size, and the data comes in other batch sizes"
     explains_failure = True
 

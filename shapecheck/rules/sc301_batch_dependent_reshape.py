@@ -12,7 +12,8 @@ def folding_op(trace, batch: int):
     """The most upstream op on the output's path that takes the batch in and puts something else out."""
     culprit = None
     for op in trace.producer_chain(trace.output_op):
-        if op.inputs and op.inputs[0].shape[:1] == (batch,) and op.outputs and op.outputs[0].shape[:1] != (batch,):
+        if op.inputs and op.inputs[0].shape[:1] == (batch,) and op.outputs and \
+                op.outputs[0].shape[:1] not in ((batch,), (-1,)):   # -1: a dim shape inference left open
             culprit = op
     return culprit
 
@@ -32,7 +33,9 @@ class BatchDependentReshape(Rule):
 
     def check(self, ctx):
         trace = ctx.trace
-        if trace.output is not None and trace.output.shape[:1] != (trace.batch,):
+        if frozen_graph_batch(trace):
+            return   # SC216: the whole graph was exported for another batch size
+        if trace.output is not None and trace.output.shape[:1] not in ((trace.batch,), (-1,)):
             if flattened_on_purpose(ctx):
                 return
             op = folding_op(trace, trace.batch)
@@ -54,6 +57,8 @@ class BatchDependentReshape(Rule):
     def _folded(self, ctx, op):
         trace = ctx.trace
         before, after = op.inputs[0].shape, op.outputs[0].shape
+        if trace.framework == "onnx" and after[:1] == (1,):
+            return self._exported_batch(ctx, op)
         message = (f"{op_site(ctx, op)[0]} reshapes {fmt(before)} to {fmt(after)}: "
                    f"the batch of {trace.batch} is folded into the features, so the model returns "
                    f"{fmt(trace.output.shape)} for {trace.batch} samples")
@@ -63,6 +68,26 @@ class BatchDependentReshape(Rule):
             fixes.append(Fix(f"and size {ref(ctx, consumer.name)} per sample",
                              ctx.recipes.replace_linear_input(consumer, math.prod(before[1:]))))
         return self.finding(message, op.layer or None, fixes, location=op.source)
+
+
+    def _exported_batch(self, ctx, op):
+        """A static export records `x.size(0)` as the constant it had, 1; patching the input dim afterwards
+        leaves that constant in every Reshape."""
+        trace = ctx.trace
+        message = (f"{op_site(ctx, op)[0]} reshapes {fmt(op.inputs[0].shape)} to {fmt(op.outputs[0].shape)}: its "
+                   f"target shape is a constant holding the batch of 1 the graph was exported with, so the model "
+                   f"returns {fmt(trace.output.shape)} for {trace.batch} samples")
+        name = trace.input_names[0] if trace.input_names else "input"
+        fixes = [Fix("Re-export with a dynamic batch axis, so reshapes follow the batch",
+                     ctx.recipes.dynamic_batch_export(name))]
+        return self.finding(message, op.layer or None, fixes, location=op.source)
+
+
+def frozen_graph_batch(trace) -> bool:
+    """An exported graph whose declared input fixes a batch size other than the data's."""
+    declared = trace.declared_inputs or []
+    return any(wanted.shape and wanted.shape[0] not in (-1, given.shape[0])
+               for given, wanted in zip(trace.inputs, declared))
 
 
 def _hard_coded(trace, alternate):

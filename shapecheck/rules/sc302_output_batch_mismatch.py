@@ -12,7 +12,7 @@ class OutputBatchMismatch(Rule):
 
     def check(self, ctx):
         trace = ctx.trace
-        if trace.output is None or trace.output.shape[:1] == (trace.batch,) or flattened_on_purpose(ctx):
+        if trace.output is None or trace.output.shape[:1] in ((trace.batch,), (-1,)) or flattened_on_purpose(ctx):
             return
         op = folding_op(trace, trace.batch)
         if op is not None and op.name in RESHAPES:

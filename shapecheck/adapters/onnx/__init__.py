@@ -129,8 +129,23 @@ class _Graph:
         data = {name: numpy_helper.from_array(self.values[name], name) for name in node.input if name in self.values}
         outputs = shape_inference.infer_node_outputs(schema, node, inputs, data)
         self.types.update(outputs)
-        if node.op_type in _VALUE_OPS and all(not name or name in self.values for name in node.input):
+        if node.op_type in ("Shape", "Size"):
+            self._shape_value(node)
+        elif node.op_type in _VALUE_OPS and all(not name or name in self.values for name in node.input):
             self._evaluate(node)
+
+    def _shape_value(self, node):
+        """A graph exported with a dynamic batch computes its reshape targets from `Shape`: with the input bound,
+        the dims are known, so the value is too."""
+        meta = self.meta(node.input[0])
+        if meta is None or -1 in meta.shape:
+            return
+        dims = np.array(meta.shape, dtype=np.int64)
+        if node.op_type == "Size":
+            self.values[node.output[0]] = np.array(dims.prod(), dtype=np.int64)
+            return
+        attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        self.values[node.output[0]] = dims[attributes.get("start", 0):attributes.get("end", len(dims))]
 
     def _check_conv_channels(self, node):
         """ONNX's Conv inference takes the output channels from the weight and never compares the input's."""
@@ -143,8 +158,13 @@ class _Graph:
     def _evaluate(self, node):
         from onnx.reference import ReferenceEvaluator
 
+        # A one-node model carries the graph's opset: a bare node runs as the newest version (Unsqueeze-13
+        # wants its axes as an input, an opset-11 graph has them as an attribute).
+        value = helper.make_empty_tensor_value_info
+        graph = helper.make_graph([node], "value", [value(n) for n in node.input if n], [value(n) for n in node.output])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
         try:
-            results = ReferenceEvaluator(node).run(None, {name: self.values[name] for name in node.input if name})
+            results = ReferenceEvaluator(model).run(None, {name: self.values[name] for name in node.input if name})
         except Exception:
             return   # a value we cannot compute only leaves later shapes less resolved
         for name, value in zip(node.output, results):
@@ -161,10 +181,7 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
     trace = Trace(target=target, framework="onnx", inputs=graph.bind_inputs(specs, batch), mode="symbolic",
                   model_class=model.graph.name or "graph")
     layers: dict[str, Layer] = {}
-    for index, node in enumerate(model.graph.node):
-        name = layer_name(node, index)
-        if name in layers:   # a module exported as several nodes (SiLU: Sigmoid, Mul): one layer per node
-            name = f"{name}#{node.op_type}{index}"
+    for index, (node, name) in enumerate(zip(model.graph.node, _unique_names(model.graph.node))):
         layer = layers[name] = _layer(name, node, graph)
         activations = [n for n in node.input if n and n not in graph.initializers]
         layer.inputs = layer.inputs or [m for m in (graph.meta(n) for n in activations) if m is not None]
@@ -199,6 +216,22 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
     return trace
 
 
+def _unique_names(nodes) -> list[str]:
+    """A module exported as several nodes (SiLU: Sigmoid, Mul; an LSTM with its Transposes) gives one layer per
+    node: the module's own name goes to its weighted node (else the first), the others get `name#OpIndex`."""
+    def rank(node) -> int:
+        kind = _KINDS.get(node.op_type, "other")
+        return 2 if kind in ("linear", "conv", "rnn", "norm") or node.op_type == "MatMul" else kind != "other"
+
+    names = [layer_name(node, index) for index, node in enumerate(nodes)]
+    owner: dict[str, int] = {}
+    for index, (node, name) in enumerate(zip(nodes, names)):
+        if name not in owner or rank(node) > rank(nodes[owner[name]]):
+            owner[name] = index
+    return [name if owner[name] == index else f"{name}#{node.op_type}{index}"
+            for index, (node, name) in enumerate(zip(nodes, names))]
+
+
 def layer_name(node, index: int) -> str:
     """`/features/features.0/Conv` -> `features.0`: the module path PyTorch's exporter writes into node names."""
     parts = [p for p in node.name.split("/") if p][:-1]
@@ -231,7 +264,9 @@ def _layer(name: str, node, graph: _Graph) -> Layer:
                   "kernel_size": tuple(weight.shape[2:]), "stride": tuple(attrs.get("strides", [1])),
                   "padding": tuple(attrs.get("pads", [0]))[: len(weight.shape) - 2], "channel_axis": 1}
     elif kind == "rnn" and weight is not None and len(weight.shape) == 3:
-        config = {"input_size": weight.shape[2], "batch_first": attrs.get("layout", 0) == 1}
+        gates = {"LSTM": 4, "GRU": 3}.get(node.op_type, 1)   # W is [directions, gates * hidden, input]
+        config = {"input_size": weight.shape[2], "hidden_size": attrs.get("hidden_size", weight.shape[1] // gates),
+                  "batch_first": attrs.get("layout", 0) == 1, "bidirectional": weight.shape[0] == 2}
     elif kind == "pool" and "kernel_shape" in attrs:
         config = {"kernel_size": tuple(attrs["kernel_shape"]), "padding": tuple(attrs.get("pads", [0]))[:2],
                   "channel_axis": 1}
