@@ -25,6 +25,10 @@ class Recipes:
         """A layer like `layer` with `outputs` outputs, followed by `activation` where the framework puts it there."""
         raise NotImplementedError
 
+    def add_classifier(self, features: int, outputs: int, activation: str | None = None) -> str:
+        """A new classifier on the model's `features`-wide output (it returns features, not class scores)."""
+        raise NotImplementedError
+
     def linear(self, in_features: int, out_features: int) -> str:
         raise NotImplementedError
 
@@ -178,7 +182,7 @@ class NumpyLabels:
 class ReExport:
     """Recipes for an exported ONNX graph: the fix goes into the source model, which is then exported again."""
 
-    _CHANGES_MODEL = ("replace_", "flatten_before", "recurrent_", "pool_", "return_last_step", "end_with")
+    _CHANGES_MODEL = ("replace_", "add_", "flatten_before", "recurrent_", "pool_", "return_last_step", "end_with")
 
     def __init__(self, recipes: Recipes):
         self._recipes = recipes

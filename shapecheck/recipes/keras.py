@@ -18,6 +18,10 @@ class KerasRecipes(NumpyLabels, Recipes):
             return f'layers.{layer.type}({outputs}, 1, {act}name="{layer.name}")'
         return f'layers.Dense({outputs}, {act}name="{layer.name}")'
 
+    def add_classifier(self, features: int, outputs: int, activation: str | None = None) -> str:
+        act = f', activation="{activation}"' if activation else ""
+        return f"model = keras.Model(model.input, layers.Dense({outputs}{act})(model.output))  # on the {features} features"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"layers.Dense({out_features})  # receives {in_features} features"
 

@@ -15,6 +15,9 @@ class OnnxRecipes(NumpyLabels, Recipes):
     def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
         return f"re-export with the {layer.type} at {self.path(layer.name)} producing {outputs} outputs"
 
+    def add_classifier(self, features: int, outputs: int, activation: str | None = None) -> str:
+        return f"re-export with a classifier (Gemm weight [{outputs}, {features}]) on the {features} output features"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"Gemm weight [{out_features}, {in_features}]"
 

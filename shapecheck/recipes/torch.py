@@ -33,6 +33,10 @@ class TorchRecipes(Recipes):
             return f"{path} = nn.{_torch_class(layer)}({layer.config.get('in_channels')}, {outputs}, kernel_size={kernel})"
         return f"{path} = ...  # a layer with {outputs} outputs"
 
+    def add_classifier(self, features: int, outputs: int, activation: str | None = None) -> str:
+        extra = {"sigmoid": ", nn.Sigmoid()", "softmax": ", nn.Softmax(dim=1)"}.get(activation or "", "")
+        return f"model = nn.Sequential(model, nn.Linear({features}, {outputs}){extra})"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 

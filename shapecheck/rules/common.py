@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shapecheck.findings import Fix
 from shapecheck.rules import Context
 from shapecheck.shapes import fmt
 from shapecheck.trace import TRANSPARENT_OPS, Layer, Op
@@ -21,6 +22,18 @@ def head_activation(ctx: Context, outputs: int) -> str | None:
     if loss is None or loss.family == "regression" or loss.input_space != "probabilities":
         return None
     return "sigmoid" if outputs == 1 or loss.family == "binary" else "softmax"
+
+
+def new_head(ctx: Context, head: Layer, outputs: int, title: str) -> Fix:
+    """`title`, with the recipe for a head with `outputs` outputs. A convolution whose maps are pooled into the
+    output is a feature extractor with no classifier (an exported embedding): add one instead of resizing it."""
+    activation = head_activation(ctx, outputs)
+    out = head.output.shape if head.output else ()
+    if head.kind == "conv" and ctx.output is not None and len(out) > len(ctx.output.shape) == 2:
+        features = ctx.output.shape[1]
+        return Fix(f"The model outputs {features} pooled features and no classifier: add one with {outputs} "
+                   f"output{'s' if outputs > 1 else ''}", ctx.recipes.add_classifier(features, outputs, activation))
+    return Fix(title, ctx.recipes.replace_head(head, outputs, activation))
 
 
 def output_phrase(ctx: Context) -> str:

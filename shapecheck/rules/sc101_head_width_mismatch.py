@@ -2,10 +2,10 @@ from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import (
     class_axis,
-    head_activation,
     index_labels_match,
     index_target_shape,
     loss_ready,
+    new_head,
     output_phrase,
     same_batch,
 )
@@ -46,8 +46,7 @@ class HeadWidthMismatch(Rule):
         head = ctx.trace.head_layer()
         fixes = []
         if head is not None:
-            fixes.append(Fix(f"Replace the head with {width} output{'s' if width > 1 else ''}",
-                             ctx.recipes.replace_head(head, width, head_activation(ctx, width))))
+            fixes.append(new_head(ctx, head, width, f"Replace the head with {width} output{'s' if width > 1 else ''}"))
         lab = ctx.labels.shape
         if len(lab) == len(ctx.output.shape) - 1 and not ctx.loss.lenient:
             cast = ".float()" if is_int(ctx.labels.dtype) else ""

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_count, final_activation, head_activation, loss_ready, output_phrase
+from shapecheck.rules.common import class_count, final_activation, loss_ready, new_head, output_phrase
 
 
 class SingleLogitCrossEntropy(Rule):
@@ -19,5 +19,5 @@ class SingleLogitCrossEntropy(Rule):
         fixes = [Fix("For a binary problem keep one output and use a binary cross-entropy",
                      ctx.recipes.binary_loss(from_logits=not squashed))]
         if head is not None:
-            fixes.append(Fix("Or output one logit per class", ctx.recipes.replace_head(head, 2, head_activation(ctx, 2))))
+            fixes.append(new_head(ctx, head, 2, "Or output one logit per class"))
         yield self.finding(message, head, fixes)

@@ -1,6 +1,5 @@
-from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_id_stats, head_activation, values_text
+from shapecheck.rules.common import class_id_stats, new_head, values_text
 
 # A head this much wider than the classes the labels use was kept from pre-training (ImageNet's 1000).
 MIN_UNUSED_RATIO = 4
@@ -27,5 +26,5 @@ class UnusedOutputClasses(Rule):
         head = ctx.trace.head_layer()
         message = (f"`{ctx.loss.name}` input has {classes} classes but the labels use {values_text(stats)} "
                    f"(at most {used} classes): {classes - used} outputs are trained only to be pushed down")
-        fixes = [Fix(f"Replace the head with {used} outputs", ctx.recipes.replace_head(head, used, head_activation(ctx, used)))] if head else []
+        fixes = [new_head(ctx, head, used, f"Replace the head with {used} outputs")] if head else []
         yield self.finding(message, head, fixes)

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_id_stats, head_activation, values_text
+from shapecheck.rules.common import class_id_stats, new_head, values_text
 from shapecheck.rules.sc111_one_based_class_ids import looks_one_based
 from shapecheck.rules.sc112_mask_values_as_class_ids import looks_like_mask_levels
 
@@ -40,7 +40,7 @@ class ClassIdOutOfRange(Rule):
             return
         fixes = []
         if head is not None and not negative:
-            fixes.append(Fix(f"Give the head one output per class ({needed})", ctx.recipes.replace_head(head, needed, head_activation(ctx, needed))))
+            fixes.append(new_head(ctx, head, needed, f"Give the head one output per class ({needed})"))
         remap = "re-map the labels to 0..C-1 (e.g. `labels = torch.unique(labels, return_inverse=True)[1]`)"
         fixes.append(Fix(f"Or {remap}" if fixes else remap[0].upper() + remap[1:]))
         yield self.finding(message, head, fixes)

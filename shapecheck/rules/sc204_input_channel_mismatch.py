@@ -14,7 +14,7 @@ class InputChannelMismatch(Rule):
 
     def check(self, ctx):
         found = channel_mismatch(ctx)
-        if found is None or not fed_by_model_input(ctx, found[0]):
+        if found is None or not fed_by_model_input(ctx, found[0]) or _permuted_undeclared_input(ctx, found[0]):
             return
         layer, expected, actual = found
         x = layer.inputs[0].shape
@@ -30,3 +30,16 @@ class InputChannelMismatch(Rule):
         else:
             fixes = [Fix(f"Rebuild {ref(ctx, layer.name)} for {actual}-channel input", ctx.recipes.replace_conv_input(layer, actual))]
         yield self.finding(message, layer, fixes)
+
+
+def _permuted_undeclared_input(ctx, layer) -> bool:
+    """The graph permutes its input before the convolution, and the input is not laid out as the graph declares:
+    the channel count the convolution sees is a permuted axis, and SC214 tells the layout to feed."""
+    declared = ctx.trace.declared_inputs or []
+    given = ctx.trace.inputs
+    if not declared or not given or len(declared[0].shape) != len(given[0].shape) or \
+            all(w in (-1, g) for g, w in zip(given[0].shape[1:], declared[0].shape[1:])):
+        return False
+    producer = layer.input_producers[0] if layer.input_producers else None
+    return producer not in (None, -1) and any(op.name in ("transpose", "permute")
+                                              for op in ctx.trace.producer_chain(producer))

@@ -181,7 +181,7 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
     trace = Trace(target=target, framework="onnx", inputs=graph.bind_inputs(specs, batch), mode="symbolic",
                   model_class=model.graph.name or "graph")
     layers: dict[str, Layer] = {}
-    for index, (node, name) in enumerate(zip(model.graph.node, _unique_names(model.graph.node))):
+    for node, name in zip(model.graph.node, _unique_names(model.graph.node)):
         layer = layers[name] = _layer(name, node, graph)
         activations = [n for n in node.input if n and n not in graph.initializers]
         layer.inputs = layer.inputs or [m for m in (graph.meta(n) for n in activations) if m is not None]
