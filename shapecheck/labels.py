@@ -79,8 +79,10 @@ def from_array(array, source: str) -> LabelInfo:
     import numpy as np
 
     array = np.asarray(array)
-    if array.dtype.kind in "USO":
+    if array.dtype.kind in "US" or (array.dtype.kind == "O" and all(isinstance(v, str) for v in array.flat)):
         return LabelInfo(TensorMeta(array.shape, "str"), source)
+    if array.dtype.kind == "O":   # e.g. `DataFrame.values` of mixed columns: numbers boxed as Python objects
+        return LabelInfo(TensorMeta(array.shape, "object"), source)
     dtype = "bool" if array.dtype.kind == "b" else normalize_dtype(str(array.dtype))
     return LabelInfo(TensorMeta(tuple(int(d) for d in array.shape), dtype), source, _stats(array) if array.size else None)
 
@@ -112,7 +114,9 @@ def _load_array(path: Path):
     try:
         if suffix == ".npy":
             import numpy as np
-            return np.load(path, allow_pickle=False)
+            shape = _object_array_shape(path)
+            # an array of Python objects keeps its shape and dtype but no values: a pickle is never loaded
+            return np.load(path, allow_pickle=False) if shape is None else np.empty(shape, dtype=object)
         if suffix == ".npz":
             import numpy as np
             with np.load(path, allow_pickle=False) as archive:
@@ -130,6 +134,17 @@ def _load_array(path: Path):
     except Exception as exc:  # a corrupt or foreign file: say so in one line
         raise ShapecheckError(f"cannot read labels file `{path}`: {type(exc).__name__}: {_first_line(exc)}") from exc
     raise ShapecheckError(f"labels file `{path}` must be .npy, .npz or .pt")
+
+
+def _object_array_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape of an object array (a pickle), read from the .npy header without unpickling anything."""
+    import numpy as np
+
+    with open(path, "rb") as file:
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(file)
+    return shape if dtype.hasobject else None
 
 
 def _pick(arrays: dict, path: Path):

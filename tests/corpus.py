@@ -91,6 +91,8 @@ def _run_case(path: Path) -> CaseRun:
     import numpy as np
 
     from shapecheck import api
+    from shapecheck.engine import Result
+    from shapecheck.errors import ShapecheckError
 
     case = _load(path)
     expected = case.EXPECTED["kind"]
@@ -119,8 +121,11 @@ def _run_case(path: Path) -> CaseRun:
             labels_path = Path(tmp) / f"{factory}.npy"
             array = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
             np.save(labels_path, array)
-            options = api.Options.parse(inputs, loss, labels_file=str(labels_path), from_logits=from_logits)
-            [result] = api.check_all([target], options)
+            try:
+                options = api.Options.parse(inputs, loss, labels_file=str(labels_path), from_logits=from_logits)
+                [result] = api.check_all([target], options)
+            except ShapecheckError as exc:   # what the CLI reports as a usage error (exit 2)
+                result = Result(target, error={"kind": "usage", "message": str(exc)})
             outcomes.append(result)
     buggy, fixed = outcomes
     return CaseRun(path.stem, expected, buggy.findings, fixed.findings, case.EXPECTED.get("where") or "",

@@ -52,7 +52,7 @@ class KerasRecipes(NumpyLabels, Recipes):
         return "labels = labels[..., 1:]"
 
     def pool_after(self, layer: Layer) -> str:
-        return f"x = layers.GlobalAveragePooling2D()(x)  # after {layer.name}"
+        return f"x = layers.GlobalAveragePooling{_map_dims(layer.output)}D()(x)  # after {layer.name}"
 
     def activation_call(self, activation: str, axis: int) -> str:
         return f"keras.ops.{activation}(x, axis={axis})"
@@ -125,7 +125,13 @@ class KerasRecipes(NumpyLabels, Recipes):
         return f'layers.{layer.type}({units}, return_sequences=False, name="{layer.name}")'
 
     def pool_before(self, layer: Layer) -> str:
-        return f"x = layers.GlobalAveragePooling2D()(x)  # before {layer.name}"
+        return f"x = layers.GlobalAveragePooling{_map_dims(layer.inputs[0] if layer.inputs else None)}D()(x)  # before {layer.name}"
+
+
+def _map_dims(tensor) -> int:
+    """1, 2 or 3 for the map a tensor holds ([N, L, C], [N, H, W, C], ...); 2 when unknown."""
+    rank = len(tensor.shape) if tensor is not None else 4
+    return min(max(rank - 2, 1), 3)
 
 
 def _class_name(loss_name: str) -> str:

@@ -90,7 +90,9 @@ class TorchRecipes(Recipes):
         return "labels = labels[:, 1:]" if axis == 1 else "labels = labels[..., 1:]"
 
     def pool_after(self, layer: Layer) -> str:
-        return f"out = out.mean(dim=(2, 3))  # after {self.display(layer.name)}"
+        rank = len(layer.output.shape) if layer.output is not None else 4
+        axes = tuple(range(2, max(rank, 3)))
+        return f"out = out.mean(dim={axes[0] if len(axes) == 1 else axes})  # after {self.display(layer.name)}"
 
     def activation_call(self, activation: str, axis: int) -> str:
         return f"F.{activation}(x, dim={axis})"
@@ -171,7 +173,9 @@ class TorchRecipes(Recipes):
         return f"out = {step}  # the last time step of {self.display(layer.name)}"
 
     def pool_before(self, layer: Layer) -> str:
-        return f"x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)  # before {self.display(layer.name)}"
+        rank = len(layer.inputs[0].shape) if layer.inputs else 4
+        dims = min(max(rank - 2, 1), 3)
+        return f"x = torch.flatten(F.adaptive_avg_pool{dims}d(x, 1), 1)  # before {self.display(layer.name)}"
 
     def dynamic_batch_export(self, input_name: str) -> str:
         return (f'torch.onnx.export(model, (x,), "model.onnx", input_names=["{input_name}"], '

@@ -12,7 +12,7 @@ class LabelDtype(Rule):
     code = "SC107"
     name = "label-dtype"
     category = "dtype"
-    summary = "Labels have a dtype the loss cannot take (float class indices, integer or string targets)"
+    summary = "Labels have a dtype the loss cannot take (float class indices, integer, string or object targets)"
 
     def check(self, ctx):
         if looks_like_class_ids(ctx):
@@ -25,6 +25,12 @@ class LabelDtype(Rule):
             yield self.finding(f"`{loss.name}` labels {fmt(labels.shape)} are strings; losses take numbers",
                                fixes=[Fix("Map each label name to a class index first",
                                           "classes = sorted(set(names)); labels = [classes.index(n) for n in names]")])
+            return
+        if dtype == "object":
+            cast = "int64" if loss.wants_class_indices else "float32"
+            yield self.finding(f"`{loss.name}` labels {fmt(labels.shape)} have dtype object (numbers boxed as Python "
+                               "objects, as `DataFrame.values` gives for mixed columns): no tensor can be made of them",
+                               fixes=[Fix("Convert them to numbers", ctx.recipes.to_dtype(cast))])
             return
         if loss.lenient:
             return  # Keras casts numeric labels to what the loss needs

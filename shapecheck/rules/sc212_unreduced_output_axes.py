@@ -10,7 +10,12 @@ def _expected_rank(ctx) -> int:
     if ctx.loss.wants_class_indices:
         trailing = 1 if ctx.loss.lenient and len(lab) >= 2 and lab[-1] == 1 else 0
         return len(lab) - trailing + 1
-    return max(len(lab), 2)
+    return 2 if _one_value_per_sample(ctx) else max(len(lab), 2)
+
+
+def _one_value_per_sample(ctx) -> bool:
+    """Labels like [N], [N, 1] or [N, 1, 1]."""
+    return all(d == 1 for d in ctx.labels.shape[1:])
 
 
 class UnreducedOutputAxes(Rule):
@@ -60,7 +65,9 @@ def extra_axes_source(ctx):
             return ("sequence", layer) if layer.config.get("return_sequences", True) else None
         if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 4:
             return None
-        if layer.kind in ("conv", "pool") and layer.output is not None and len(layer.output.shape) >= 4:
+        # a 1-D map ([N, L, C] or [N, C, L]) only counts against labels of one value per sample
+        min_rank = 3 if _one_value_per_sample(ctx) else 4
+        if layer.kind in ("conv", "pool") and layer.output is not None and len(layer.output.shape) >= min_rank:
             return "map", layer
         if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 3 and \
                 layer.input_producers[:1] == [-1]:
