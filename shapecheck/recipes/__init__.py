@@ -156,6 +156,10 @@ class Recipes:
     def flatten_per_sample(self) -> str:
         raise NotImplementedError
 
+    def reshape_per_sample(self, sample_shape: tuple[int, ...]) -> str:
+        """A reshape that names one sample's shape and leaves the batch free."""
+        raise NotImplementedError
+
     def adaptive_pool(self, height: int, width: int) -> str:
         raise NotImplementedError
 
@@ -182,7 +186,7 @@ class NumpyLabels:
 class ReExport:
     """Recipes for an exported ONNX graph: the fix goes into the source model, which is then exported again."""
 
-    _CHANGES_MODEL = ("replace_", "add_", "flatten_before", "recurrent_", "pool_", "return_last_step", "end_with")
+    _CHANGES_MODEL = ("replace_", "add_", "reshape_per_sample", "flatten_before", "recurrent_", "pool_", "return_last_step", "end_with")
 
     def __init__(self, recipes: Recipes):
         self._recipes = recipes

@@ -117,6 +117,9 @@ class KerasRecipes(NumpyLabels, Recipes):
     def flatten_per_sample(self) -> str:
         return "layers.Flatten()"
 
+    def reshape_per_sample(self, sample_shape: tuple[int, ...]) -> str:
+        return f"layers.Reshape({tuple(sample_shape)})  # the shape of one sample; the batch axis is left out"
+
     def adaptive_pool(self, height: int, width: int) -> str:
         return "layers.GlobalAveragePooling2D()"
 

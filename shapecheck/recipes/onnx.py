@@ -105,6 +105,9 @@ class OnnxRecipes(NumpyLabels, Recipes):
     def pool_after(self, layer: Layer) -> str:
         return f"re-export with a GlobalAveragePool after {self.path(layer.name)}"
 
+    def reshape_per_sample(self, sample_shape: tuple[int, ...]) -> str:
+        return f"re-export with the Reshape target [-1, {', '.join(map(str, sample_shape))}]"
+
     def flatten_per_sample(self) -> str:
         return "re-export with the reshape keeping the batch axis: Reshape(x, [N, -1]) or Flatten(axis=1)"
 

@@ -184,6 +184,9 @@ class TorchRecipes(Recipes):
     def flatten_per_sample(self) -> str:
         return "x = x.view(x.size(0), -1)"
 
+    def reshape_per_sample(self, sample_shape: tuple[int, ...]) -> str:
+        return f"x = x.view(x.size(0), {', '.join(map(str, sample_shape))})"
+
     def adaptive_pool(self, height: int, width: int) -> str:
         size = height if height == width else (height, width)
         return f"x = F.adaptive_avg_pool2d(x, {size})  # before the flatten"

@@ -85,7 +85,8 @@ def op_site(ctx: Context, op: Op) -> tuple[str, Layer | None]:
     if layer is not None and layer.name and layer.kind == "activation":
         return f"{ref(ctx, layer.name)} ({layer.type})", layer
     if layer is not None and ctx.trace.framework == "onnx":
-        return f"the `{layer.type}` node of `{layer.name}`", layer
+        owner = f" of `{layer.name}`" if layer.name != layer.type else ""   # a top-level `/Reshape` node
+        return f"the `{layer.type}` node{owner}", layer
     if layer is not None and layer.name and ctx.trace.framework == "keras":   # Dense(..., activation="softmax")
         return f'{ref(ctx, layer.name)} ({layer.type}, activation="{op.name}")', layer
     owner = ctx.recipes.display(layer.name) if layer is not None and layer.name else ctx.trace.model_class

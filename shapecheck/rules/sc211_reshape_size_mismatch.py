@@ -2,6 +2,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.sc306_hard_coded_batch_size import requested_batch
 from shapecheck.shapes import fmt
 
 RESHAPES = ("view", "reshape")
@@ -20,6 +21,8 @@ class ReshapeSizeMismatch(Rule):
             return
         shape = failure.inputs[0].shape
         per_sample = math.prod(shape[1:])
+        if requested_batch(failure, per_sample) not in (None, ctx.trace.batch):
+            return   # SC306: the sizes fit one sample, the batch size is written in
         requested = [d for d in failure.args.get("args", []) if isinstance(d, int)]
         target = math.prod(requested[1:]) if len(requested) >= 2 and all(d > 0 for d in requested[1:]) else None
         site = _failed_site(ctx, failure)
@@ -51,7 +54,8 @@ class ReshapeSizeMismatch(Rule):
 def _failed_site(ctx, failure) -> str:
     layer = ctx.trace.layer(failure.layer)
     if ctx.trace.framework == "onnx":
-        return f"the `{layer.type if layer else failure.op}` node of `{failure.layer}`"
+        kind = layer.type if layer else failure.op
+        return f"the `{kind}` node" + (f" of `{failure.layer}`" if failure.layer != kind else "")
     owner = ctx.recipes.display(layer.name) if layer is not None and layer.name else ctx.trace.model_class
     return f"`{failure.op}` in `{owner}.forward`"
 

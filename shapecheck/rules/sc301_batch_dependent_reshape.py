@@ -28,7 +28,7 @@ class BatchDependentReshape(Rule):
     code = "SC301"
     name = "batch-dependent-reshape"
     category = "internal_layer"
-    summary = "A reshape in forward folds the batch into features or hard-codes a batch size"
+    summary = "A reshape in forward folds the batch into the features (`view(-1, k)` with the wrong `k`)"
     explains_failure = True
 
     def check(self, ctx):
@@ -39,26 +39,12 @@ class BatchDependentReshape(Rule):
             if flattened_on_purpose(ctx):
                 return
             op = folding_op(trace, trace.batch)
-            if op is not None and op.name in RESHAPES:
+            if op is not None and op.name in RESHAPES and not exported_batch_constant(trace, op):
                 yield self._folded(ctx, op)
-            return
-        alternate = trace.alternate
-        if trace.failure is not None or alternate is None:
-            return
-        op = _hard_coded(trace, alternate)
-        if op is not None:
-            result = (f"fails: {alternate.failure.message}" if alternate.failure
-                      else f"returns {fmt(alternate.output.shape)}")
-            message = (f"{op_site(ctx, op)[0]} gives {fmt(op.outputs[0].shape)} at batch "
-                       f"{trace.batch}, but at batch {alternate.batch} the model {result}: a batch size is hard-coded")
-            yield self.finding(message, op.layer or None, [Fix("Reshape per sample", ctx.recipes.flatten_per_sample())],
-                               location=op.source)
 
     def _folded(self, ctx, op):
         trace = ctx.trace
         before, after = op.inputs[0].shape, op.outputs[0].shape
-        if trace.framework == "onnx" and after[:1] == (1,):
-            return self._exported_batch(ctx, op)
         message = (f"{op_site(ctx, op)[0]} reshapes {fmt(before)} to {fmt(after)}: "
                    f"the batch of {trace.batch} is folded into the features, so the model returns "
                    f"{fmt(trace.output.shape)} for {trace.batch} samples")
@@ -70,17 +56,9 @@ class BatchDependentReshape(Rule):
         return self.finding(message, op.layer or None, fixes, location=op.source)
 
 
-    def _exported_batch(self, ctx, op):
-        """A static export records `x.size(0)` as the constant it had, 1; patching the input dim afterwards
-        leaves that constant in every Reshape."""
-        trace = ctx.trace
-        message = (f"{op_site(ctx, op)[0]} reshapes {fmt(op.inputs[0].shape)} to {fmt(op.outputs[0].shape)}: its "
-                   f"target shape is a constant holding the batch of 1 the graph was exported with, so the model "
-                   f"returns {fmt(trace.output.shape)} for {trace.batch} samples")
-        name = trace.input_names[0] if trace.input_names else "input"
-        fixes = [Fix("Re-export with a dynamic batch axis, so reshapes follow the batch",
-                     ctx.recipes.dynamic_batch_export(name))]
-        return self.finding(message, op.layer or None, fixes, location=op.source)
+def exported_batch_constant(trace, op) -> bool:
+    """A Reshape in an exported graph whose target holds the export's batch of 1 (SC306)."""
+    return trace.framework == "onnx" and op.outputs[0].shape[:1] == (1,)
 
 
 def frozen_graph_batch(trace) -> bool:
@@ -88,18 +66,6 @@ def frozen_graph_batch(trace) -> bool:
     declared = trace.declared_inputs or []
     return any(wanted.shape and wanted.shape[0] not in (-1, given.shape[0])
                for given, wanted in zip(trace.inputs, declared))
-
-
-def _hard_coded(trace, alternate):
-    """The op whose output tracks the batch at one batch size but not at the other."""
-    failure = alternate.failure
-    if failure is not None and failure.op_index is not None and failure.op_index < len(trace.ops):
-        op = trace.ops[failure.op_index]
-        return op if op.name == failure.op and op.name in RESHAPES else None
-    if alternate.output is not None and alternate.output.shape[:1] != (alternate.batch,):
-        folded = folding_op(alternate, alternate.batch)
-        return trace.ops[folded.index] if folded is not None and folded.index < len(trace.ops) else None
-    return None
 
 
 def _next_linear(ctx, op):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 
 import keras
 from keras import tree
@@ -97,7 +98,8 @@ class Recorder:
 
     def note_failure(self, layer, name: str, args, exc: Exception):
         if self.failed is None:
-            self.failed = (layer, name, [meta(t) for t in _tensors(args)], exc)
+            inputs = [meta(t) for t in _tensors(args)]
+            self.failed = (layer, name, inputs, _lambda_cause(layer, inputs, exc))
 
     @contextlib.contextmanager
     def watching_calls(self):
@@ -137,9 +139,30 @@ class Recorder:
         return trace
 
 
+def _lambda_cause(layer, inputs: list[TensorMeta], exc: Exception) -> Exception:
+    """Keras hides why a Lambda failed on symbolic tensors ("could not automatically infer the shape"): run its
+    function once on zeros of the same shapes (one small eager call of the user's own code) to get the reason."""
+    if type(layer).__name__ != "Lambda" or not isinstance(exc, NotImplementedError) or not inputs:
+        return exc
+    try:
+        zeros = [keras.ops.zeros(m.shape, dtype=m.dtype) for m in inputs]
+        layer.function(*zeros)
+    except Exception as cause:
+        return cause
+    return exc
+
+
+_BOILERPLATE = ("Exception encountered when calling", "Arguments received by", "\u2022", "Graph execution error",
+                "Detected at node", "File ")
+
+
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    """The line that says what went wrong, without Keras's frame and argument listing or terminal colours."""
+    text = re.sub(r"\x1b\[[0-9;]*m|\{\{function_node [^}]*\}\}", "", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    meaningful = [line for line in lines if not line.startswith(_BOILERPLATE)]
+    line = (meaningful or lines or [type(exc).__name__])[0]
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", line)
 
 
 def _layer_record(name: str, layer, sites) -> Layer:
