@@ -83,6 +83,10 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
         else:
             inputs = options.inputs or _declared_inputs(loaded, result.labels)
             result.trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
+        if result.labels is not None and result.trace.framework == "keras" and len(result.trace.outputs) > 1:
+            result.labels = labels_mod.for_first_output(result.labels, list(result.trace.outputs.values()))
+            if result.labels is None:
+                result.trace.notes.append("the labels hold one array per model output; they are not checked")
     except ShapecheckError as exc:
         result.error = {"kind": exc.kind, "message": str(exc)}
         return result

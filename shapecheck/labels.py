@@ -44,6 +44,8 @@ class LabelInfo:
     meta: TensorMeta
     source: str                         # "spec" or the file it was read from
     stats: LabelStats | None = None
+    per_output: int = 0                 # > 0: these are the first of that many label arrays, one per model output
+    array: object = field(default=None, repr=False, compare=False)   # kept to split per-output stacks; rules never read it
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -84,7 +86,25 @@ def from_array(array, source: str) -> LabelInfo:
     if array.dtype.kind == "O":   # e.g. `DataFrame.values` of mixed columns: numbers boxed as Python objects
         return LabelInfo(TensorMeta(array.shape, "object"), source)
     dtype = "bool" if array.dtype.kind == "b" else normalize_dtype(str(array.dtype))
-    return LabelInfo(TensorMeta(tuple(int(d) for d in array.shape), dtype), source, _stats(array) if array.size else None)
+    return LabelInfo(TensorMeta(tuple(int(d) for d in array.shape), dtype), source,
+                     _stats(array) if array.size else None, array=array)
+
+
+def for_first_output(labels: LabelInfo, outputs: list[TensorMeta]) -> LabelInfo | None:
+    """Labels for a model with several outputs, as the loss of its first output sees them.
+
+    One array per output saved together is a stack [K, N, ...] (same shapes) or an object array of K arrays
+    (different shapes, whose values are never unpickled: None). Anything else is one array for K outputs, which
+    SC120 reports."""
+    count, batch = len(outputs), outputs[0].shape[0] if outputs[0].shape else None
+    shape = labels.shape
+    if labels.dtype == "object" and shape == (count,):
+        return None
+    if len(shape) >= 2 and shape[0] == count and shape[1] == batch and labels.array is not None:
+        first = from_array(labels.array[0], labels.source)
+        first.per_output = count
+        return first
+    return labels
 
 
 def _stats(array) -> LabelStats:

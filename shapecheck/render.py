@@ -76,7 +76,8 @@ def _summary(result: Result) -> str:
         origin = f", from the {result.loss.source}" if result.loss.source != "--loss" else ""
         parts.append(f"loss {result.loss.label}{origin}")
     if result.labels:
-        parts.append(f"labels {fmt(result.labels.shape)} {result.labels.dtype}")
+        stack = f" (the first of {result.labels.per_output}, one per output)" if result.labels.per_output else ""
+        parts.append(f"labels {fmt(result.labels.shape)} {result.labels.dtype}{stack}")
     return f" ({'; '.join(parts)})"
 
 
