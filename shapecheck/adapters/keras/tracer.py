@@ -76,7 +76,7 @@ def _config(layer, kind: str) -> dict:
             config["in_channels"] = int(kernel.shape[-2]) * getattr(inner, "groups", 1)
         config.update(kernel_size=tuple(inner.kernel_size), stride=tuple(inner.strides), padding=inner.padding)
     elif kind == "pool" and hasattr(inner, "pool_size"):
-        config.update(kernel_size=tuple(inner.pool_size), padding=inner.padding)
+        config.update(kernel_size=tuple(inner.pool_size), stride=tuple(inner.strides), padding=inner.padding)
     elif kind == "rnn":
         cell = getattr(inner, "cell", None)
         config.update(hidden_size=getattr(inner, "units", None), batch_first=True,

@@ -269,7 +269,7 @@ def _layer(name: str, node, graph: _Graph) -> Layer:
                   "batch_first": attrs.get("layout", 0) == 1, "bidirectional": weight.shape[0] == 2}
     elif kind == "pool" and "kernel_shape" in attrs:
         config = {"kernel_size": tuple(attrs["kernel_shape"]), "padding": tuple(attrs.get("pads", [0]))[:2],
-                  "channel_axis": 1}
+                  "stride": tuple(attrs.get("strides", [1])), "channel_axis": 1}
     return Layer(name=name, type=node.op_type, kind=kind, params=params, config=config)
 
 
