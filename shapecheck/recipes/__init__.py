@@ -29,6 +29,10 @@ class Recipes:
         """A new classifier on the model's `features`-wide output (it returns features, not class scores)."""
         raise NotImplementedError
 
+    def join_features(self, op: str) -> str:
+        """Join several per-sample feature tensors along the feature axis."""
+        raise NotImplementedError
+
     def linear(self, in_features: int, out_features: int) -> str:
         raise NotImplementedError
 

@@ -22,6 +22,9 @@ class KerasRecipes(NumpyLabels, Recipes):
         act = f', activation="{activation}"' if activation else ""
         return f"model = keras.Model(model.input, layers.Dense({outputs}{act})(model.output))  # on the {features} features"
 
+    def join_features(self, op: str) -> str:
+        return "layers.Concatenate(axis=-1)([a, b])"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"layers.Dense({out_features})  # receives {in_features} features"
 

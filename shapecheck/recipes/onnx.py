@@ -18,6 +18,9 @@ class OnnxRecipes(NumpyLabels, Recipes):
     def add_classifier(self, features: int, outputs: int, activation: str | None = None) -> str:
         return f"re-export with a classifier (Gemm weight [{outputs}, {features}]) on the {features} output features"
 
+    def join_features(self, op: str) -> str:
+        return "re-export with the Concat on axis 1"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"Gemm weight [{out_features}, {in_features}]"
 

@@ -37,6 +37,9 @@ class TorchRecipes(Recipes):
         extra = {"sigmoid": ", nn.Sigmoid()", "softmax": ", nn.Softmax(dim=1)"}.get(activation or "", "")
         return f"model = nn.Sequential(model, nn.Linear({features}, {outputs}){extra})"
 
+    def join_features(self, op: str) -> str:
+        return f"torch.{op}([a, b], dim=1)"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 

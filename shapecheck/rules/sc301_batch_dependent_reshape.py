@@ -49,7 +49,7 @@ class BatchDependentReshape(Rule):
                    f"the batch of {trace.batch} is folded into the features, so the model returns "
                    f"{fmt(trace.output.shape)} for {trace.batch} samples")
         fixes = [Fix("Keep the batch axis", ctx.recipes.flatten_per_sample())]
-        consumer = _next_linear(ctx, op)
+        consumer = next_linear(ctx, op)
         if consumer is not None:
             fixes.append(Fix(f"and size {ref(ctx, consumer.name)} per sample",
                              ctx.recipes.replace_linear_input(consumer, math.prod(before[1:]))))
@@ -68,7 +68,8 @@ def frozen_graph_batch(trace) -> bool:
                for given, wanted in zip(trace.inputs, declared))
 
 
-def _next_linear(ctx, op):
+def next_linear(ctx, op):
+    """The Linear that consumes an op's output, if one does."""
     for later in ctx.trace.ops[op.index + 1:]:
         if later.name == "linear" and op.index in later.producers:
             layer = ctx.trace.layer(later.layer)

@@ -1,6 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.sc301_batch_dependent_reshape import RESHAPES, flattened_on_purpose, folding_op
+from shapecheck.rules.common import ref
+from shapecheck.rules.sc301_batch_dependent_reshape import RESHAPES, flattened_on_purpose, folding_op, next_linear
 from shapecheck.shapes import fmt
 
 
@@ -23,7 +24,12 @@ class OutputBatchMismatch(Rule):
             message += f"; `{op.name}` turns {fmt(op.inputs[0].shape)} into {fmt(op.outputs[0].shape)}"
             if op.name in ("cat", "stack"):
                 fixes.append(Fix("Join per-sample features along axis 1, not the batch axis 0",
-                                 "torch.cat([a, b], dim=1)"))
+                                 ctx.recipes.join_features(op.name)))
+                consumer = next_linear(ctx, op)
+                joined = sum(t.shape[1] for t in op.inputs if len(t.shape) >= 2)
+                if consumer is not None and op.name == "cat" and consumer.config.get("in_features") != joined:
+                    fixes.append(Fix(f"and size {ref(ctx, consumer.name)} for the {joined} joined features",
+                                     ctx.recipes.replace_linear_input(consumer, joined)))
         if not fixes:
             fixes.append(Fix("Keep axis 0 the batch axis from input to output"))
         yield self.finding(message, op.layer if op is not None and op.layer else None, fixes,
