@@ -1,13 +1,18 @@
-"""Every rule: its bad fixture reports it (snapshot of the full text output), its good fixture is clean."""
+"""Every rule: its bad fixture reports it (snapshot of the full text output), its good fixture is clean, and the
+examples its doc quotes still print what the doc says."""
 
 from __future__ import annotations
 
 import os
+import re
+import shlex
 
 import pytest
+from click.testing import CliRunner
 
 from rule_fixtures import ROOT, fixture_id, fixture_paths, rule_code, run_fixture
 from shapecheck import render
+from shapecheck.cli import main
 from shapecheck.docs import doc_path
 from shapecheck.rules import load_rules
 
@@ -60,3 +65,31 @@ def test_every_rule_has_a_doc_with_the_standard_sections(code):
     text = path.read_text()
     for heading in ("## What it does", "## Why is this bad?", "## Example", "## Use instead", "## Fix recipe"):
         assert heading in text, f"{path.name} lacks `{heading}`"
+
+
+def _doc_examples():
+    """Rule docs whose Example runs a model.py through `shapecheck check` and quotes what it reports."""
+    pattern = re.compile(r"Running `shapecheck (check [^`]*)`[^\n]*reports:\n```text\n(.*?)```", re.S)
+    examples = []
+    for code in sorted(load_rules()):
+        path = doc_path(code)
+        example = path.read_text().split("## Example", 1)[-1].split("## Use instead", 1)[0] if path else ""
+        run, model = pattern.search(example), re.search(r"```python\n(.*?)```", example, re.S)
+        if run and model and "--labels-file" not in run.group(1):
+            examples.append(pytest.param(model.group(1), shlex.split(run.group(1)), run.group(2).strip(), id=code))
+    return examples
+
+
+DOC_EXAMPLES = _doc_examples()
+
+
+def test_docs_quote_runnable_examples():
+    assert len(DOC_EXAMPLES) >= 20, "the doc example pattern no longer matches the rule docs"
+
+
+@pytest.mark.parametrize("model, args, quoted", DOC_EXAMPLES)
+def test_doc_example_prints_what_the_doc_quotes(model, args, quoted, tmp_path, monkeypatch):
+    (tmp_path / "model.py").write_text(model)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, args)
+    assert result.stdout.split("\n\n")[0].strip() == quoted
