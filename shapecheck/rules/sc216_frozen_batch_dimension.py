@@ -7,7 +7,7 @@ class FrozenBatchDimension(Rule):
     code = "SC216"
     name = "frozen-batch-dimension"
     category = "batch_dim"
-    summary = "An exported graph fixes its batch size, and the data comes in other batch sizes"
+    summary = "The model or exported graph fixes its batch size, and the data comes in other batch sizes"
     explains_failure = True
 
     def check(self, ctx):
@@ -16,10 +16,18 @@ class FrozenBatchDimension(Rule):
             if not wanted.shape or wanted.shape[0] in (-1, given.shape[0]):
                 continue
             fixed = wanted.shape[0]
-            message = (f"input {index} of the graph has its batch fixed to {fixed} ({fmt(wanted.shape)}), but the data "
-                       f"comes in batches of {given.shape[0]}: the runtime rejects every other batch size")
-            fixes = [Fix("Re-export with a dynamic batch axis; the `dynamic_axes` key must be the input's name",
-                         ctx.recipes.dynamic_batch_export(_name(ctx, index)))]
+            if ctx.trace.framework == "keras":   # `Input(batch_shape=...)`, which stateful RNNs require
+                message = (f"input {index} of the model declares a batch of {fixed} ({fmt(wanted.shape)}), but the "
+                           f"data comes in batches of {given.shape[0]}: every other batch size is rejected")
+                sample = ", ".join(map(str, wanted.shape[1:]))
+                fixes = [Fix(f"Train in batches of {fixed}", f"model.fit(x, y, batch_size={fixed})"),
+                         Fix("Or declare the batch you train with",
+                             f"keras.Input(batch_shape=({given.shape[0]}, {sample}))")]
+            else:
+                message = (f"input {index} of the graph has its batch fixed to {fixed} ({fmt(wanted.shape)}), but the "
+                           f"data comes in batches of {given.shape[0]}: the runtime rejects every other batch size")
+                fixes = [Fix("Re-export with a dynamic batch axis; the `dynamic_axes` key must be the input's name",
+                             ctx.recipes.dynamic_batch_export(_name(ctx, index)))]
             yield self.finding(message, None, fixes)
 
 

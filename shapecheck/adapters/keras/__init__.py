@@ -97,6 +97,16 @@ def declared_inputs(model, batch: int) -> list[TensorMeta] | None:
     return specs or None
 
 
+def declared_shapes(model) -> list[TensorMeta] | None:
+    """The input shapes exactly as the model declares them, -1 for a free size (the batch, usually)."""
+    try:
+        inputs = model.inputs
+    except (AttributeError, ValueError):
+        return None
+    return [TensorMeta(tuple(-1 if d is None else int(d) for d in tensor.shape), normalize_dtype(str(tensor.dtype)))
+            for tensor in inputs or []] or None
+
+
 def compiled_loss(model, from_logits: bool | None) -> LossContract | None:
     """The loss from the model's compile config (`model.compile(loss=...)`), if it was compiled."""
     loss = getattr(model, "loss", None)
@@ -118,4 +128,4 @@ def compiled_loss(model, from_logits: bool | None) -> LossContract | None:
 
 
 def trace(model, specs: list[TensorMeta], target: str, sites=None) -> Trace:
-    return trace_model(model, specs, target, sites or {}, declared_inputs(model, specs[0].shape[0]))
+    return trace_model(model, specs, target, sites or {}, declared_shapes(model))
