@@ -33,6 +33,10 @@ class Recipes:
         """Join several per-sample feature tensors along the feature axis."""
         raise NotImplementedError
 
+    def pad_spatial(self, padding: tuple[int, ...]) -> str:
+        """Pad the input's spatial sides at the end by `padding` (height first)."""
+        raise NotImplementedError
+
     def linear(self, in_features: int, out_features: int) -> str:
         raise NotImplementedError
 

@@ -25,6 +25,10 @@ class KerasRecipes(NumpyLabels, Recipes):
     def join_features(self, op: str) -> str:
         return "layers.Concatenate(axis=-1)([a, b])"
 
+    def pad_spatial(self, padding: tuple[int, ...]) -> str:
+        pads = ", ".join(f"(0, {p})" for p in padding)
+        return f"x = np.pad(x, ((0, 0), {pads}, (0, 0)))"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"layers.Dense({out_features})  # receives {in_features} features"
 

@@ -21,6 +21,10 @@ class OnnxRecipes(NumpyLabels, Recipes):
     def join_features(self, op: str) -> str:
         return "re-export with the Concat on axis 1"
 
+    def pad_spatial(self, padding: tuple[int, ...]) -> str:
+        pads = ", ".join(f"(0, {p})" for p in padding)
+        return f"x = np.pad(x, ((0, 0), (0, 0), {pads}))"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"Gemm weight [{out_features}, {in_features}]"
 

@@ -40,6 +40,10 @@ class TorchRecipes(Recipes):
     def join_features(self, op: str) -> str:
         return f"torch.{op}([a, b], dim=1)"
 
+    def pad_spatial(self, padding: tuple[int, ...]) -> str:
+        pads = ", ".join(f"0, {p}" for p in reversed(padding))   # F.pad lists the last axis first
+        return f"x = F.pad(x, ({pads}))"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 

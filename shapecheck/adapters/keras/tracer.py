@@ -230,6 +230,7 @@ class _Run(Recorder):
     def _record_call(self, layer, name: str, call, args):
         inputs = _tensors(args)
         try:
+            _check_merge(layer, inputs)
             outputs = call()
         except Exception as exc:
             self.note_failure(layer, name, args, exc)
@@ -264,6 +265,30 @@ class _Run(Recorder):
             producers = [op.index]
         for tensor in outputs:
             self.producer[id(tensor)] = len(self.ops) - 1
+
+
+_MERGES = ("Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+
+
+def _check_merge(layer, inputs):
+    """Symbolic Concatenate and Add accept maps of different sizes (a U-Net skip connection at an input size that
+    does not halve evenly) that fail at run time; fail here as the run would."""
+    kind = type(_inner(layer)).__name__
+    if kind not in _MERGES or len(inputs) < 2:
+        return
+    shapes = [tuple(tensor.shape) for tensor in inputs]
+    rank = len(shapes[0])
+    skip = getattr(_inner(layer), "axis", None) if kind == "Concatenate" else None
+    for shape in shapes[1:]:
+        if len(shape) != rank:
+            continue
+        for axis in range(1, rank):
+            a, b = shapes[0][axis], shape[axis]
+            if axis == (skip % rank if skip is not None else None) or None in (a, b) or a == b:
+                continue
+            if kind == "Concatenate" or 1 not in (a, b):
+                raise ValueError(f"{kind} needs inputs of the same size outside the joined axis; "
+                                 f"{list(shapes[0])} and {list(shape)} differ in axis {axis}")
 
 
 def _node_counts(model) -> list[tuple]:
