@@ -31,6 +31,7 @@ class LabelStats:
     integral: bool                      # every value is a whole number
     distinct: list[float] = field(default_factory=list)   # sorted, only when there are few
     distinct_count: int = 0
+    count: int = 0                      # how many values (samples, or pixels for masks)
     # for labels of rank >= 2 with values in {0, 1}: rows along axis 1 (PyTorch's class axis) and -1 (Keras')
     rows_by_axis: dict[int, RowStats] = field(default_factory=dict)
     channels_identical: bool = False    # axis 1 has several channels holding the same values (an RGB-loaded mask)
@@ -117,6 +118,7 @@ def _stats(array) -> LabelStats:
         integral=bool(np.all(np.mod(values, 1) == 0)),
         distinct=[float(v) for v in uniques] if len(uniques) <= MAX_LISTED_VALUES else [],
         distinct_count=int(len(uniques)),
+        count=int(values.size),
     )
     if array.ndim >= 2 and set(uniques.tolist()) <= {0.0, 1.0}:
         for axis in (1, -1):

@@ -133,6 +133,7 @@ class Trace:
     ops: list[Op] = field(default_factory=list)
     outputs: dict[str, TensorMeta] = field(default_factory=dict)
     output_path: str | None = None
+    output_container: str = ""           # the tuple-like the model returned (`tuple`, `InceptionOutputs`), if any
     output_op: int | None = None
     failure: Failure | None = None
     mode: str = "symbolic"

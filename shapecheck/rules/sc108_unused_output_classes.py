@@ -4,6 +4,9 @@ from shapecheck.rules.common import class_id_stats, new_head, values_text
 # A head this much wider than the classes the labels use was kept from pre-training (ImageNet's 1000).
 MIN_UNUSED_RATIO = 4
 MIN_HEAD = 100
+# ...and the labels are evidence only when so many of them landing below `used` by chance would be rare: two labels
+# {39, 44} from a 200-class dataset happen one time in twenty.
+MAX_CHANCE = 0.01
 
 
 class UnusedOutputClasses(Rule):
@@ -23,6 +26,8 @@ class UnusedOutputClasses(Rule):
         # one distinct class says more about a sorted dataset slice than about the problem
         if stats.distinct_count < 2 or classes < MIN_HEAD or classes < MIN_UNUSED_RATIO * used:
             return
+        if (used / classes) ** stats.count > MAX_CHANCE:
+            return   # too few labels to tell a small label set from a small sample of a large one
         head = ctx.trace.head_layer()
         message = (f"`{ctx.loss.name}` input has {classes} classes but the labels use {values_text(stats)} "
                    f"(at most {used} classes): {classes - used} outputs are trained only to be pushed down")

@@ -79,8 +79,9 @@ def tensor_leaves(value, path: str = ""):
         for key, item in value.items():
             yield from tensor_leaves(item, f"{path}[{key!r}]")
     elif isinstance(value, (tuple, list)):
+        fields = getattr(value, "_fields", None)   # a namedtuple such as torchvision's InceptionOutputs
         for index, item in enumerate(value):
-            yield from tensor_leaves(item, f"{path}[{index}]")
+            yield from tensor_leaves(item, f"{path}.{fields[index]}" if fields else f"{path}[{index}]")
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for fld in dataclasses.fields(value):
             yield from tensor_leaves(getattr(value, fld.name), f"{path}.{fld.name}")
@@ -287,6 +288,8 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
             else:
                 leaves = list(tensor_leaves(output))
                 trace.outputs = {path: meta(t) for path, t in leaves}
+                if isinstance(output, (tuple, list)):
+                    trace.output_container = type(output).__name__
                 trace.output_path = choose_output(leaves)
                 chosen = dict(leaves).get(trace.output_path)
                 trace.output_op = run.producer.get(id(chosen)) if chosen is not None else None
