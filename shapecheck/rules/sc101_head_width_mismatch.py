@@ -44,6 +44,14 @@ class HeadWidthMismatch(Rule):
         if width is None or width == outputs or outputs == 1 or (ctx.loss.wants_class_indices and width == 1):
             return
         head = ctx.trace.head_layer()
+        per_sample = "1 target" if width == 1 else f"{width} targets"
+        message = f"{output_phrase(ctx)}; labels have shape {fmt(ctx.labels.shape)} ({per_sample} per sample, not {outputs})"
+        if class_ids_for_binary_loss(ctx, outputs):   # a multi-class head is right; the loss is not
+            stats = ctx.labels.stats
+            yield self.finding(message + f": they hold class ids {int(stats.minimum)}..{int(stats.maximum)}", head,
+                               [Fix(f"Train the {outputs}-class output with a class-index loss",
+                                    ctx.recipes.class_index_loss(ctx.loss))])
+            return
         fixes = []
         if head is not None:
             fixes.append(new_head(ctx, head, width, f"Replace the head with {width} output{'s' if width > 1 else ''}"))
@@ -53,6 +61,11 @@ class HeadWidthMismatch(Rule):
             fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels(f"{cast}.unsqueeze(1)")))
         elif ctx.loss.family == "binary" and outputs == 2 and width == 1:
             fixes.append(Fix("Or keep two outputs and train with class indices", ctx.recipes.loss("CrossEntropyLoss")))
-        per_sample = "1 target" if width == 1 else f"{width} targets"
-        message = f"{output_phrase(ctx)}; labels have shape {fmt(lab)} ({per_sample} per sample, not {outputs})"
         yield self.finding(message, head, fixes)
+
+
+def class_ids_for_binary_loss(ctx, outputs: int) -> bool:
+    """Integer labels 0..C-1 (more than 0/1) under a binary loss, next to a C-way output."""
+    stats = ctx.labels.stats
+    return (ctx.loss.family == "binary" and stats is not None and stats.integral and stats.minimum >= 0
+            and 1 < stats.maximum < outputs)

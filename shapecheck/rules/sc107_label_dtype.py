@@ -1,6 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import index_target_shape
+from shapecheck.rules.common import class_axis, index_target_shape
+from shapecheck.rules.sc101_head_width_mismatch import class_ids_for_binary_loss
 from shapecheck.rules.sc117_class_ids_for_regression import looks_like_class_ids
 from shapecheck.shapes import fmt, is_float, is_int
 
@@ -44,5 +45,8 @@ class LabelDtype(Rule):
             yield self.finding(f"`{loss.name}` class indices are {dtype}; it expects int64 labels",
                                fixes=[Fix("Cast the labels", ctx.recipes.to_dtype("int64"))])
         elif not loss.wants_class_indices and (is_int(dtype) or dtype == "bool") and loss.name not in PROMOTING:
+            if ctx.output is not None and len(ctx.output.shape) >= 2 and \
+                    class_ids_for_binary_loss(ctx, ctx.output.shape[class_axis(ctx)]):
+                return   # SC101: class ids for a multi-class output want a class-index loss, not a cast
             yield self.finding(f"`{loss.name}` labels are {dtype}; it expects floating-point targets like the output",
                                fixes=[Fix("Cast the labels", ctx.recipes.to_dtype("float32"))])
