@@ -37,6 +37,10 @@ class Recipes:
         """Pad the input's spatial sides at the end by `padding` (height first)."""
         raise NotImplementedError
 
+    def embed_columns(self) -> str:
+        """One embedding per integer column of the input, joined per sample."""
+        raise NotImplementedError
+
     def linear(self, in_features: int, out_features: int) -> str:
         raise NotImplementedError
 

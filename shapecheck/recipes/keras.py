@@ -29,6 +29,9 @@ class KerasRecipes(NumpyLabels, Recipes):
         pads = ", ".join(f"(0, {p})" for p in padding)
         return f"x = np.pad(x, ((0, 0), {pads}, (0, 0)))"
 
+    def embed_columns(self) -> str:
+        return "x = layers.Concatenate()([emb(ids[:, i]) for i, emb in enumerate(embeddings)])"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"layers.Dense({out_features})  # receives {in_features} features"
 

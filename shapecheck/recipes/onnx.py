@@ -25,6 +25,9 @@ class OnnxRecipes(NumpyLabels, Recipes):
         pads = ", ".join(f"(0, {p})" for p in padding)
         return f"x = np.pad(x, ((0, 0), (0, 0), {pads}))"
 
+    def embed_columns(self) -> str:
+        return "re-export with each Gather reading its own column of the input ids"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"Gemm weight [{out_features}, {in_features}]"
 

@@ -44,6 +44,9 @@ class TorchRecipes(Recipes):
         pads = ", ".join(f"0, {p}" for p in reversed(padding))   # F.pad lists the last axis first
         return f"x = F.pad(x, ({pads}))"
 
+    def embed_columns(self) -> str:
+        return "x = torch.cat([emb(x[:, i]) for i, emb in enumerate(self.embeddings)], dim=-1)  # an nn.ModuleList"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 

@@ -18,7 +18,7 @@ class InputDtypeMismatch(Rule):
             return
         x, weight = layer.inputs[0], layer.weight
         if layer.kind == "embedding":
-            if is_float(x.dtype):
+            if is_float(x.dtype) and embedding_fed_by_layer(ctx, layer) is None:
                 message = f"{ref(ctx, layer.name)} ({layer.type}) needs integer ids but receives {x.dtype} {fmt(x.shape)}"
                 yield self.finding(message, layer, [Fix("Pass token ids as int64", ctx.recipes.cast_input("int64"))])
             return
@@ -31,3 +31,10 @@ class InputDtypeMismatch(Rule):
         if x.dtype == "float64":
             fixes.append(Fix("numpy arrays default to float64: convert with `X.astype(np.float32)`"))
         yield self.finding(message, layer, fixes)
+
+
+def embedding_fed_by_layer(ctx, layer):
+    """The layer whose float output an Embedding receives instead of ids (SC218), if one does."""
+    if fed_by_model_input(ctx, layer):
+        return None
+    return ctx.trace.upstream_layer(layer.input_producers[0] if layer.input_producers else None, layer.name)
