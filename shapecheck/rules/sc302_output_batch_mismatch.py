@@ -18,6 +18,8 @@ class OutputBatchMismatch(Rule):
         op = folding_op(trace, trace.batch)
         if op is not None and op.name in RESHAPES:
             return  # SC301 names the reshape
+        if op is not None and op.name == "squeeze" and trace.batch == 1:
+            return  # SC307: a squeeze that takes the batch of one with it
         message = f"the model returns {fmt(trace.output.shape)} for an input batch of {trace.batch}"
         fixes = []
         if op is not None:
