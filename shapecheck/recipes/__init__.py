@@ -41,6 +41,14 @@ class Recipes:
         """One embedding per integer column of the input, joined per sample."""
         raise NotImplementedError
 
+    def same_padding(self) -> str:
+        """Convolutions that keep the map size."""
+        raise NotImplementedError
+
+    def crop_labels(self, margins: list[int]) -> str:
+        """Cut `margins` off each side of the labels' spatial axes."""
+        raise NotImplementedError
+
     def linear(self, in_features: int, out_features: int) -> str:
         raise NotImplementedError
 

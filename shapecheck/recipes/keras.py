@@ -32,6 +32,13 @@ class KerasRecipes(NumpyLabels, Recipes):
     def embed_columns(self) -> str:
         return "x = layers.Concatenate()([emb(ids[:, i]) for i, emb in enumerate(embeddings)])"
 
+    def same_padding(self) -> str:
+        return 'layers.Conv2D(..., padding="same")'
+
+    def crop_labels(self, margins: list[int]) -> str:
+        crops = ", ".join(f"{m}:-{m}" if m else ":" for m in margins)
+        return f"labels = labels[:, {crops}]"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"layers.Dense({out_features})  # receives {in_features} features"
 

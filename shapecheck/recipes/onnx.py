@@ -28,6 +28,13 @@ class OnnxRecipes(NumpyLabels, Recipes):
     def embed_columns(self) -> str:
         return "re-export with each Gather reading its own column of the input ids"
 
+    def same_padding(self) -> str:
+        return "re-export with padded convolutions (pads of kernel_size // 2)"
+
+    def crop_labels(self, margins: list[int]) -> str:
+        crops = ", ".join(f"{m}:-{m}" if m else ":" for m in margins)
+        return f"labels = labels[..., {crops}]"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"Gemm weight [{out_features}, {in_features}]"
 

@@ -47,6 +47,13 @@ class TorchRecipes(Recipes):
     def embed_columns(self) -> str:
         return "x = torch.cat([emb(x[:, i]) for i, emb in enumerate(self.embeddings)], dim=-1)  # an nn.ModuleList"
 
+    def same_padding(self) -> str:
+        return "nn.Conv2d(..., kernel_size=3, padding=1)  # padding=kernel_size // 2, or padding=\"same\""
+
+    def crop_labels(self, margins: list[int]) -> str:
+        crops = ", ".join(f"{m}:-{m}" if m else ":" for m in margins)
+        return f"labels = labels[..., {crops}]"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 

@@ -25,7 +25,7 @@ class TargetShapeMismatch(Rule):
         if not loss_ready(ctx) or ctx.loss.target != "same_shape" or not same_batch(ctx):
             return
         out, lab = ctx.output.shape, ctx.labels.shape
-        if out == lab or _head_width_case(out, lab) or extra_axes_source(ctx) or _only_spatial(out, lab):
+        if out == lab or _head_width_case(out, lab) or extra_axes_source(ctx) or _only_spatial(out, lab, ctx.loss.class_axis):
             return  # SC101 / SC212 / SC104 explain these
         message = f"{output_phrase(ctx)}; labels have shape {fmt(lab)}"
         fixes = []
@@ -64,9 +64,13 @@ def _head_width_case(out: tuple, lab: tuple) -> bool:
     return len(lab) == len(out) - 1 and lab[1:] == out[2:] and out[1] > 1
 
 
-def _only_spatial(out: tuple, lab: tuple) -> bool:
-    """Same batch and channels, different map size: SC104's finding."""
-    return len(out) >= 4 and len(lab) == len(out) and lab[:2] == out[:2] and lab[2:] != out[2:]
+def _only_spatial(out: tuple, lab: tuple, channel_axis: int = 1) -> bool:
+    """Same batch and channels, different map size: SC104's finding (channels last for Keras losses)."""
+    if len(out) < 4 or len(lab) != len(out):
+        return False
+    if channel_axis == -1:
+        return lab[0] == out[0] and lab[-1] == out[-1] and lab[1:-1] != out[1:-1]
+    return lab[:2] == out[:2] and lab[2:] != out[2:]
 
 
 def _differ_by_trailing_one(a: tuple, b: tuple) -> bool:

@@ -27,6 +27,11 @@ class SpatialSizeMismatch(Rule):
         size = "x".join(map(str, spatial))
         wanted = "x".join(map(str, label_spatial))
         message = f"{output_phrase(ctx)}: {size} maps, but the labels {fmt(lab)} are {wanted}"
+        unpadded = _unpadded_convs(ctx)
+        if unpadded and all(o < w for o, w in zip(spatial, label_spatial)):
+            yield self.finding(message + f"; {unpadded} unpadded convolutions shrink every map by their kernel's border",
+                               ctx.trace.head_layer(), _unpadded_fixes(ctx, spatial, label_spatial))
+            return
         fixes = [Fix("Resize the output to the label size before the loss", ctx.recipes.resize_output())]
         stride = _stride(ctx) if ctx.loss.class_axis == 1 else 1   # the hint reads a channels-first input
         if stride > 1 and any(d % stride for d in ctx.trace.inputs[0].shape[2:]):
@@ -40,3 +45,27 @@ def _stride(ctx) -> int:
     height = ctx.trace.inputs[0].shape[2] if len(ctx.trace.inputs[0].shape) >= 4 else 0
     maps = [t.shape[2] for layer in ctx.trace.layers for t in layer.outputs if len(t.shape) >= 4 and t.shape[2]]
     return round(height / min(maps)) if height and maps else 1   # 250 -> 125 -> 63 is a stride of 4
+
+
+def _unpadded_convs(ctx) -> int:
+    """How many convolutions with a kernel wider than 1 run without padding ('valid'): each trims the map."""
+    count = 0
+    for layer in ctx.trace.layers:
+        config = layer.config
+        if layer.kind != "conv" or not layer.calls or "ConvTranspose" in layer.type or "Conv2DTranspose" in layer.type:
+            continue
+        kernel, padding = config.get("kernel_size") or (1,), config.get("padding", 0)
+        kernel = kernel[0] if isinstance(kernel, (tuple, list)) else kernel
+        pad = padding[0] if isinstance(padding, (tuple, list)) and padding else padding
+        if kernel > 1 and pad in (0, "valid"):
+            count += 1
+    return count
+
+
+def _unpadded_fixes(ctx, spatial: tuple, label_spatial: tuple) -> list[Fix]:
+    """A 'valid' U-Net predicts the centre of its input: resizing would misalign every pixel with its label."""
+    fixes = [Fix("Pad the convolutions so each keeps its map size", ctx.recipes.same_padding())]
+    margins = [(w - o) // 2 for o, w in zip(spatial, label_spatial)]
+    if all((w - o) % 2 == 0 for o, w in zip(spatial, label_spatial)):
+        fixes.append(Fix("Or crop the labels to the centre the output covers", ctx.recipes.crop_labels(margins)))
+    return fixes
