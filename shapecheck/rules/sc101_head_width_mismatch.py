@@ -59,6 +59,10 @@ class HeadWidthMismatch(Rule):
         if len(lab) == len(ctx.output.shape) - 1 and not ctx.loss.lenient:
             cast = ".float()" if is_int(ctx.labels.dtype) else ""
             fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels(f"{cast}.unsqueeze(1)")))
+        if ctx.loss.family == "regression" and width == 1:   # the labels may be the part that lost its columns
+            wanted = (lab[0], outputs, *lab[1:])
+            fixes.append(Fix(f"Or, if the model should predict {outputs} values, give each sample {outputs} targets: "
+                             f"labels of shape {fmt(wanted)}"))
         elif ctx.loss.family == "binary" and outputs == 2 and width == 1:
             fixes.append(Fix("Or keep two outputs and train with class indices", ctx.recipes.loss("CrossEntropyLoss")))
         yield self.finding(message, head, fixes)
