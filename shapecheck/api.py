@@ -11,7 +11,7 @@ from shapecheck.config import Config, TargetConfig
 from shapecheck.engine import Result, check
 from shapecheck.errors import ShapecheckError
 from shapecheck.labels import LabelInfo
-from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, known_loss, resolve_loss
+from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, known_loss, resolve_loss, suggest_loss
 from shapecheck.recipes import Recipes, ReExport
 from shapecheck.shapes import TensorMeta, parse_spec
 from shapecheck.suppress import is_suppressed
@@ -38,9 +38,8 @@ class Options:
               ignore=(), trust=False) -> Options:
         if labels and labels_file:
             raise ShapecheckError("give either --labels or --labels-file, not both")
-        if loss and not known_loss(loss):
-            raise ShapecheckError(f"unknown loss `{loss}`; PyTorch: {', '.join(TORCH_LOSSES)}; "
-                                  f"Keras: {', '.join(KERAS_LOSSES)}")
+        if loss and not known_loss(loss) and suggest_loss(loss):   # a typo; other losses only skip the loss rules
+            raise ShapecheckError(f"unknown loss `{loss}`; did you mean `{suggest_loss(loss)}`?")
         if labels:
             parse_spec(labels)   # a bad spec fails now, not after the first target
         parsed = [TensorMeta(*parse_spec(spec, "float32")) for spec in inputs]
@@ -83,6 +82,10 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
         else:
             inputs = options.inputs or _declared_inputs(loaded, result.labels)
             result.trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
+        if options.loss and result.loss is None:
+            table = KERAS_LOSSES if result.trace.framework == "keras" else TORCH_LOSSES
+            result.trace.notes.append(f"loss `{options.loss}` has no contract in shapecheck (known: {', '.join(table)}): "
+                                      "the rules that compare the output and labels with the loss were skipped")
         if result.labels is not None and result.trace.framework == "keras" and len(result.trace.outputs) > 1:
             result.labels = labels_mod.for_first_output(result.labels, list(result.trace.outputs.values()))
             if result.labels is None:
@@ -147,7 +150,10 @@ def check_all(target_names: list[str], options: Options) -> list[Result]:
 def _loss(loaded, options: Options) -> LossContract | None:
     framework = loaded.adapter.FRAMEWORK
     if options.loss:
-        return resolve_loss(options.loss, framework, options.from_logits)
+        try:
+            return resolve_loss(options.loss, framework, options.from_logits)
+        except ShapecheckError:
+            return None   # a loss shapecheck has no contract for: the layer and batch rules still run
     compiled = getattr(loaded.adapter, "compiled_loss", None)
     return compiled(loaded.model, options.from_logits) if compiled and loaded.model is not None else None
 

@@ -48,6 +48,10 @@ TORCH_LOSSES = {
     "L1Loss": _torch("L1Loss", "regression", "any", "same_shape"),
     "SmoothL1Loss": _torch("SmoothL1Loss", "regression", "any", "same_shape"),
     "HuberLoss": _torch("HuberLoss", "regression", "any", "same_shape"),
+    "PoissonNLLLoss": _torch("PoissonNLLLoss", "regression", "any", "same_shape"),
+    "MultiLabelSoftMarginLoss": _torch("MultiLabelSoftMarginLoss", "binary", "logits", "same_shape"),
+    # target: a probability distribution shaped like the output, which holds log-probabilities
+    "KLDivLoss": _torch("KLDivLoss", "categorical", "log_probabilities", "one_hot"),
 }
 
 # Keras losses: (family, target); the input space follows from_logits.
@@ -62,6 +66,8 @@ KERAS_LOSSES = {
     "mean_squared_logarithmic_error": ("regression", "same_shape"),
     "huber": ("regression", "same_shape"),
     "log_cosh": ("regression", "same_shape"),
+    "poisson": ("regression", "same_shape"),
+    "kl_divergence": ("categorical", "one_hot"),   # probabilities against a target distribution
 }
 # TensorFlow's raw ops always take logits.
 _TF_LOGIT_LOSSES = {
@@ -78,11 +84,16 @@ _TORCH_ALIASES = {
     "mse": "MSELoss", "meansquarederror": "MSELoss", "l2": "MSELoss",
     "l1": "L1Loss", "mae": "L1Loss", "meanabsoluteerror": "L1Loss",
     "smoothl1": "SmoothL1Loss", "huber": "HuberLoss",
+    "sparsecategoricalcrossentropy": "CrossEntropyLoss", "kldiv": "KLDivLoss", "kldivergence": "KLDivLoss",
+    "poisson": "PoissonNLLLoss", "multilabelsoftmargin": "MultiLabelSoftMarginLoss",
 }
 _KERAS_ALIASES = {
     "bce": "binary_crossentropy", "cce": "categorical_crossentropy", "scce": "sparse_categorical_crossentropy",
     "mse": "mean_squared_error", "mae": "mean_absolute_error", "msle": "mean_squared_logarithmic_error",
     "logcosh": "log_cosh", "binaryfocal": "binary_focal_crossentropy",
+    "kld": "kl_divergence", "kldiv": "kl_divergence", "kullbackleiblerdivergence": "kl_divergence",
+    "crossentropy": "sparse_categorical_crossentropy", "ce": "sparse_categorical_crossentropy",  # PyTorch's name
+    "bcewithlogits": "binary_crossentropy", "l1": "mean_absolute_error", "l2": "mean_squared_error",
 }
 
 
@@ -106,6 +117,15 @@ def resolve_loss(name: str, framework: str = "torch", from_logits: bool | None =
         table = KERAS_LOSSES if framework == "keras" else TORCH_LOSSES
         raise ShapecheckError(f"unknown {framework} loss `{name}`; expected one of {', '.join(table)}")
     return replace(contract, source=source)
+
+
+def suggest_loss(name: str) -> str | None:
+    """The known loss a mistyped name is closest to (`BCEWithLogitLoss` -> `BCEWithLogitsLoss`), if one is close."""
+    import difflib
+
+    names = {_key(n): n for n in (*TORCH_LOSSES, *KERAS_LOSSES)}
+    match = difflib.get_close_matches(_key(_clean(name)), list(names), n=1, cutoff=0.85)
+    return names[match[0]] if match else None
 
 
 def known_loss(name: str) -> bool:

@@ -93,12 +93,20 @@ def test_labels_file_enables_value_rules(tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (["--input", "4,3,a", "--loss", "CrossEntropyLoss"], "invalid shape `4,3,a`"),
     (["--input", "4,3,16,16:float99"], "unknown dtype `float99`"),
-    (["--input", "4,3,16,16", "--loss", "HingeLossy"], "unknown loss `HingeLossy`"),
+    (["--input", "4,3,16,16", "--loss", "BCEWithLogitLoss"], "unknown loss `BCEWithLogitLoss`; did you mean `BCEWithLogitsLoss`?"),
     (["--input", "4,3,16,16", "--labels", "4", "--labels-file", "x.npy"], "either --labels or --labels-file"),
     (["--input", "4,3,16,16", "--labels-file", "missing.npy"], "labels file `missing.npy` does not exist"),
 ])
 def test_bad_options_are_one_line_errors(args, fragment):
     assert_one_line_error(run("check", f"{MODELS}:classifier", *args), fragment)
+
+
+def test_a_loss_without_contract_skips_only_the_loss_rules():
+    result = run("check", f"{MODELS}:binary_with_ten_outputs", "--input", "4,3,16,16", "--loss", "DiceLoss",
+                 "--labels", "4")
+    assert result.exit_code == 0, result.output
+    assert "note: loss `DiceLoss` has no contract in shapecheck (known: BCELoss, BCEWithLogitsLoss" in result.output
+    assert "SC101" not in result.output
 
 
 @pytest.mark.parametrize("target, fragment", [
