@@ -42,6 +42,7 @@ def test_fixed_case_is_clean(run):
     assert run.fixed_clean, _describe([f for f in run.fixed if f.severity == "error"])
 
 
+TRAINING_MODE_RULES = {"SC122"}   # auxiliary outputs that torchvision models return only in training mode
 EXPORTABLE = [case for case in case_files("pytorch") if case_kind(case) in ("output_vs_loss", "activation_vs_loss")]
 
 
@@ -52,4 +53,6 @@ def test_exported_case_is_diagnosed_like_its_pytorch_original(path, runs):
     if exported is None:
         pytest.skip("torch.onnx.export cannot export this model")
     original = runs.get(path) or run_case(path)
+    if {f.rule for f in original.buggy if f.severity == "error"} <= TRAINING_MODE_RULES:
+        pytest.skip("the bug exists only in training mode; the export is traced in eval mode")
     assert exported.diagnosed == original.diagnosed, [f.rule for f in exported.buggy]
