@@ -199,13 +199,15 @@ class _Run(Recorder):
     def _watching_sublayers(self, model, prefix: str):
         original = keras.layers.Layer.__call__
         run = self
+        attributes = _attribute_names(model)
 
         def call(layer, *args, **kwargs):
             if layer is model:
                 return original(layer, *args, **kwargs)
             keras.layers.Layer.__call__ = original   # a sublayer's own sublayers run untraced inside it
+            name = prefix + attributes.get(id(layer), layer.name)
             try:
-                return run._record_call(layer, prefix + layer.name, lambda: original(layer, *args, **kwargs), args)
+                return run._record_call(layer, name, lambda: original(layer, *args, **kwargs), args)
             finally:
                 keras.layers.Layer.__call__ = call
 
@@ -265,6 +267,23 @@ class _Run(Recorder):
             producers = [op.index]
         for tensor in outputs:
             self.producer[id(tensor)] = len(self.ops) - 1
+
+
+def _attribute_names(model) -> dict[int, str]:
+    """A subclassed model's layers by the attribute its `__init__` stored them in (`d2`, `blocks[1]`): the names
+    the user wrote, where Keras would say `dense_1`."""
+    names = {}
+    # on the torch backend a layer is an nn.Module too, and nn.Module keeps sublayers in `_modules`
+    for attribute, value in {**vars(model), **getattr(model, "_modules", {})}.items():
+        if attribute.startswith("_"):
+            continue
+        if isinstance(value, keras.layers.Layer):
+            names.setdefault(id(value), attribute)
+        elif isinstance(value, (list, tuple)):
+            for index, item in enumerate(value):
+                if isinstance(item, keras.layers.Layer):
+                    names.setdefault(id(item), f"{attribute}[{index}]")
+    return names
 
 
 _MERGES = ("Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
