@@ -1,11 +1,11 @@
 from shapecheck.rules import Rule
 from shapecheck.rules.common import class_id_stats, new_head, values_text
 
-# A head this much wider than the classes the labels use was kept from pre-training (ImageNet's 1000).
+# A head this much wider than the classes the labels use was kept from pre-training (ImageNet's 1000, VOC's 21).
 MIN_UNUSED_RATIO = 4
-MIN_HEAD = 100
-# ...and the labels are evidence only when so many of them landing below `used` by chance would be rare: two labels
-# {39, 44} from a 200-class dataset happen one time in twenty.
+MIN_HEAD = 16
+# ...and the labels are evidence only when every sample landing below `used` by chance would be rare: two labels
+# {39, 44} from a 200-class dataset happen one time in twenty. Samples, not pixels: a mask's pixels come together.
 MAX_CHANCE = 0.01
 
 
@@ -26,7 +26,7 @@ class UnusedOutputClasses(Rule):
         # one distinct class says more about a sorted dataset slice than about the problem
         if stats.distinct_count < 2 or classes < MIN_HEAD or classes < MIN_UNUSED_RATIO * used:
             return
-        if (used / classes) ** stats.count > MAX_CHANCE:
+        if (used / classes) ** ctx.labels.shape[0] > MAX_CHANCE:
             return   # too few labels to tell a small label set from a small sample of a large one
         head = ctx.trace.head_layer()
         message = (f"`{ctx.loss.name}` input has {classes} classes but the labels use {values_text(stats)} "

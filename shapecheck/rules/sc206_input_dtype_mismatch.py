@@ -12,6 +12,18 @@ class InputDtypeMismatch(Rule):
     explains_failure = True
 
     def check(self, ctx):
+        if ctx.trace.framework == "onnx":
+            mismatch = next(((i, given, wanted) for i, (given, wanted)
+                             in enumerate(zip(ctx.trace.inputs, ctx.trace.declared_inputs or []))
+                             if given.dtype != wanted.dtype), None)
+            if mismatch is not None:   # a runtime takes each input in exactly its declared type
+                index, given, wanted = mismatch
+                name = ctx.trace.input_names[index] if index < len(ctx.trace.input_names) else f"input {index}"
+                message = (f"the graph declares `{name}` as {wanted.dtype}, but the data is {given.dtype}: "
+                           "onnxruntime refuses any other type")
+                yield self.finding(message, None, [Fix(f"Cast the batch to {wanted.dtype} before running the graph",
+                                                       f"x = x.astype(np.{wanted.dtype})")])
+                return
         failure = ctx.trace.failure
         layer = ctx.trace.layer(failure.layer) if failure else None
         if layer is None or not layer.inputs or layer.weight is None:

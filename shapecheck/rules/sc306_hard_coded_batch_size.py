@@ -3,7 +3,7 @@ import re
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import op_site
+from shapecheck.rules.common import op_site, ref
 from shapecheck.rules.sc301_batch_dependent_reshape import (
     RESHAPES,
     exported_batch_constant,
@@ -27,7 +27,8 @@ class HardCodedBatchSize(Rule):
         trace = ctx.trace
         if frozen_graph_batch(trace):
             return   # SC216: the whole graph was exported for another batch size
-        found = self._in_failure(ctx) or self._in_exported_graph(ctx) or self._across_batches(ctx)
+        found = (self._in_failure(ctx) or self._in_exported_graph(ctx) or self._recurrent_state(ctx)
+                 or self._across_batches(ctx))
         if found is not None:
             yield found
 
@@ -65,6 +66,29 @@ class HardCodedBatchSize(Rule):
         fixes = [Fix("Re-export with a dynamic batch axis, so reshapes follow the batch",
                      ctx.recipes.dynamic_batch_export(name))]
         return self.finding(message, op.layer or None, fixes, location=op.source)
+
+    def _recurrent_state(self, ctx):
+        """An exported LSTM/GRU whose initial state was built for the export's batch: [directions, 1, hidden]
+        next to an input of another batch. Shape inference does not compare them; the runtime refuses."""
+        for layer in ctx.trace.layers:
+            if layer.kind != "rnn" or ctx.trace.framework != "onnx" or len(layer.inputs) < 2:
+                continue
+            x = layer.inputs[0].shape
+            axis = 0 if layer.config.get("batch_first") else 1   # ONNX layout 1 puts the batch first in the states too
+            batch = x[axis] if len(x) == 3 else None
+            state = next((t.shape for t in layer.inputs[1:] if len(t.shape) == 3 and t.shape[axis] not in (batch, -1)),
+                         None)
+            if batch is None or state is None:
+                continue
+            message = (f"{ref(ctx, layer.name)} ({layer.type}) starts from a state {fmt(state)} built for a batch of "
+                       f"{state[axis]}, but its input {fmt(x)} holds {batch} sequences: the state's batch size was "
+                       "recorded as a constant at export")
+            name = ctx.trace.input_names[0] if ctx.trace.input_names else "input"
+            fixes = [Fix("Build the initial state from the input's batch size in forward "
+                         "(`h0.expand(-1, x.size(1), -1)`), then re-export with a dynamic batch axis",
+                         ctx.recipes.dynamic_batch_export(name))]
+            return self.finding(message, layer, fixes)
+        return None
 
     def _across_batches(self, ctx):
         """Fine at the batch given, broken at one more sample: the size given is the one written in."""

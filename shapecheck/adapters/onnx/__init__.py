@@ -239,7 +239,13 @@ def layer_name(node, index: int) -> str:
         return node.name.strip("/") or f"{node.op_type}_{index}"
     path = ""
     for part in parts:
-        path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+        last = path.rsplit(".", 1)[-1]
+        if not path or part.startswith(path + "."):
+            path = part
+        elif part.startswith(last + "."):   # `/model/classifier/classifier.4`: a scope repeats its parent's name
+            path += part[len(last):]
+        else:
+            path = f"{path}.{part}"
     return path
 
 
