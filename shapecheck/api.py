@@ -49,11 +49,10 @@ class Options:
 
 def recipes_for(framework: str, producer: str = "") -> Recipes:
     if framework == "onnx":   # an exported graph: fix it in the framework it came from, then re-export
+        from shapecheck.recipes.onnx import OnnxRecipes
+
         source = {"pytorch": "torch", "tf2onnx": "keras", "keras2onnx": "keras"}.get(producer)
-        if source is None:
-            from shapecheck.recipes.onnx import OnnxRecipes
-            return OnnxRecipes()
-        return ReExport(recipes_for(source))
+        return ReExport(recipes_for(source), OnnxRecipes()) if source else OnnxRecipes()
     if framework == "torch":
         from shapecheck.recipes.torch import TorchRecipes
         return TorchRecipes()

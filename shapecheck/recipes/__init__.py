@@ -49,6 +49,10 @@ class Recipes:
         """Cut `margins` off each side of the labels' spatial axes."""
         raise NotImplementedError
 
+    def permute_output(self, order: tuple[int, ...]) -> str:
+        """Reorder the output's axes before the loss."""
+        raise NotImplementedError
+
     def linear(self, in_features: int, out_features: int) -> str:
         raise NotImplementedError
 
@@ -204,14 +208,20 @@ class NumpyLabels:
 
 
 class ReExport:
-    """Recipes for an exported ONNX graph: the fix goes into the source model, which is then exported again."""
+    """Recipes for an exported ONNX graph: the fix goes into the source model, which is then exported again; what
+    is done to the graph's outputs at run time is NumPy, whatever the graph was exported from."""
 
-    _CHANGES_MODEL = ("replace_", "add_", "reshape_per_sample", "flatten_before", "recurrent_", "pool_", "return_last_step", "end_with")
+    _CHANGES_MODEL = ("replace_", "add_", "reshape_per_sample", "flatten_before", "recurrent_", "pool_",
+                      "return_last_step", "end_with")
+    _ON_OUTPUTS = ("permute_output", "resize_output")
 
-    def __init__(self, recipes: Recipes):
+    def __init__(self, recipes: Recipes, runtime: Recipes):
         self._recipes = recipes
+        self._runtime = runtime
 
     def __getattr__(self, name):
+        if name in self._ON_OUTPUTS:
+            return getattr(self._runtime, name)
         method = getattr(self._recipes, name)
         if not name.startswith(self._CHANGES_MODEL):
             return method

@@ -39,6 +39,9 @@ class KerasRecipes(NumpyLabels, Recipes):
         crops = ", ".join(f"{m}:-{m}" if m else ":" for m in margins)
         return f"labels = labels[:, {crops}]"
 
+    def permute_output(self, order: tuple[int, ...]) -> str:
+        return f"output = keras.ops.transpose(output, {tuple(order)})"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"layers.Dense({out_features})  # receives {in_features} features"
 

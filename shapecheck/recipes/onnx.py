@@ -35,6 +35,9 @@ class OnnxRecipes(NumpyLabels, Recipes):
         crops = ", ".join(f"{m}:-{m}" if m else ":" for m in margins)
         return f"labels = labels[..., {crops}]"
 
+    def permute_output(self, order: tuple[int, ...]) -> str:
+        return f"output = np.transpose(output, {tuple(order)})"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"Gemm weight [{out_features}, {in_features}]"
 
@@ -78,7 +81,7 @@ class OnnxRecipes(NumpyLabels, Recipes):
         return "transpose the output so the classes are on axis 1 before the loss"
 
     def resize_output(self) -> str:
-        return "resize the output to the label size before the loss"
+        return 'output = F.interpolate(torch.from_numpy(output), size=labels.shape[-2:], mode="bilinear")'
 
     def flatten_before(self, layer: Layer, in_features: int) -> str:
         return f"re-export with a Flatten before {self.path(layer.name)} ({in_features} features)"

@@ -54,6 +54,9 @@ class TorchRecipes(Recipes):
         crops = ", ".join(f"{m}:-{m}" if m else ":" for m in margins)
         return f"labels = labels[..., {crops}]"
 
+    def permute_output(self, order: tuple[int, ...]) -> str:
+        return f"output = output.permute{tuple(order)}"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 

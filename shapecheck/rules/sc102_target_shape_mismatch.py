@@ -1,3 +1,5 @@
+import itertools
+
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import loss_ready, output_phrase, same_batch
@@ -41,6 +43,13 @@ class TargetShapeMismatch(Rule):
                 fixes.append(Fix("Or stop squeezing the output: keep the head's shape " + fmt(lab)))
             else:
                 fixes.append(Fix("Add the missing axis to the labels", ctx.recipes.unsqueeze(axis)))
+        elif axis_order(out, lab) is not None:
+            order = axis_order(out, lab)
+            layout = (" (the output is channels-last, the labels channels-first)" if order == moved_last(len(out))
+                      else " (the output is channels-first, the labels channels-last)"
+                      if order == moved_first(len(out)) else "")
+            message += f": the same sizes in another axis order{layout}"
+            fixes.append(Fix("Put the output's axes in the labels' order", ctx.recipes.permute_output(order)))
         elif ctx.labels.stats and ctx.labels.stats.channels_identical and len(lab) == len(out) and out[1] == 1:
             message += f": the labels' {lab[1]} channels are identical, a single-channel mask loaded as RGB"
             fixes.append(Fix("Load the mask with one channel (PIL: `Image.open(path).convert(\"L\")`)",
@@ -75,3 +84,22 @@ def _only_spatial(out: tuple, lab: tuple, channel_axis: int = 1) -> bool:
 
 def _differ_by_trailing_one(a: tuple, b: tuple) -> bool:
     return (a + (1,) == b) or (b + (1,) == a)
+
+
+def moved_last(rank: int) -> tuple[int, ...]:
+    """[N, H, W, C] -> [N, C, H, W]."""
+    return (0, rank - 1, *range(1, rank - 1))
+
+
+def moved_first(rank: int) -> tuple[int, ...]:
+    """[N, C, H, W] -> [N, H, W, C]."""
+    return (0, *range(2, rank), 1)
+
+
+def axis_order(out: tuple, lab: tuple) -> tuple[int, ...] | None:
+    """The permutation that turns the output's shape into the labels' (same batch, same sizes, another order);
+    the channel moves are tried first, since several orders fit when sizes repeat."""
+    if len(out) != len(lab) or len(out) < 3 or out == lab or out[0] != lab[0] or sorted(out) != sorted(lab):
+        return None
+    candidates = [moved_last(len(out)), moved_first(len(out)), *itertools.permutations(range(len(out)))]
+    return next((p for p in candidates if p[0] == 0 and tuple(out[i] for i in p) == lab), None)

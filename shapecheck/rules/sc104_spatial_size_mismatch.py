@@ -1,6 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import class_axis, index_target_shape, loss_ready, output_phrase, same_batch
+from shapecheck.rules.sc102_target_shape_mismatch import axis_order
 from shapecheck.shapes import fmt
 
 
@@ -22,13 +23,16 @@ class SpatialSizeMismatch(Rule):
             if len(lab) == len(out) else None
         if label_spatial is None or len(label_spatial) != len(spatial) or label_spatial == spatial:
             return
+        if axis_order(out, lab) is not None:
+            return   # SC102: the same sizes in another axis order, not a smaller map
         if ctx.loss.wants_class_indices and ctx.labels.shape[:-1] == index_target_shape(ctx):
             return  # the spatial sizes match; a trailing class or colour axis is SC103's or SC118's finding
         size = "x".join(map(str, spatial))
         wanted = "x".join(map(str, label_spatial))
         message = f"{output_phrase(ctx)}: {size} maps, but the labels {fmt(lab)} are {wanted}"
         unpadded = _unpadded_convs(ctx)
-        if unpadded and all(o < w for o, w in zip(spatial, label_spatial)):
+        trimmed = {w - o for o, w in zip(spatial, label_spatial)}   # unpadded convolutions trim every side alike
+        if unpadded and len(trimmed) == 1 and trimmed.pop() > 0:
             yield self.finding(message + f"; {unpadded} unpadded convolutions shrink every map by their kernel's border",
                                ctx.trace.head_layer(), _unpadded_fixes(ctx, spatial, label_spatial))
             return

@@ -23,6 +23,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
         if op.name == "sigmoid":
             fixes.append(Fix("Or, for multi-label targets (several classes per sample), keep the sigmoid with a binary "
                              "cross-entropy on 0/1 vectors", ctx.recipes.binary_loss(from_logits=False)))
+        elif ctx.trace.framework == "onnx" and loss.framework == "torch":   # the graph's softmax cannot be edited away
+            fixes.append(Fix("Or keep the graph: take the log of its probabilities and use `NLLLoss`",
+                             "loss = nn.NLLLoss()(torch.log(probs.clamp_min(1e-12)), labels)"))
         elif ctx.trace.framework == "torch":
             fixes.append(Fix("Or make it a `log_softmax` and use the loss on log-probabilities",
                              ctx.recipes.probability_loss(loss)))
