@@ -69,6 +69,7 @@ KERAS_LOSSES = {
     "poisson": ("regression", "same_shape"),
     "kl_divergence": ("categorical", "one_hot"),   # probabilities against a target distribution
 }
+_PROBABILITY_ONLY = {"kl_divergence"}
 # TensorFlow's raw ops always take logits.
 _TF_LOGIT_LOSSES = {
     "softmax_cross_entropy_with_logits": "categorical_crossentropy",
@@ -151,6 +152,8 @@ def _keras(name: str, from_logits: bool | None) -> LossContract | None:
     family, target = KERAS_LOSSES[canonical]
     if family == "regression":
         space, from_logits = "any", None
+    elif canonical in _PROBABILITY_ONLY:   # no `from_logits` argument: always probabilities
+        space, from_logits = "probabilities", None
     else:
         from_logits = bool(from_logits)
         space = "logits" if from_logits else "probabilities"

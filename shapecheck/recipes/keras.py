@@ -159,4 +159,5 @@ def _map_dims(tensor) -> int:
 
 def _class_name(loss_name: str) -> str:
     """`binary_crossentropy` -> `BinaryCrossentropy`, the class form that takes `from_logits`."""
-    return "".join(part.capitalize() for part in loss_name.split("_"))
+    special = {"kl_divergence": "KLDivergence", "log_cosh": "LogCosh"}
+    return special.get(loss_name) or "".join(part.capitalize() for part in loss_name.split("_"))

@@ -38,7 +38,9 @@ class SpatialSizeMismatch(Rule):
             return
         fixes = [Fix("Resize the output to the label size before the loss", ctx.recipes.resize_output())]
         stride = _stride(ctx) if ctx.loss.class_axis == 1 else 1   # the hint reads a channels-first input
-        if stride > 1 and any(d % stride for d in ctx.trace.inputs[0].shape[2:]):
+        image_sides = ctx.trace.inputs[0].shape[2:]
+        mismatched = [d for d, o, w in zip(image_sides, spatial, label_spatial) if o != w]
+        if stride > 1 and mismatched and all(d % stride for d in mismatched):
             image = "x".join(map(str, ctx.trace.inputs[0].shape[2:]))
             fixes.append(Fix(f"Or pad/crop inputs to a multiple of {stride} (the network's stride); {image} is not"))
         yield self.finding(message, ctx.trace.head_layer(), fixes)

@@ -21,6 +21,9 @@ class LogitsIntoProbabilityLoss(Rule):
         squash = "sigmoid" if loss.family == "binary" else "softmax"
         message = (f"`{loss.label}` needs probabilities in [0, 1], but the output{source} is not passed through a "
                    f"{squash}: raw logits fail or give a meaningless loss")
-        fixes = [Fix("Train on logits with the numerically stable form of the loss", ctx.recipes.logits_loss(loss)),
-                 Fix(f"Or end the model with a {squash}", ctx.recipes.end_with(squash))]
+        if loss.framework == "torch" or loss.from_logits is not None:
+            fixes = [Fix("Train on logits with the numerically stable form of the loss", ctx.recipes.logits_loss(loss)),
+                     Fix(f"Or end the model with a {squash}", ctx.recipes.end_with(squash))]
+        else:   # Keras' KLDivergence has no logits form
+            fixes = [Fix(f"End the model with a {squash}", ctx.recipes.end_with(squash))]
         yield self.finding(message, head, fixes)

@@ -7,7 +7,7 @@ class NllWithoutLogSoftmax(Rule):
     code = "SC154"
     name = "nll-without-log-softmax"
     category = "activation_vs_loss"
-    summary = "NLLLoss gets an output that is not log-probabilities (softmax output gives a negative loss)"
+    summary = "NLLLoss or KLDivLoss gets an output that is not log-probabilities (softmax output gives a negative loss)"
 
     def check(self, ctx):
         if ctx.loss is None or ctx.loss.input_space != "log_probabilities" or ctx.output is None:
@@ -17,8 +17,10 @@ class NllWithoutLogSoftmax(Rule):
             return
         if op is not None and op.name == "softmax":
             where, layer = op_site(ctx, op)
+            effect = ("-p[target], negative and bounded in [-1, 0]" if ctx.loss.wants_class_indices else
+                      "sum(q * (log q - p)) against the target distribution q, which goes negative")   # KLDivLoss
             message = (f"{where} outputs probabilities, but `{ctx.loss.name}` expects log-probabilities: the loss is "
-                       "-p[target], negative and bounded in [-1, 0]")
+                       f"{effect}")
             location = layer.source if layer else op.source
         else:
             layer = ctx.trace.head_layer()
@@ -26,6 +28,7 @@ class NllWithoutLogSoftmax(Rule):
             produced = f"a {op.name} output" if op is not None else "raw logits"
             message = f"`{ctx.loss.name}` expects log-probabilities, but the output{source} is {produced} (no log_softmax)"
             location = layer.source if layer else None
-        fixes = [Fix("End the model with log_softmax over the classes", ctx.recipes.end_with("log_softmax")),
-                 Fix("Or return raw logits and use", ctx.recipes.loss("CrossEntropyLoss"))]
+        fixes = [Fix("End the model with log_softmax over the classes", ctx.recipes.end_with("log_softmax"))]
+        if ctx.loss.wants_class_indices:
+            fixes.append(Fix("Or return raw logits and use", ctx.recipes.loss("CrossEntropyLoss")))
         yield self.finding(message, layer, fixes, location=location)

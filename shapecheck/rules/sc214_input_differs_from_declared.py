@@ -14,12 +14,44 @@ class InputDiffersFromDeclared(Rule):
         declared = ctx.trace.declared_inputs
         if not declared:
             return
+        order = _input_order(ctx.trace.inputs, declared)
+        if order is not None:
+            yield self._reordered(ctx, order)
+            return
         for index, (given, wanted) in enumerate(zip(ctx.trace.inputs, declared)):
             if _fits(given.shape[1:], wanted.shape[1:]):
                 continue
             want = "(None, " + ", ".join("None" if d == -1 else str(d) for d in wanted.shape[1:]) + ")"
             message = f"the model declares input {index} as {want}, but the input is {fmt(given.shape)}"
             yield self.finding(message, None, _fixes(ctx, given.shape, wanted.shape))
+
+
+    def _reordered(self, ctx, order: list[int]):
+        names = ctx.trace.input_names or [f"input_{i}" for i in range(len(order))]
+        moved = [f"input {i} (`{names[i]}`, declared {fmt(ctx.trace.declared_inputs[i].shape)}) gets the "
+                 f"{fmt(ctx.trace.inputs[i].shape)} array meant for input {j}" for i, j in enumerate(order) if i != j]
+        message = f"the inputs arrive in another order than the model declares them: {'; '.join(moved)}"
+        arrays = ", ".join(f'"{name}": x_{name}' for name in names)
+        return self.finding(message, None, [Fix("Pass them in the model's order, or by name",
+                                                f"model.fit({{{arrays}}}, y)")])
+
+
+def _input_order(given: list, declared: list) -> list[int] | None:
+    """For several inputs that each fit another declared input, and not their own: which array each one got."""
+    if len(given) < 2 or len(given) != len(declared):
+        return None
+    if all(_fits(g.shape[1:], w.shape[1:]) for g, w in zip(given, declared)):
+        return None
+    # an input that fits its own slot keeps it; the others take the first free slot they fit
+    order = [i if _fits(g.shape[1:], declared[i].shape[1:]) else None for i, g in enumerate(given)]
+    free = [j for j in range(len(declared)) if j not in order]
+    for i, g in enumerate(given):
+        if order[i] is None:
+            order[i] = next((j for j in free if _fits(g.shape[1:], declared[j].shape[1:])), None)
+            if order[i] is None:
+                return None
+            free.remove(order[i])
+    return order
 
 
 def _fits(given: tuple, wanted: tuple) -> bool:
@@ -34,6 +66,10 @@ def _fixes(ctx, given: tuple, wanted: tuple) -> list[Fix]:
                     ctx.recipes.repeat_channels(wanted[differ[0]]))]
     if given[1:] + (1,) == wanted[1:]:
         return [Fix("Add the channel axis the model expects", "x = x[..., None]")]
+    if len(given) + 1 == len(wanted) and given[1:] == wanted[2:] and wanted[1] > 1:   # frames for a clip model
+        sizes = ", ".join(map(str, wanted[1:]))
+        return [Fix(f"The model takes clips of {wanted[1]} frames: group the frames along a time axis",
+                    f"x = x.reshape(-1, {sizes})")]
     if len(given) + 1 == len(wanted) and given[1:] == wanted[1:-1] and wanted[-1] > 1:
         return [Fix(f"Grayscale images without a channel axis: repeat them to {wanted[-1]} channels",
                     ctx.recipes.gray_to_rgb(wanted[-1]))]

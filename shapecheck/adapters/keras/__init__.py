@@ -128,4 +128,9 @@ def compiled_loss(model, from_logits: bool | None) -> LossContract | None:
 
 
 def trace(model, specs: list[TensorMeta], target: str, sites=None) -> Trace:
-    return trace_model(model, specs, target, sites or {}, declared_shapes(model))
+    trace = trace_model(model, specs, target, sites or {}, declared_shapes(model))
+    try:
+        trace.input_names = [tensor.name for tensor in model.inputs or []]
+    except (AttributeError, ValueError):   # a subclassed model declares no inputs
+        pass
+    return trace
