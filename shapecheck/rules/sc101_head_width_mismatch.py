@@ -44,8 +44,9 @@ class HeadWidthMismatch(Rule):
         if width is None or width == outputs or outputs == 1 or (ctx.loss.wants_class_indices and width == 1):
             return
         head = ctx.trace.head_layer()
-        per_sample = "1 target" if width == 1 else f"{width} targets"
-        message = f"{output_phrase(ctx)}; labels have shape {fmt(ctx.labels.shape)} ({per_sample} per sample, not {outputs})"
+        unit = "position" if len(ctx.output.shape) > 2 else "sample"   # a time step or pixel of a dense output
+        per_sample = ("1 target" if width == 1 else f"{width} targets") + f" per {unit}"
+        message = f"{output_phrase(ctx)}; labels have shape {fmt(ctx.labels.shape)} ({per_sample}, not {outputs})"
         if class_ids_for_binary_loss(ctx, outputs):   # a multi-class head is right; the loss is not
             stats = ctx.labels.stats
             yield self.finding(message + f": they hold class ids {int(stats.minimum)}..{int(stats.maximum)}", head,
@@ -60,8 +61,9 @@ class HeadWidthMismatch(Rule):
             cast = ".float()" if is_int(ctx.labels.dtype) else ""
             fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels(f"{cast}.unsqueeze(1)")))
         if ctx.loss.family == "regression" and width == 1:   # the labels may be the part that lost its columns
-            wanted = (lab[0], outputs, *lab[1:])
-            fixes.append(Fix(f"Or, if the model should predict {outputs} values, give each sample {outputs} targets: "
+            axis = class_axis(ctx) % len(ctx.output.shape)
+            wanted = (*lab[:axis], outputs, *lab[axis + (len(lab) == len(ctx.output.shape)):])
+            fixes.append(Fix(f"Or, if the model should predict {outputs} values, give each {unit} {outputs} targets: "
                              f"labels of shape {fmt(wanted)}"))
         elif ctx.loss.family == "binary" and outputs == 2 and width == 1:
             fixes.append(Fix("Or keep two outputs and train with class indices", ctx.recipes.loss("CrossEntropyLoss")))

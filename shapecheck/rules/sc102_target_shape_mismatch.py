@@ -27,7 +27,7 @@ class TargetShapeMismatch(Rule):
         if not loss_ready(ctx) or ctx.loss.target != "same_shape" or not same_batch(ctx):
             return
         out, lab = ctx.output.shape, ctx.labels.shape
-        if out == lab or _head_width_case(out, lab) or extra_axes_source(ctx) or _only_spatial(out, lab, ctx.loss.class_axis):
+        if out == lab or _head_width_case(out, lab, ctx.loss.class_axis) or extra_axes_source(ctx) or _only_spatial(out, lab, ctx.loss.class_axis):
             return  # SC101 / SC212 / SC104 explain these
         message = f"{output_phrase(ctx)}; labels have shape {fmt(lab)}"
         fixes = []
@@ -64,10 +64,12 @@ class TargetShapeMismatch(Rule):
         yield self.finding(message, ctx.trace.head_layer(), fixes)
 
 
-def _head_width_case(out: tuple, lab: tuple) -> bool:
+def _head_width_case(out: tuple, lab: tuple, class_axis: int = 1) -> bool:
     """Left to SC101: the labels call for fewer outputs than the head has."""
     if len(out) < 2:
         return False
+    if class_axis == -1 and len(lab) == len(out) and lab[:-1] == out[:-1]:   # Keras: classes on the last axis
+        return out[-1] > 1 and lab[-1] != out[-1]
     if len(lab) == len(out) and lab[2:] == out[2:]:
         return out[1] > 1 and lab[1] != out[1]
     return len(lab) == len(out) - 1 and lab[1:] == out[2:] and out[1] > 1
