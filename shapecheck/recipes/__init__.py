@@ -53,6 +53,10 @@ class Recipes:
         """Reorder the output's axes before the loss."""
         raise NotImplementedError
 
+    def remap_labels(self) -> str:
+        """Renumber the label values as 0..C-1, in their sorted order."""
+        raise NotImplementedError
+
     def linear(self, in_features: int, out_features: int) -> str:
         raise NotImplementedError
 
@@ -190,6 +194,9 @@ class Recipes:
 
 class NumpyLabels:
     """Label recipes in NumPy, for frameworks whose labels are arrays (Keras, ONNX runtimes)."""
+
+    def remap_labels(self) -> str:
+        return "labels = np.unique(labels, return_inverse=True)[1]"
 
     def squeeze(self, axis: int) -> str:
         return f"labels = np.squeeze(labels, axis={axis})"

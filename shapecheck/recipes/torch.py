@@ -57,6 +57,9 @@ class TorchRecipes(Recipes):
     def permute_output(self, order: tuple[int, ...]) -> str:
         return f"output = output.permute{tuple(order)}"
 
+    def remap_labels(self) -> str:
+        return "labels = torch.unique(labels, return_inverse=True)[1]"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 

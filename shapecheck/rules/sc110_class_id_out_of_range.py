@@ -41,6 +41,6 @@ class ClassIdOutOfRange(Rule):
         fixes = []
         if head is not None and not negative:
             fixes.append(new_head(ctx, head, needed, f"Give the head one output per class ({needed})"))
-        remap = "re-map the labels to 0..C-1 (e.g. `labels = torch.unique(labels, return_inverse=True)[1]`)"
-        fixes.append(Fix(f"Or {remap}" if fixes else remap[0].upper() + remap[1:]))
+        remap = "re-map the labels to 0..C-1"
+        fixes.append(Fix(f"Or {remap}" if fixes else remap[0].upper() + remap[1:], ctx.recipes.remap_labels()))
         yield self.finding(message, head, fixes)

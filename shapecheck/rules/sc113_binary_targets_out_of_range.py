@@ -21,6 +21,10 @@ class BinaryTargetsOutOfRange(Rule):
             fixes = [Fix("Scale the 0/255 mask to 0/1", ctx.recipes.labels(" / 255.0"))]
         elif stats.integral and stats.distinct_count > 2:
             fixes = [Fix("These look like class ids: use a class-index loss", ctx.recipes.loss("CrossEntropyLoss"))]
+            head, classes = ctx.trace.head_layer(), int(stats.maximum) + 1
+            if head is not None and ctx.output is not None and ctx.output.shape[-1 if loss.lenient else 1] < classes:
+                softmax = "softmax" if loss.framework == "keras" else None   # Keras' class-index loss takes probabilities
+                fixes.append(Fix(f"with one output per class ({classes})", ctx.recipes.replace_head(head, classes, softmax)))
         else:
             fixes = [Fix("Binarise the targets", ctx.recipes.positive_mask("float32"))]
         yield self.finding(message, ctx.trace.head_layer(), fixes)
