@@ -30,7 +30,6 @@ def _describe(findings) -> str:
 
 # Our own cases shapecheck does not diagnose yet, with why: strict, so a fix shows up as an unexpected pass.
 KNOWN_MISSES = {
-    "zpt05_siamese_malstm_exp_manhattan_vs_sick_1_to_5": "no output-range check for an exp(-distance) head",
     "zk06_unet_reshape_nclasses_hw_then_permute_channels_last": "no rule follows pixels through Reshape + Permute",
 }
 

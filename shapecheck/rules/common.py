@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from shapecheck.findings import Fix
 from shapecheck.rules import Context
 from shapecheck.shapes import fmt
@@ -161,3 +163,44 @@ def from_phrase(ctx: Context, layer: Layer) -> str:
     if producer is not None:
         return f" from {ref(ctx, producer.name)}"
     return " from the model input" if fed_by_model_input(ctx, layer) else ""
+
+
+# How ops at the end of a model bound its output: interval arithmetic over (low, high).
+_UNBOUNDED = (-math.inf, math.inf)
+
+
+def _abs_range(low, high):
+    return (low, high) if low >= 0 else (-high, -low) if high <= 0 else (0.0, max(-low, high))
+
+
+def _sum_range(low, high):
+    return (0.0, math.inf) if low >= 0 else (-math.inf, 0.0) if high <= 0 else _UNBOUNDED
+
+
+_RANGE_OPS = {
+    "abs": _abs_range, "norm": lambda low, high: (0.0, math.inf),
+    "neg": lambda low, high: (-high, -low),
+    "exp": lambda low, high: (math.exp(low) if low > -math.inf else 0.0, math.inf if high > 700 else math.exp(high)),
+    "sigmoid": lambda low, high: (0.0, 1.0), "hardsigmoid": lambda low, high: (0.0, 1.0),
+    "softmax": lambda low, high: (0.0, 1.0), "tanh": lambda low, high: (-1.0, 1.0),
+    "relu": lambda low, high: (max(low, 0.0), max(high, 0.0)),
+    "sum": _sum_range, "mean": lambda low, high: (low, high),
+}
+
+
+def output_bounds(ctx: Context) -> tuple[float, float, Op] | None:
+    """The range the output's final ops confine it to, and the op that bounds it last; None when unbounded.
+    Follows the ops back from the output while they are ones whose range is known (`exp(-||a - b||)`)."""
+    chain = []
+    for op in ctx.trace.producer_chain(ctx.trace.output_op):
+        if op.name in TRANSPARENT_OPS:
+            continue
+        if op.name not in _RANGE_OPS:
+            break
+        chain.append(op)
+    low, high, bounding = *_UNBOUNDED, None
+    for op in reversed(chain):
+        new = _RANGE_OPS[op.name](low, high)
+        if new != (low, high):
+            low, high, bounding = *new, op
+    return None if bounding is None or (low, high) == _UNBOUNDED else (low, high, bounding)

@@ -1,33 +1,42 @@
+import math
+
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import final_activation, loss_ready, op_site
-
-# the values each squashing activation can produce
-RANGES = {"sigmoid": (0.0, 1.0), "hardsigmoid": (0.0, 1.0), "softmax": (0.0, 1.0), "tanh": (-1.0, 1.0)}
+from shapecheck.rules.common import loss_ready, op_site, output_bounds
 
 
 class TargetsOutsideOutputRange(Rule):
     code = "SC121"
     name = "targets-outside-output-range"
     category = "label_range"
-    summary = "Regression targets lie outside the range the output activation can produce (sigmoid, tanh)"
+    summary = "Regression targets lie outside the range the model's output can take (sigmoid, tanh, exp(-x))"
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.family != "regression" or ctx.labels.stats is None:
             return
-        op = final_activation(ctx)
-        if op is None or op.name not in RANGES:
+        bounds = output_bounds(ctx)
+        if bounds is None:
             return
-        low, high = RANGES[op.name]
+        low, high, op = bounds
         stats = ctx.labels.stats
         if low <= stats.minimum and stats.maximum <= high:
             return
         where, layer = op_site(ctx, op)
-        message = (f"`{ctx.loss.name}` targets range over {stats.minimum:g}..{stats.maximum:g}, but {where} applies a {op.name}: "
-                   f"every prediction stays inside ({low:g}, {high:g}), so the error cannot shrink and the gradients "
-                   "vanish as the outputs saturate")
-        fixes = [Fix(f"Predict the raw value: remove the {op.name} from the output"),
-                 Fix(f"Or scale the targets into ({low:g}, {high:g}) and invert the scaling at inference",
-                     "labels = (labels - labels.min()) / (labels.max() - labels.min())" if low == 0 else
-                     "labels = 2 * (labels - labels.min()) / (labels.max() - labels.min()) - 1")]
+        message = (f"`{ctx.loss.name}` targets range over {stats.minimum:g}..{stats.maximum:g}, but {where} applies "
+                   f"{_article(op.name)} {op.name}: every prediction stays inside {_interval(low, high)}, so the error "
+                   "cannot shrink" + (" and the gradients vanish as the outputs saturate" if op.name != "exp" else ""))
+        fixes = [Fix(f"Let the output reach the targets: remove the {op.name}, or scale what it gives "
+                     f"(`{stats.minimum:g} + {stats.maximum - stats.minimum:g} * out` for an output in (0, 1))")]
+        if math.isfinite(low) and math.isfinite(high):
+            fixes.append(Fix(f"Or scale the targets into {_interval(low, high)} and invert the scaling at inference",
+                             "labels = (labels - labels.min()) / (labels.max() - labels.min())" if low == 0 else
+                             "labels = 2 * (labels - labels.min()) / (labels.max() - labels.min()) - 1"))
         yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)
+
+
+def _interval(low: float, high: float) -> str:
+    return f"({low:g}, {high:g})" if math.isfinite(high) else f"[{low:g}, inf)"
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
