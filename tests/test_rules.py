@@ -93,3 +93,14 @@ def test_doc_example_prints_what_the_doc_quotes(model, args, quoted, tmp_path, m
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, args)
     assert result.stdout.split("\n\n")[0].strip() == quoted
+
+
+def test_readme_examples_are_the_fixtures_current_output():
+    """The README quotes a few bad fixtures as they print; each quote must be its snapshot's finding block."""
+    section = (ROOT / "README.md").read_text().split("A few of them, as they print", 1)[1].split("```")[1]
+    quotes = [block.strip() for block in section.strip().split("\n\n") if block.strip()]
+    assert len(quotes) >= 3
+    for quote in quotes:
+        framework, stem = re.match(r"fixtures/(\w+)/rules/(\w+)\.py:bad", quote).groups()
+        snapshot = (SNAPSHOTS / framework / f"{stem}.txt").read_text()
+        assert quote == snapshot.split("\n\n")[0].strip(), stem
