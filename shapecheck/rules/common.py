@@ -204,3 +204,17 @@ def output_bounds(ctx: Context) -> tuple[float, float, Op] | None:
         if new != (low, high):
             low, high, bounding = *new, op
     return None if bounding is None or (low, high) == _UNBOUNDED else (low, high, bounding)
+
+
+IGNORE_INDEX = -100
+
+
+def ignore_marker(stats, classes: int) -> float | None:
+    """One value outside 0..C-1 next to at least two valid ids: a marker for pixels or samples to skip (255 for
+    VOC's void, 225, -1 for padding), not a class. The marker, or None."""
+    values = stats.distinct
+    if len(values) < 3:
+        return None
+    inside = [v for v in values if 0 <= v < classes and v != IGNORE_INDEX]
+    outside = [v for v in values if not 0 <= v < classes and v != IGNORE_INDEX]
+    return outside[0] if len(outside) == 1 and len(inside) >= 2 else None

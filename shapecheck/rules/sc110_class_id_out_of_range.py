@@ -1,15 +1,8 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_id_stats, new_head, values_text
+from shapecheck.rules.common import IGNORE_INDEX, class_id_stats, ignore_marker, new_head, values_text
 from shapecheck.rules.sc111_one_based_class_ids import looks_one_based
 from shapecheck.rules.sc112_mask_values_as_class_ids import looks_like_mask_levels
-
-IGNORE_INDEX = -100
-
-
-def ignore_marker(stats, classes: int) -> bool:
-    """Every id is valid except one 255 (or 254/-1-style) value set aside for unlabelled pixels."""
-    return stats.maximum == 255 and bool(stats.distinct) and all(v < classes for v in stats.distinct[:-1])
 
 
 class ClassIdOutOfRange(Rule):
@@ -32,15 +25,23 @@ class ClassIdOutOfRange(Rule):
         message = (f"`{ctx.loss.name}` labels take values {values_text(stats)}, but the output has {classes} classes "
                    f"(valid ids 0..{classes - 1})")
         head = ctx.trace.head_layer()
-        if ignore_marker(stats, classes):   # Pascal VOC style: 255 marks pixels to skip
-            message += f"; {int(stats.maximum)} looks like an 'ignore' marker, which the loss does not know about"
-            yield self.finding(message, head, [Fix("Tell the loss to skip it",
-                                                    ctx.recipes.loss("CrossEntropyLoss", f"ignore_index={int(stats.maximum)}"))],
-                               severity="warning")   # the loss the user trains with may already say so
+        marker = ignore_marker(stats, classes)
+        if marker is not None:
+            value = int(marker)
+            message += f"; {value} looks like a marker for samples or pixels to skip, not a class"
+            fixes = [Fix(f"Tell the loss to skip {value}", ctx.recipes.loss("CrossEntropyLoss", f"ignore_index={value}")),
+                     Fix(f"Or write those labels as {IGNORE_INDEX}, the value `CrossEntropyLoss` skips by default")]
+            # 255 is VOC's void label; the loss it is trained with may already say ignore_index=255
+            yield self.finding(message, head, fixes, severity="warning" if value == 255 else None)
             return
         fixes = []
         if head is not None and not negative:
             fixes.append(new_head(ctx, head, needed, f"Give the head one output per class ({needed})"))
-        remap = "re-map the labels to 0..C-1"
-        fixes.append(Fix(f"Or {remap}" if fixes else remap[0].upper() + remap[1:], ctx.recipes.remap_labels()))
+        lowest = int(stats.minimum)
+        if lowest != 0 and stats.maximum - stats.minimum < classes:   # a fixed offset (a -6..6 scale, ratings - 1)
+            shift = f" + {-lowest}" if lowest < 0 else f" - {lowest}"
+            remap, recipe = f"shift the labels to start at 0 ({lowest} becomes 0)", ctx.recipes.labels(shift)
+        else:
+            remap, recipe = "re-map the labels to 0..C-1", ctx.recipes.remap_labels()
+        fixes.append(Fix(f"Or {remap}" if fixes else remap[0].upper() + remap[1:], recipe))
         yield self.finding(message, head, fixes)

@@ -1,14 +1,13 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_id_stats, values_text
+from shapecheck.rules.common import class_id_stats, ignore_marker, values_text
 
 
 def looks_like_mask_levels(stats, classes: int) -> bool:
     """Few distinct values, some far beyond the class count: gray levels (0/128/255) read straight from an image.
-    Valid ids plus one 255 are an 'ignore' marker instead (SC110)."""
-    if not stats.distinct or all(v < classes for v in stats.distinct[:-1]) and stats.maximum == 255 and \
-            len(stats.distinct) > 2:
-        return False
+    Valid ids plus one out-of-range value are an 'ignore' marker instead (SC110)."""
+    if not stats.distinct or ignore_marker(stats, classes) is not None:
+        return False   # valid ids plus one marker value: SC110
     return len(stats.distinct) <= max(classes, 2) * 2 and stats.maximum >= 2 * classes \
         and stats.maximum <= 255 and stats.minimum >= 0
 

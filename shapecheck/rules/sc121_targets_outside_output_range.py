@@ -25,9 +25,12 @@ class TargetsOutsideOutputRange(Rule):
         message = (f"`{ctx.loss.name}` targets range over {stats.minimum:g}..{stats.maximum:g}, but {where} applies "
                    f"{_article(op.name)} {op.name}: every prediction stays inside {_interval(low, high)}, so the error "
                    "cannot shrink" + (" and the gradients vanish as the outputs saturate" if op.name != "exp" else ""))
-        fixes = [Fix(f"Let the output reach the targets: remove the {op.name}, or scale what it gives "
-                     f"(`{stats.minimum:g} + {stats.maximum - stats.minimum:g} * out` for an output in (0, 1))")]
+        fixes = [Fix(f"Let the output reach the targets: remove the {op.name}")]
         if math.isfinite(low) and math.isfinite(high):
+            scale = (stats.maximum - stats.minimum) / (high - low)
+            fixes[0] = Fix(f"Let the output reach the targets: remove the {op.name}, or map its {_interval(low, high)} "
+                           f"onto {stats.minimum:g}..{stats.maximum:g}",
+                           f"out = {stats.minimum - low * scale:g} + {scale:g} * out")
             fixes.append(Fix(f"Or scale the targets into {_interval(low, high)} and invert the scaling at inference",
                              "labels = (labels - labels.min()) / (labels.max() - labels.min())" if low == 0 else
                              "labels = 2 * (labels - labels.min()) / (labels.max() - labels.min()) - 1"))

@@ -19,6 +19,8 @@ class LinearOnFeatureMap(Rule):
                 continue
             if not _fed_by_feature_map(ctx, layer):
                 continue  # [N, H, W, C] after a permute (ConvNeXt, Swin): a per-position Linear is intended
+            if ctx.trace.framework == "keras" and _reduced_later(ctx, layer):
+                continue  # a channels-last Dense per position, then flattened or pooled: a 1x1 convolution
             x = layer.inputs[0].shape
             result = f"; the output is {fmt(layer.output.shape)}" if layer.output else ""
             message = (f"{ref(ctx, layer.name)} ({layer.type}) receives a {len(x)}-D feature map {fmt(x)}"
@@ -46,3 +48,9 @@ def _fed_by_feature_map(ctx, layer) -> bool:
         if op.name.startswith(_MAP_OPS):
             return True
     return False
+
+
+def _reduced_later(ctx, layer) -> bool:
+    """The model output has fewer axes than the layer's: its map is flattened or pooled after it."""
+    out = ctx.trace.output
+    return out is not None and layer.output is not None and len(out.shape) < len(layer.output.shape)
