@@ -87,6 +87,9 @@ class KerasRecipes(NumpyLabels, Recipes):
         keras_names = {"BCEWithLogitsLoss": 'keras.losses.BinaryCrossentropy(from_logits=True)',
                        "BCELoss": '"binary_crossentropy"', "CrossEntropyLoss": '"sparse_categorical_crossentropy"',
                        "NLLLoss": '"sparse_categorical_crossentropy"', "MSELoss": '"mse"'}
+        if argument.startswith("ignore_index="):   # Keras 3 calls it ignore_class
+            value = argument.split("=", 1)[1]
+            return f"model.compile(loss=keras.losses.SparseCategoricalCrossentropy(ignore_class={value}), ...)"
         return f"model.compile(loss={keras_names.get(name, repr(name))}, ...)"
 
     def move_class_axis(self, rank: int) -> str:

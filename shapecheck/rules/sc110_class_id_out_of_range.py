@@ -29,8 +29,9 @@ class ClassIdOutOfRange(Rule):
         if marker is not None:
             value = int(marker)
             message += f"; {value} looks like a marker for samples or pixels to skip, not a class"
-            fixes = [Fix(f"Tell the loss to skip {value}", ctx.recipes.loss("CrossEntropyLoss", f"ignore_index={value}")),
-                     Fix(f"Or write those labels as {IGNORE_INDEX}, the value `CrossEntropyLoss` skips by default")]
+            fixes = [Fix(f"Tell the loss to skip {value}", ctx.recipes.loss("CrossEntropyLoss", f"ignore_index={value}"))]
+            if ctx.loss.framework == "torch":
+                fixes.append(Fix(f"Or write those labels as {IGNORE_INDEX}, the value `CrossEntropyLoss` skips by default"))
             # 255 is VOC's void label; the loss it is trained with may already say ignore_index=255
             yield self.finding(message, head, fixes, severity="warning" if value == 255 else None)
             return

@@ -23,8 +23,8 @@ class LinearInFeaturesMismatch(Rule):
             return
         if actual == expected or len(x.shape) >= 4 or x.dtype != weight.dtype:
             return  # 4-D input: SC202; dtype: SC206
-        if fed_by_model_input(ctx, layer) and _undeclared_input(ctx):
-            return  # SC214: the input is not what the model declares, the layer is
+        if _undeclared_input(ctx) and (fed_by_model_input(ctx, layer) or ctx.trace.framework == "onnx"):
+            return  # SC214: the input is not what the model (or a graph's fixed input) declares
         message = (f"{ref(ctx, layer.name)} ({layer.type}) expects {expected} input features but receives {fmt(x.shape)}"
                    f"{from_phrase(ctx, layer)}")
         fixes = [Fix(f"Change `{ctx.recipes.linear(expected, outputs)}` to `{ctx.recipes.linear(actual, outputs)}`")]

@@ -78,4 +78,7 @@ def _fixes(ctx, given: tuple, wanted: tuple) -> list[Fix]:
     if len(given) == len(wanted) and given[1] == wanted[-1] and given[2:] == wanted[1:-1]:
         return [Fix("The input is channels-first: move channels last", ctx.recipes.channels_last(len(given)))]
     size = "x".join(map(str, wanted[1:]))
-    return [Fix(f"Resize or pad the inputs to {size}, the size the model was built for")]
+    pairs = [(g, w) for g, w in zip(given[1:], wanted[1:]) if w != -1] if len(given) == len(wanted) else []
+    how = ("Resize or crop" if pairs and all(g >= w for g, w in pairs) else
+           "Resize or pad" if pairs and all(g <= w for g, w in pairs) else "Resize")
+    return [Fix(f"{how} the inputs to {size}, the size the model was built for")]

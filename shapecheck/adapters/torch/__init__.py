@@ -62,6 +62,24 @@ def load_file(path: str) -> nn.Module:
         raise ShapecheckError(f"cannot load `{path}` as a {kind}: {first.strip()}", kind="load") from exc
 
 
+def _materialize_lazy_modules(model: nn.Module, specs: list[TensorMeta]) -> str | None:
+    """`nn.LazyLinear` and friends create their weights on the first real call; under fake tensors they would
+    become fake. One real pass of two zero samples in eval mode sizes them first, as the user's first batch would."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    if not any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules()):
+        return None
+    from shapecheck.adapters.torch.tracer import make_inputs, preserved
+
+    with preserved(model), torch.no_grad():
+        model.eval()
+        try:
+            model(*[torch.zeros_like(t) for t in make_inputs(specs, 2, real=True)])
+        except Exception:   # the traced run reports what is wrong
+            return None
+    return "lazy modules were sized by one real forward pass of two zero samples"
+
+
 def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping | None = None) -> Trace:
     """Trace at the requested batch and at batch + 1 (an output that does not follow the batch shows up)."""
     sites = sites if sites is not None else {}
@@ -70,7 +88,10 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
         primary = run_graph(model, specs, batch, target)
         primary.alternate = run_graph(model, specs, batch + 1, target)
         return primary
+    note = _materialize_lazy_modules(model, specs)
     primary = run_once(model, specs, batch, target, sites)
+    if note:
+        primary.notes.append(note)
     on_meta = model_device(model).type == "meta"
     real = primary.failure is not None and primary.failure.needs_values and not on_meta
     if real:
