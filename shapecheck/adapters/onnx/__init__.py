@@ -32,7 +32,9 @@ _OP_NAMES = {"Softmax": "softmax", "LogSoftmax": "log_softmax", "Sigmoid": "sigm
              "Flatten": "flatten", "Gemm": "linear", "MatMul": "linear", "Conv": "conv", "Identity": "identity",
              "Dropout": "dropout", "Transpose": "transpose", "Squeeze": "squeeze", "Unsqueeze": "unsqueeze"}
 _VALUE_OPS = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Mul", "Add", "Sub",
-              "Div", "ConstantOfShape", "Range", "ReduceProd", "Equal", "Where", "Expand"}
+              "Div", "ConstantOfShape", "Range", "ReduceProd", "Equal", "Where", "Expand", "Reshape", "Identity",
+              "Neg", "Abs", "Max", "Min", "Mod", "Floor", "Ceil", "Less", "Greater", "Not", "And", "Or", "Tile",
+              "Transpose", "ReduceMax", "ReduceMin", "ReduceSum"}
 _MAX_VALUE_SIZE = 64     # shape arithmetic works on tiny int tensors; larger values are data, not shapes
 
 
