@@ -32,6 +32,7 @@ class LabelStats:
     distinct: list[float] = field(default_factory=list)   # sorted, only when there are few
     distinct_count: int = 0
     count: int = 0                      # how many values (samples, or pixels for masks)
+    non_finite: int = 0                 # NaN or infinite values
     # for labels of rank >= 2 with values in {0, 1}: rows along axis 1 (PyTorch's class axis) and -1 (Keras')
     rows_by_axis: dict[int, RowStats] = field(default_factory=dict)
     channels_identical: bool = False    # axis 1 has several channels holding the same values (an RGB-loaded mask)
@@ -112,14 +113,21 @@ def _stats(array) -> LabelStats:
     import numpy as np
 
     values = array.astype(np.float64)
+    finite = np.isfinite(values)
+    non_finite = int(values.size - finite.sum())
+    if non_finite:   # NaN/inf are reported by themselves; the other statistics describe the rest
+        values = values[finite] if finite.any() else np.zeros(1)
     uniques = np.unique(values)
     stats = LabelStats(
         minimum=float(values.min()), maximum=float(values.max()),
         integral=bool(np.all(np.mod(values, 1) == 0)),
         distinct=[float(v) for v in uniques] if len(uniques) <= MAX_LISTED_VALUES else [],
         distinct_count=int(len(uniques)),
-        count=int(values.size),
+        count=int(array.size),
+        non_finite=non_finite,
     )
+    if non_finite:
+        return stats   # the per-row and per-channel views need the whole array
     if array.ndim >= 2 and set(uniques.tolist()) <= {0.0, 1.0}:
         for axis in (1, -1):
             row_sums = values.sum(axis=axis)

@@ -57,6 +57,10 @@ class Recipes:
         """Renumber the label values as 0..C-1, in their sorted order."""
         raise NotImplementedError
 
+    def finite_rows(self) -> str:
+        """Keep only the samples whose labels are all finite."""
+        raise NotImplementedError
+
     def linear(self, in_features: int, out_features: int) -> str:
         raise NotImplementedError
 
@@ -194,6 +198,9 @@ class Recipes:
 
 class NumpyLabels:
     """Label recipes in NumPy, for frameworks whose labels are arrays (Keras, ONNX runtimes)."""
+
+    def finite_rows(self) -> str:
+        return "keep = np.isfinite(labels).reshape(len(labels), -1).all(1); x, labels = x[keep], labels[keep]"
 
     def remap_labels(self) -> str:
         return "labels = np.unique(labels, return_inverse=True)[1]"

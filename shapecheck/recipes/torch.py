@@ -60,6 +60,9 @@ class TorchRecipes(Recipes):
     def remap_labels(self) -> str:
         return "labels = torch.unique(labels, return_inverse=True)[1]"
 
+    def finite_rows(self) -> str:
+        return "keep = torch.isfinite(labels).flatten(1).all(1); x, labels = x[keep], labels[keep]"
+
     def linear(self, in_features: int, out_features: int) -> str:
         return f"nn.Linear({in_features}, {out_features})"
 
