@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shapecheck.adapters import keep_triton_out_after_tensorflow
 from shapecheck.errors import ShapecheckError
 
 TORCH_FILES = (".pt2", ".pt", ".pth", ".ts", ".jit")
@@ -124,6 +125,7 @@ class _Merged:
 
 
 def _import(where: str):
+    keep_triton_out_after_tensorflow()   # the user's module may import torch after a Keras target loaded TensorFlow
     if is_file_path(where):
         path = Path(where)
         if not path.is_file():

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ pytest.importorskip("keras")
 from click.testing import CliRunner  # noqa: E402
 
 from shapecheck.cli import main  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = "fixtures/keras/models.py"
 
@@ -101,3 +104,14 @@ def test_checking_one_framework_never_imports_the_other(target, unwanted):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_a_pytorch_factory_after_a_keras_file_in_one_process():
+    """TensorFlow loaded first, then a factory importing torchvision: triton must not load after TensorFlow's native
+    modules (that segfaults), whichever import pulls it in."""
+    shapecheck = Path(sys.executable).parent / "shapecheck"
+    result = subprocess.run([str(shapecheck), "check", "fixtures/keras/binary_head_fixed.keras",
+                             "fixtures/torch/resnet50_single_class.py:build_model", "--input", "2,3,64,64",
+                             "--labels", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    assert "fixtures/torch/resnet50_single_class.py:build_model (input [2, 3, 64, 64]" in result.stdout

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import weakref
 from collections.abc import Mapping
 
-if "tensorflow" in sys.modules and "triton" not in sys.modules:
-    # triton's native modules crash the process when they load after TensorFlow's (both in one process: a Keras
-    # target checked before a PyTorch one). The CPU tracer does not need triton; PyTorch handles its absence.
-    sys.modules["triton"] = None
+from shapecheck.adapters import keep_triton_out_after_tensorflow
+
+keep_triton_out_after_tensorflow()
 
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
