@@ -2,6 +2,7 @@ from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
 from shapecheck.rules.sc304_recurrent_batch_axis import reads_time_major
+from shapecheck.rules.sc309_reduction_over_batch_axis import batch_reduction
 
 
 class BatchMixingLayer(Rule):
@@ -17,6 +18,8 @@ class BatchMixingLayer(Rule):
         layer = ctx.trace.layer(probe.layer)
         if layer is not None and reads_time_major(layer):
             return  # SC304 explains the time-major case
+        if batch_reduction(ctx.trace) is not None:
+            return  # SC309 names the reduction over the batch axis
         where = f"{ref(ctx, layer.name)} ({layer.type})" if layer is not None else f"`{ctx.trace.model_class}.forward`"
         message = (f"changing sample 0 of the batch changed the output of sample 1 in eval mode: {where} mixes "
                    "samples across the batch axis")
