@@ -6,7 +6,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Context
-from shapecheck.shapes import fmt
+from shapecheck.shapes import TensorMeta, fmt
 from shapecheck.trace import TRANSPARENT_OPS, Layer, Op
 
 ACTIVATIONS = {"softmax", "log_softmax", "sigmoid", "tanh", "hardsigmoid", "clamp", "clip"}
@@ -219,3 +219,18 @@ def ignore_marker(stats, classes: int) -> float | None:
     inside = [v for v in values if 0 <= v < classes and v != IGNORE_INDEX]
     outside = [v for v in values if not 0 <= v < classes and v != IGNORE_INDEX]
     return outside[0] if len(outside) == 1 and len(inside) >= 2 else None
+
+
+def fits_declared(given: tuple, wanted: tuple) -> bool:
+    """Same rank, and every size the model fixes (-1 is free) is the size given."""
+    return len(given) == len(wanted) and all(w in (-1, g) for g, w in zip(given, wanted))
+
+
+def unlike_declared(given: TensorMeta, wanted: TensorMeta) -> bool:
+    """An input of the declared rank whose per-sample sizes differ from the ones the model fixes."""
+    return len(given.shape) == len(wanted.shape) and not fits_declared(given.shape[1:], wanted.shape[1:])
+
+
+def requested_sizes(failure) -> list[int]:
+    """The sizes a failed reshape asked for (`view(64, 128, 4, 4)`), as recorded with the failure."""
+    return [d for d in failure.args.get("args", []) if isinstance(d, int)]

@@ -2,7 +2,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import failed_layer, fed_by_model_input, from_phrase, ref
+from shapecheck.rules.common import failed_layer, fed_by_model_input, from_phrase, ref, unlike_declared
 from shapecheck.shapes import fmt
 
 
@@ -23,7 +23,8 @@ class LinearInFeaturesMismatch(Rule):
             return
         if actual == expected or len(x.shape) >= 4 or x.dtype != weight.dtype:
             return  # 4-D input: SC202; dtype: SC206
-        if _undeclared_input(ctx) and (fed_by_model_input(ctx, layer) or ctx.trace.framework == "onnx"):
+        undeclared = any(unlike_declared(g, w) for g, w in zip(ctx.trace.inputs, ctx.trace.declared_inputs or []))
+        if undeclared and (fed_by_model_input(ctx, layer) or ctx.trace.framework == "onnx"):
             return  # SC214: the input is not what the model (or a graph's fixed input) declares
         message = (f"{ref(ctx, layer.name)} ({layer.type}) expects {expected} input features but receives {fmt(x.shape)}"
                    f"{from_phrase(ctx, layer)}")
@@ -123,9 +124,3 @@ def _window_step(config):
         return (lambda height: -(-height // stride)), stride
     pad = 0 if padding == "valid" else first(padding, 0)
     return (lambda height: (height + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1), stride
-
-
-def _undeclared_input(ctx) -> bool:
-    declared = ctx.trace.declared_inputs or []
-    return any(len(g.shape) == len(w.shape) and any(d not in (-1, e) for e, d in zip(g.shape[1:], w.shape[1:]))
-               for g, w in zip(ctx.trace.inputs, declared))

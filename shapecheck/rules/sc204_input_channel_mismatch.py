@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import fed_by_model_input, ref
+from shapecheck.rules.common import fed_by_model_input, ref, unlike_declared
 from shapecheck.rules.sc203_conv_channel_mismatch import channel_mismatch
 from shapecheck.shapes import fmt
 
@@ -56,10 +56,8 @@ class InputChannelMismatch(Rule):
 def _permuted_undeclared_input(ctx, layer) -> bool:
     """The graph permutes its input before the convolution, and the input is not laid out as the graph declares:
     the channel count the convolution sees is a permuted axis, and SC214 tells the layout to feed."""
-    declared = ctx.trace.declared_inputs or []
-    given = ctx.trace.inputs
-    if not declared or not given or len(declared[0].shape) != len(given[0].shape) or \
-            all(w in (-1, g) for g, w in zip(given[0].shape[1:], declared[0].shape[1:])):
+    declared, given = ctx.trace.declared_inputs or [], ctx.trace.inputs
+    if not declared or not given or not unlike_declared(given[0], declared[0]):
         return False
     producer = layer.input_producers[0] if layer.input_producers else None
     return producer not in (None, -1) and any(op.name in ("transpose", "permute")

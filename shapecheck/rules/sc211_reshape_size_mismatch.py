@@ -2,6 +2,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.common import requested_sizes
 from shapecheck.rules.sc306_hard_coded_batch_size import requested_batch
 from shapecheck.shapes import fmt
 
@@ -23,7 +24,7 @@ class ReshapeSizeMismatch(Rule):
         per_sample = math.prod(shape[1:])
         if requested_batch(failure, per_sample) not in (None, ctx.trace.batch):
             return   # SC306: the sizes fit one sample, the batch size is written in
-        requested = [d for d in failure.args.get("args", []) if isinstance(d, int)]
+        requested = requested_sizes(failure)
         target = math.prod(requested[1:]) if len(requested) >= 2 and all(d > 0 for d in requested[1:]) else None
         site = _failed_site(ctx, failure)
         asked = f" into {tuple(requested)}" if requested else ""

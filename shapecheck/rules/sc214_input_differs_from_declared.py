@@ -1,5 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
+from shapecheck.rules.common import fits_declared
 from shapecheck.shapes import fmt
 
 
@@ -19,7 +20,7 @@ class InputDiffersFromDeclared(Rule):
             yield self._reordered(ctx, order)
             return
         for index, (given, wanted) in enumerate(zip(ctx.trace.inputs, declared)):
-            if _fits(given.shape[1:], wanted.shape[1:]):
+            if fits_declared(given.shape[1:], wanted.shape[1:]):
                 continue
             want = "(None, " + ", ".join("None" if d == -1 else str(d) for d in wanted.shape[1:]) + ")"
             message = f"the model declares input {index} as {want}, but the input is {fmt(given.shape)}"
@@ -40,23 +41,18 @@ def _input_order(given: list, declared: list) -> list[int] | None:
     """For several inputs that each fit another declared input, and not their own: which array each one got."""
     if len(given) < 2 or len(given) != len(declared):
         return None
-    if all(_fits(g.shape[1:], w.shape[1:]) for g, w in zip(given, declared)):
+    if all(fits_declared(g.shape[1:], w.shape[1:]) for g, w in zip(given, declared)):
         return None
     # an input that fits its own slot keeps it; the others take the first free slot they fit
-    order = [i if _fits(g.shape[1:], declared[i].shape[1:]) else None for i, g in enumerate(given)]
+    order = [i if fits_declared(g.shape[1:], declared[i].shape[1:]) else None for i, g in enumerate(given)]
     free = [j for j in range(len(declared)) if j not in order]
     for i, g in enumerate(given):
         if order[i] is None:
-            order[i] = next((j for j in free if _fits(g.shape[1:], declared[j].shape[1:])), None)
+            order[i] = next((j for j in free if fits_declared(g.shape[1:], declared[j].shape[1:])), None)
             if order[i] is None:
                 return None
             free.remove(order[i])
     return order
-
-
-def _fits(given: tuple, wanted: tuple) -> bool:
-    """Same rank, and every size the model fixes (not None) is the size given."""
-    return len(given) == len(wanted) and all(w in (-1, g) for g, w in zip(given, wanted))
 
 
 def _fixes(ctx, given: tuple, wanted: tuple) -> list[Fix]:

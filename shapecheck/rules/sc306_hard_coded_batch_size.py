@@ -3,7 +3,7 @@ import re
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import op_site, ref
+from shapecheck.rules.common import op_site, ref, requested_sizes
 from shapecheck.rules.sc301_batch_dependent_reshape import (
     RESHAPES,
     exported_batch_constant,
@@ -107,7 +107,7 @@ class HardCodedBatchSize(Rule):
 
 def requested_batch(failure, per_sample: int) -> int | None:
     """The batch a failed reshape asked for: its first size when the rest is one sample's worth of values."""
-    requested = [d for d in failure.args.get("args", []) if isinstance(d, int)]
+    requested = requested_sizes(failure)
     if len(requested) >= 2 and requested[0] > 0 and all(d > 0 for d in requested[1:]) and \
             math.prod(requested[1:]) == per_sample:
         return requested[0]
@@ -118,7 +118,7 @@ def requested_batch(failure, per_sample: int) -> int | None:
 
 
 def _requested_sample_shape(failure) -> tuple[int, ...] | None:
-    requested = [d for d in failure.args.get("args", []) if isinstance(d, int)]
+    requested = requested_sizes(failure)
     return tuple(requested[1:]) if len(requested) >= 2 else None
 
 
