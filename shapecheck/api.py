@@ -92,8 +92,16 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
     except ShapecheckError as exc:
         result.error = {"kind": exc.kind, "message": str(exc)}
         return result
+    return diagnose(result, loaded.adapter, options)
+
+
+def diagnose(result: Result, adapter, options: Options) -> Result:
+    """Ask the framework's loss about the traced output and labels, then run the rules (the trace, the loss and
+    the labels of `result` are set)."""
+    result.loss_check = _judge_loss(adapter, result)
     recipes = recipes_for(result.trace.framework, result.trace.producer)
-    findings = check(result.trace, result.loss, result.labels, recipes, options.select, options.ignore)
+    findings = check(result.trace, result.loss, result.labels, recipes, options.select, options.ignore,
+                     result.loss_check)
     for finding in findings:
         finding.severity = options.severity.get(finding.rule, finding.severity)
     result.findings = [f for f in findings if not is_suppressed(f)]
@@ -155,6 +163,15 @@ def _loss(loaded, options: Options) -> LossContract | None:
             return None   # a loss shapecheck has no contract for: the layer and batch rules still run
     compiled = getattr(loaded.adapter, "compiled_loss", None)
     return compiled(loaded.model, options.from_logits) if compiled and loaded.model is not None else None
+
+
+def _judge_loss(adapter, result: Result):
+    """The framework's own verdict on the loss, the output and the labels (None when one of them is unknown)."""
+    output, loss, labels = result.trace.output, result.loss, result.labels
+    judge = getattr(adapter, "check_loss", None)
+    if judge is None or output is None or loss is None or labels is None or not labels.shape:
+        return None
+    return judge(output, labels, loss)
 
 
 def _spec_labels(spec: str | None, loss: LossContract | None) -> LabelInfo | None:

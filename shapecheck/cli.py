@@ -48,7 +48,7 @@ def check_command(targets, inputs, loss, labels_spec, labels_file, output_format
     from shapecheck import api, config, render
 
     cli = {"inputs": list(inputs), "loss": loss, "labels": labels_spec, "labels_file": labels_file,
-           "from_logits": from_logits, "select": list(select), "ignore": list(ignore), "trust": trust}
+           "from_logits": from_logits, "select": _codes(select), "ignore": _codes(ignore), "trust": trust}
     planned = _guard(lambda: api.plan(list(targets), cli, config.load()))
     results = _guard(lambda: [api.check_target(name, options) for name, options in planned])
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
@@ -115,3 +115,8 @@ def _guard(action):
 
 def _use_color() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def _codes(values: tuple[str, ...]) -> list[str]:
+    """`--ignore SC101,SC100 --ignore SC3` -> the three prefixes, as ruff reads them."""
+    return [code.strip().upper() for value in values for code in value.split(",") if code.strip()]

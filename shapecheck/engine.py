@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 from shapecheck.findings import Finding
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import LossContract
+from shapecheck.oracle import LossCheck
 from shapecheck.recipes import Recipes
 from shapecheck.rules import Context, load_rules
 from shapecheck.trace import Trace
 
-FALLBACK_RULE = "SC901"   # reports a failed forward pass that no specific rule explained
+FORWARD_FALLBACK = "SC901"   # reports a failed forward pass that no specific rule explained
+LOSS_FALLBACK = "SC100"      # reports a loss rejection that no specific rule explained
 
 
 @dataclass
@@ -22,6 +24,7 @@ class Result:
     labels: LabelInfo | None = None
     findings: list[Finding] = field(default_factory=list)
     error: dict | None = None            # {"kind", "message"} when the target could not be checked
+    loss_check: LossCheck | None = None  # what the framework's own loss said about the output and labels
 
     @property
     def has_errors(self) -> bool:
@@ -29,13 +32,22 @@ class Result:
 
 
 def check(trace: Trace, loss: LossContract | None, labels: LabelInfo | None, recipes: Recipes,
-          select: set[str] | None = None, ignore: set[str] = frozenset()) -> list[Finding]:
-    ctx = Context(trace, loss, labels, recipes)
+          select: set[str] | None = None, ignore: set[str] = frozenset(),
+          loss_check: LossCheck | None = None) -> list[Finding]:
+    """Every selected rule's findings. The ground truth (the forward pass raised, the loss rejected the output)
+    always yields a finding: the catch-all's when no specific rule explained it. Which rule explains what is
+    declared by the rules and decided here, never by one rule looking at another."""
+    ctx = Context(trace, loss, labels, recipes, loss_check)
     rules = load_rules()
-    chosen = [finding for code, rule in rules.items() if code != FALLBACK_RULE and _selected(code, select, ignore)
+    fallbacks = {FORWARD_FALLBACK: trace.failure is not None,
+                 LOSS_FALLBACK: loss_check is not None and loss_check.rejected}
+    chosen = [finding for code, rule in rules.items() if code not in fallbacks and _selected(code, select, ignore)
               for finding in rule().check(ctx)]
-    if trace.failure is not None and not any(rules[f.rule].explains_failure for f in chosen):
-        chosen += [f for f in rules[FALLBACK_RULE]().check(ctx) if _selected(f.rule, select, ignore)]
+    explained = {key for finding in chosen if finding.severity == "error" for key in rules[finding.rule].explains}
+    keys = {FORWARD_FALLBACK: "forward", LOSS_FALLBACK: loss_check.explanation_key if loss_check else ""}
+    for code, needed in fallbacks.items():
+        if needed and keys[code] not in explained:
+            chosen += [f for f in rules[code]().check(ctx) if _selected(f.rule, select, ignore)]
     severity_order = {"error": 0, "warning": 1, "info": 2}
     return sorted(chosen, key=lambda f: (severity_order[f.severity], f.rule))
 

@@ -14,6 +14,7 @@ from typing import ClassVar
 from shapecheck.findings import CATEGORIES, SEVERITIES, Finding, Fix
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import LossContract
+from shapecheck.oracle import LossCheck
 from shapecheck.recipes import Recipes
 from shapecheck.trace import Layer, Location, Trace
 
@@ -28,6 +29,7 @@ class Context:
     loss: LossContract | None
     labels: LabelInfo | None
     recipes: Recipes
+    loss_check: LossCheck | None = None   # the framework's own verdict on the output, the loss and the labels
 
     @property
     def output(self):
@@ -40,7 +42,10 @@ class Rule:
     category: ClassVar[str]
     severity: ClassVar[str] = "error"
     summary: ClassVar[str]
-    explains_failure: ClassVar[bool] = False   # its findings say why a forward pass failed (else SC901 does)
+    # What its error findings explain, so the engine can drop a catch-all: "forward" (the forward pass raised;
+    # else SC901 reports it), "loss:shape" / "loss:dtype" / "loss:values" (the loss rejected the labels'
+    # shape, dtype or values; else SC100 reports it).
+    explains: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -57,9 +57,11 @@ def same_batch(ctx: Context) -> bool:
 
 
 def class_count(ctx: Context) -> int | None:
+    """The size of the class axis as the loss sees the output (Keras squeezes or adds a trailing axis of 1)."""
     if ctx.output is None or ctx.loss is None:
         return None
-    shape = ctx.output.shape
+    seen = ctx.loss_check.seen_output if ctx.loss_check is not None else None
+    shape = seen if seen is not None else ctx.output.shape
     axis = ctx.loss.class_axis
     return shape[axis] if len(shape) >= 2 else None
 
@@ -72,7 +74,10 @@ def class_axis(ctx: Context) -> int:
 def index_target_shape(ctx: Context) -> tuple[int, ...]:
     """What a class-index loss expects for this output: the output without its class axis."""
     shape = list(ctx.output.shape)
-    del shape[ctx.loss.class_axis]
+    if len(shape) >= 2:   # a rank-1 output is one unbatched sample's classes: the target is a scalar
+        del shape[ctx.loss.class_axis]
+    else:
+        shape = []
     return tuple(shape)
 
 

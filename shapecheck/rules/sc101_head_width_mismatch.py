@@ -32,6 +32,7 @@ class HeadWidthMismatch(Rule):
     name = "head-width-mismatch"
     category = "output_vs_loss"
     summary = "The model outputs a different number of values per sample than the labels hold"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not same_batch(ctx) or len(ctx.output.shape) < 2:

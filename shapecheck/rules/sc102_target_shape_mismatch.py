@@ -22,6 +22,7 @@ class TargetShapeMismatch(Rule):
     name = "target-shape-mismatch"
     category = "labels_vs_loss"
     summary = "An element-wise loss gets labels whose shape differs from the output's (error, or a silent broadcast)"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.target != "same_shape" or not same_batch(ctx):

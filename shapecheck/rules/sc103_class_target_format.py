@@ -9,6 +9,7 @@ class ClassTargetFormat(Rule):
     name = "class-target-format"
     category = "labels_vs_loss"
     summary = "A class-index loss gets labels that are not class indices of the output's shape"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not ctx.loss.wants_class_indices or not same_batch(ctx):

@@ -10,6 +10,7 @@ class SpatialSizeMismatch(Rule):
     name = "spatial-size-mismatch"
     category = "output_vs_loss"
     summary = "A dense-prediction output is smaller or larger than the label map"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not same_batch(ctx):

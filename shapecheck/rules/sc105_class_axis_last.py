@@ -9,6 +9,7 @@ class ClassAxisLast(Rule):
     name = "class-axis-last"
     category = "output_vs_loss"
     summary = "A sequence or dense output has its class axis last where the loss reads classes from axis 1"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not ctx.loss.wants_class_indices or not same_batch(ctx):

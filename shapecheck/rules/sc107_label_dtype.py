@@ -14,6 +14,7 @@ class LabelDtype(Rule):
     name = "label-dtype"
     category = "dtype"
     summary = "Labels have a dtype the loss cannot take (float class indices, integer, string or object targets)"
+    explains = frozenset({"loss:dtype"})
 
     def check(self, ctx):
         if looks_like_class_ids(ctx):

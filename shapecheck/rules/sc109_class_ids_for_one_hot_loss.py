@@ -9,6 +9,7 @@ class ClassIdsForOneHotLoss(Rule):
     name = "class-ids-for-one-hot-loss"
     category = "labels_vs_loss"
     summary = "A loss that wants one-hot labels (categorical_crossentropy) gets class ids"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.target != "one_hot" or not same_batch(ctx) or ctx.labels.dtype == "str":

@@ -10,6 +10,7 @@ class ClassIdOutOfRange(Rule):
     name = "class-id-out-of-range"
     category = "label_range"
     summary = "Class-index labels fall outside [0, C) for a head with C outputs"
+    explains = frozenset({"loss:values"})
 
     def check(self, ctx):
         found = class_id_stats(ctx)

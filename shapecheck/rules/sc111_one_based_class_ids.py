@@ -12,6 +12,7 @@ class OneBasedClassIds(Rule):
     name = "one-based-class-ids"
     category = "label_range"
     summary = "Class ids run 1..C instead of 0..C-1: the last class is out of range, class 0 never used"
+    explains = frozenset({"loss:values"})
 
     def check(self, ctx):
         found = class_id_stats(ctx)

@@ -17,6 +17,7 @@ class MaskValuesAsClassIds(Rule):
     name = "mask-values-as-class-ids"
     category = "label_range"
     summary = "Mask pixel values (gray levels such as 0/255) are used as class ids"
+    explains = frozenset({"loss:values"})
 
     def check(self, ctx):
         found = class_id_stats(ctx)

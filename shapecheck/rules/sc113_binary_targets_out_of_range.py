@@ -8,6 +8,7 @@ class BinaryTargetsOutOfRange(Rule):
     name = "binary-targets-out-of-range"
     category = "label_range"
     summary = "A binary cross-entropy gets targets outside [0, 1] (0/255 masks, class ids)"
+    explains = frozenset({"loss:values"})
 
     def check(self, ctx):
         labels, loss = ctx.labels, ctx.loss

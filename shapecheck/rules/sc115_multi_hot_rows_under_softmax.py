@@ -9,6 +9,7 @@ class MultiHotRowsUnderSoftmax(Rule):
     name = "multi-hot-rows-under-softmax"
     category = "label_range"
     summary = "Rows with several 1s (multi-label targets) are given to a softmax cross-entropy"
+    explains = frozenset({"loss:values"})
 
     def check(self, ctx):
         stats = per_class_rows(ctx)

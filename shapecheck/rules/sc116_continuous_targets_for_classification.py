@@ -8,6 +8,7 @@ class ContinuousTargetsForClassification(Rule):
     name = "continuous-targets-for-classification"
     category = "label_range"
     summary = "Fractional regression targets are given to a class-index loss"
+    explains = frozenset({"loss:dtype", "loss:values"})
 
     def check(self, ctx):
         labels, loss = ctx.labels, ctx.loss

@@ -20,6 +20,7 @@ class ClassIdsForRegression(Rule):
     name = "class-ids-for-regression"
     category = "label_range"
     summary = "Integer class ids are given to a regression loss next to a multi-class output"
+    explains = frozenset({"loss:shape", "loss:dtype"})
 
     def check(self, ctx):
         if not looks_like_class_ids(ctx):

@@ -28,6 +28,7 @@ class ColourMaskLabels(Rule):
     name = "colour-mask-labels"
     category = "label_range"
     summary = "Segmentation labels are an RGB colour image, not a map of class indices"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         channels = colour_channels(ctx)

@@ -21,6 +21,7 @@ class OneBasedOneHot(Rule):
     name = "one-based-one-hot"
     category = "label_range"
     summary = "One-hot labels of 1-based class ids: one column too many, and column 0 is never used"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         if not one_based_one_hot(ctx):

@@ -8,6 +8,7 @@ class OneTargetForSeveralOutputs(Rule):
     name = "one-target-for-several-outputs"
     category = "labels_vs_loss"
     summary = "A Keras model with several outputs is given one label array: fit needs one target per output"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         trace, labels = ctx.trace, ctx.labels

@@ -8,6 +8,7 @@ class SeveralOutputsToLoss(Rule):
     name = "several-outputs-to-loss"
     category = "output_vs_loss"
     summary = "The model returns a tuple of tensors (auxiliary outputs in train mode); the loss takes one tensor"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         trace = ctx.trace

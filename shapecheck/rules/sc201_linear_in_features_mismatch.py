@@ -11,7 +11,7 @@ class LinearInFeaturesMismatch(Rule):
     name = "linear-in-features-mismatch"
     category = "internal_layer"
     summary = "A Linear layer's in_features differ from the features that reach it"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         layer = failed_layer(ctx, "linear")

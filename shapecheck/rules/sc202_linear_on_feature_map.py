@@ -11,7 +11,7 @@ class LinearOnFeatureMap(Rule):
     name = "linear-on-feature-map"
     category = "internal_layer"
     summary = "A Linear layer gets a 4-D conv feature map without flatten or pooling; it acts on the last axis only"
-    explains_failure = True
+    explains = frozenset({"forward", "loss:shape"})
 
     def check(self, ctx):
         for layer in ctx.trace.layers:

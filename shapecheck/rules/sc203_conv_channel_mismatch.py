@@ -22,7 +22,7 @@ class ConvChannelMismatch(Rule):
     name = "conv-channel-mismatch"
     category = "internal_layer"
     summary = "A convolution's in_channels differ from the channels of the map that reaches it"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         found = channel_mismatch(ctx)

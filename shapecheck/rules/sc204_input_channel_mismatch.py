@@ -10,7 +10,7 @@ class InputChannelMismatch(Rule):
     name = "input-channel-mismatch"
     category = "input_shape"
     summary = "The input's channel count differs from the first convolution's (grayscale into an RGB stem)"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         found = channel_mismatch(ctx)

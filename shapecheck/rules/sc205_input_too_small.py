@@ -13,7 +13,7 @@ class InputTooSmall(Rule):
     name = "input-too-small"
     category = "input_shape"
     summary = "The input is too small for the network's kernels and downsampling"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         failure = ctx.trace.failure

@@ -9,7 +9,7 @@ class InputDtypeMismatch(Rule):
     name = "input-dtype-mismatch"
     category = "dtype"
     summary = "A layer receives a dtype its weights cannot take (float64 numpy data, integer pixels, float token ids)"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         if ctx.trace.framework == "onnx":

@@ -9,6 +9,7 @@ class UnusedModule(Rule):
     category = "output_vs_loss"
     severity = "warning"
     summary = "A layer with weights never runs in forward; an error when a namesake deeper in the model runs instead"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         trace = ctx.trace

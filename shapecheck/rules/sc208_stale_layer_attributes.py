@@ -12,6 +12,7 @@ class StaleLayerAttributes(Rule):
     category = "output_vs_loss"
     severity = "warning"
     summary = "A layer's size attributes were edited but its weight keeps the old size; an error on the output head"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         head = ctx.trace.head_layer()

@@ -9,7 +9,7 @@ class RecurrentInputSizeMismatch(Rule):
     name = "recurrent-input-size-mismatch"
     category = "internal_layer"
     summary = "A recurrent layer's input_size differs from the features per step that reach it"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         layer = failed_layer(ctx, "rnn", needs_weight=False)

@@ -9,7 +9,7 @@ class NormFeaturesMismatch(Rule):
     name = "norm-features-mismatch"
     category = "internal_layer"
     summary = "A normalisation layer's feature count differs from the channels that reach it"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         layer = failed_layer(ctx, "norm", needs_weight=False)

@@ -14,7 +14,7 @@ class ReshapeSizeMismatch(Rule):
     name = "reshape-size-mismatch"
     category = "internal_layer"
     summary = "A view/reshape in forward hard-codes a size that the incoming tensor does not have"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         failure = ctx.trace.failure

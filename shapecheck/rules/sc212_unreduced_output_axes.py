@@ -23,6 +23,7 @@ class UnreducedOutputAxes(Rule):
     name = "unreduced-output-axes"
     category = "internal_layer"
     summary = "The output keeps time steps or a spatial grid that per-sample labels do not have"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         out = ctx.output.shape if ctx.output is not None else ()

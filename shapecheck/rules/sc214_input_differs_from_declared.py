@@ -9,7 +9,7 @@ class InputDiffersFromDeclared(Rule):
     name = "input-differs-from-declared"
     category = "input_shape"
     summary = "The input batch does not have the shape the model declares for its input"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         declared = ctx.trace.declared_inputs

@@ -11,7 +11,7 @@ class ChannelsFirstInput(Rule):
     name = "channels-first-input"
     category = "input_shape"
     summary = "Images laid out channels-first reach a channels-last model (or the reverse); it runs on the wrong axes"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         for layer in ctx.trace.layers:

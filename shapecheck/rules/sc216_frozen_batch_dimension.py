@@ -8,7 +8,7 @@ class FrozenBatchDimension(Rule):
     name = "frozen-batch-dimension"
     category = "batch_dim"
     summary = "The model or exported graph fixes its batch size, and the data comes in other batch sizes"
-    explains_failure = True
+    explains = frozenset({"forward", "loss:shape"})
 
     def check(self, ctx):
         declared = ctx.trace.declared_inputs or []

@@ -12,7 +12,7 @@ class SkipConnectionSizeMismatch(Rule):
     name = "skip-connection-size-mismatch"
     category = "input_shape"
     summary = "A skip connection joins maps of different sizes: the input size does not halve evenly (U-Net)"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         trace, failure = ctx.trace, ctx.trace.failure

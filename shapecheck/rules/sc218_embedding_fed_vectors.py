@@ -10,7 +10,7 @@ class EmbeddingFedVectors(Rule):
     name = "embedding-fed-vectors"
     category = "internal_layer"
     summary = "An Embedding receives another layer's float vectors instead of integer ids (layers chained by mistake)"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         failure = ctx.trace.failure

@@ -29,7 +29,7 @@ class BatchDependentReshape(Rule):
     name = "batch-dependent-reshape"
     category = "internal_layer"
     summary = "A reshape in forward folds the batch into the features (`view(-1, k)` with the wrong `k`)"
-    explains_failure = True
+    explains = frozenset({"forward", "loss:shape"})
 
     def check(self, ctx):
         trace = ctx.trace

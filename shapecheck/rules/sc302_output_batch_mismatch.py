@@ -10,6 +10,7 @@ class OutputBatchMismatch(Rule):
     name = "output-batch-mismatch"
     category = "batch_dim"
     summary = "The output's batch size differs from the input's (samples are joined, dropped or folded)"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         trace = ctx.trace

@@ -8,6 +8,7 @@ class LabelsBatchMismatch(Rule):
     name = "labels-batch-mismatch"
     category = "batch_dim"
     summary = "The labels hold a different number of samples than the batch"
+    explains = frozenset({"loss:shape"})
 
     def check(self, ctx):
         trace, labels = ctx.trace, ctx.labels

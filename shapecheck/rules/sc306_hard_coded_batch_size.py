@@ -21,7 +21,7 @@ class HardCodedBatchSize(Rule):
     name = "hard-coded-batch-size"
     category = "batch_dim"
     summary = "A reshape writes the batch size in: any other batch (the last, smaller one of an epoch) breaks"
-    explains_failure = True
+    explains = frozenset({"forward", "loss:shape"})
 
     def check(self, ctx):
         trace = ctx.trace

@@ -9,7 +9,7 @@ class SqueezedBatchAxis(Rule):
     name = "squeezed-batch-axis"
     category = "batch_dim"
     summary = "A squeeze removes the batch axis when the batch has one sample"
-    explains_failure = True
+    explains = frozenset({"forward", "loss:shape"})
 
     def check(self, ctx):
         trace, alternate = ctx.trace, ctx.trace.alternate

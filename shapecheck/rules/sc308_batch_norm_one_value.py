@@ -11,7 +11,7 @@ class BatchNormOneValue(Rule):
     name = "batch-norm-one-value"
     category = "batch_dim"
     summary = "A BatchNorm in training mode gets one value per channel (a batch of 1 after global pooling)"
-    explains_failure = True
+    explains = frozenset({"forward"})
 
     def check(self, ctx):
         failure = ctx.trace.failure

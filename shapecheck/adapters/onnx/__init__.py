@@ -293,3 +293,11 @@ def _shape_args(node, graph: _Graph) -> dict:
     if node.op_type == "Reshape" and len(node.input) > 1 and node.input[1] in graph.values:
         return {"args": [int(d) for d in graph.values[node.input[1]]]}
     return {}
+
+
+def check_loss(output: TensorMeta, labels, loss):
+    """An exported graph has no loss of its own: judge the named loss in its framework's semantics, on shapes
+    (importing PyTorch or TensorFlow for an .onnx file would cost seconds)."""
+    from shapecheck.oracle import simulate
+
+    return simulate(output, labels.meta, labels.array, loss)

@@ -15,6 +15,7 @@ from torch import nn  # noqa: E402
 
 from shapecheck.adapters.sources import user_frame  # noqa: E402
 from shapecheck.adapters.torch.graph import is_exported, run_graph  # noqa: E402
+from shapecheck.adapters.torch.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
 from shapecheck.adapters.torch.probe import probe_batch_mixing  # noqa: E402
 from shapecheck.adapters.torch.tracer import TORCH_DIR, model_device, run_once  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402

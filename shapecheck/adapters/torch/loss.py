@@ -1,0 +1,54 @@
+"""The PyTorch loss oracle: the real `torch.nn` loss on small CPU tensors shaped like the traced output and labels.
+
+Real tensors, not meta ones: on the meta device a loss skips its dtype checks (int32 class ids pass), so only a real
+call says what training would say. The output is zeros; the labels are the user's values when a labels file gave
+them, else zeros (a valid class id). An output too large to allocate cheaply is judged by the shape model instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from shapecheck.labels import LabelInfo
+from shapecheck.losses import LossContract
+from shapecheck.oracle import LossCheck, first_line, judge, simulate
+from shapecheck.shapes import TensorMeta
+
+MAX_ELEMENTS = 1 << 24   # 64 MB of float32 per tensor
+
+
+def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> LossCheck | None:
+    loss_class = getattr(nn, loss.name, None)
+    if loss.framework != "torch" or loss_class is None:
+        return None
+    values = labels.array if labels.array is not None and labels.array.size <= MAX_ELEMENTS else None
+    if _elements(output.shape) > MAX_ELEMENTS or _elements(labels.shape) > MAX_ELEMENTS:
+        return simulate(output, labels.meta, values, loss)
+    function = loss_class()
+
+    def evaluate(out: TensorMeta, lab: TensorMeta, label_values):
+        compared = (out.shape, lab.shape)
+        if label_values is None and not isinstance(getattr(torch, lab.dtype, None), torch.dtype):
+            return f"labels of dtype {lab.dtype} cannot become a tensor", compared
+        try:
+            prediction = torch.zeros(out.shape, dtype=getattr(torch, out.dtype))
+            target = (torch.as_tensor(label_values) if label_values is not None
+                      else torch.zeros(lab.shape, dtype=getattr(torch, lab.dtype)))
+            with warnings.catch_warnings():   # the broadcast warning is the verdict's to report
+                warnings.simplefilter("ignore")
+                function(prediction, target)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {first_line(exc)}", compared
+        return None, compared
+
+    return judge(evaluate, output, labels.meta, values, loss, f"torch.nn.{loss.name}")
+
+
+def _elements(shape: tuple) -> int:
+    count = 1
+    for size in shape:
+        count *= max(size, 1)
+    return count

@@ -1,0 +1,51 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import index_target_shape, ref
+from shapecheck.shapes import fmt
+
+
+class LossRejectsOutput(Rule):
+    """The catch-all for the loss, as SC901 is for the forward pass: the engine runs it only when the framework's
+    own loss rejected the output and labels (raised, or broadcast them silently) and no specific rule explained it."""
+
+    code = "SC100"
+    name = "loss-rejects-output"
+    category = "output_vs_loss"
+    summary = "The framework's own loss rejects the model output with these labels (raises or silently broadcasts)"
+
+    def check(self, ctx):
+        verdict = ctx.loss_check
+        if verdict is None or not verdict.rejected or ctx.output is None or ctx.labels is None:
+            return
+        head = ctx.trace.head_layer()
+        source = f" from {ref(ctx, head.name)}" if head is not None else ""
+        given = f"the output {fmt(ctx.output.shape)}{source} with labels {fmt(ctx.labels.shape)} {ctx.labels.dtype}"
+        if verdict.status == "broadcasts":
+            message = f"`{ctx.loss.label}` accepts {given}, but {verdict.message}"
+        else:
+            message = f"`{ctx.loss.label}` rejects {given}: `{verdict.evaluated_by}` raises {verdict.message}"
+        yield self.finding(message, head, self._fixes(ctx, verdict.aspect))
+
+    def _fixes(self, ctx, aspect: str) -> list[Fix]:
+        loss, out, lab = ctx.loss, ctx.output.shape, ctx.labels.shape
+        if aspect == "dtype":
+            return [Fix(f"Give `{loss.name}` {loss.target_dtype} labels", ctx.recipes.to_dtype(loss.target_dtype))]
+        if aspect == "values":
+            return [Fix(f"Check the label values against the {out[loss.class_axis]} outputs: "
+                        "`shapecheck check --format json` lists their range")] if len(out) >= 2 else []
+        if loss.wants_class_indices:
+            wanted, kind = (index_target_shape(ctx) if len(out) >= 2 else ()), "class indices"
+            classes = out[loss.class_axis] if len(lab) + 1 == len(out) else "C"   # C: the output's count is unclear
+            needed = _with_class_axis(lab, classes, loss.class_axis)
+        else:
+            wanted, needed, kind = out, fmt(lab), "targets"
+        reshape = "flatten or pool the extra axes before the head" if len(out) > len(lab) else "change the head"
+        return [Fix(f"Make the labels {fmt(wanted)}: `{loss.name}` wants {kind} shaped like that for this output"),
+                Fix(f"Or make the model output {needed} for labels {fmt(lab)}: {reshape}")]
+
+
+def _with_class_axis(labels: tuple, classes, axis: int) -> str:
+    """The output shape a class-index loss wants for these labels: [N, C, ...] (PyTorch) or [..., C] (Keras)."""
+    sizes = [str(size) for size in labels]
+    sizes.insert(1 if axis == 1 else len(sizes), str(classes))
+    return "[" + ", ".join(sizes) + "]"
