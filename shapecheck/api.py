@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shapecheck import inputs as inputs_mod
 from shapecheck import labels as labels_mod
 from shapecheck import targets
 from shapecheck.config import Config, TargetConfig
@@ -24,6 +25,7 @@ class Options:
     """What the user asked for, parsed and checked before any target is loaded."""
 
     inputs: list[TensorMeta] = field(default_factory=list)
+    example: inputs_mod.ExampleInputs | None = None   # input values from --input-file
     loss: str | None = None
     from_logits: bool | None = None
     labels_spec: str | None = None
@@ -35,16 +37,20 @@ class Options:
 
     @classmethod
     def parse(cls, inputs=(), loss=None, labels=None, labels_file=None, from_logits=None, select=None,
-              ignore=(), trust=False) -> Options:
+              ignore=(), trust=False, input_file=None) -> Options:
         if labels and labels_file:
             raise ShapecheckError("give either --labels or --labels-file, not both")
+        if inputs and input_file:
+            raise ShapecheckError("give either --input or --input-file, not both (the file's arrays have shapes)")
         if loss and not known_loss(loss) and suggest_loss(loss):   # a typo; other losses only skip the loss rules
             raise ShapecheckError(f"unknown loss `{loss}`; did you mean `{suggest_loss(loss)}`?")
         if labels:
             parse_spec(labels)   # a bad spec fails now, not after the first target
         parsed = [TensorMeta(*parse_spec(spec, "float32")) for spec in inputs]
-        return cls(parsed, loss, from_logits, labels, labels_mod.from_file(labels_file) if labels_file else None,
-                   set(select) if select else None, set(ignore), trust)
+        example = inputs_mod.from_file(input_file) if input_file else None
+        return cls(parsed, example, loss, from_logits, labels,
+                   labels_mod.from_file(labels_file) if labels_file else None, set(select) if select else None,
+                   set(ignore), trust)
 
 
 def recipes_for(framework: str, producer: str = "") -> Recipes:
@@ -79,8 +85,7 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
         if loaded.failed_trace is not None:
             result.trace = loaded.failed_trace
         else:
-            inputs = options.inputs or _declared_inputs(loaded, result.labels)
-            result.trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
+            result.trace = _trace(loaded, options, result.labels)
         if options.loss and result.loss is None:
             table = KERAS_LOSSES if result.trace.framework == "keras" else TORCH_LOSSES
             result.trace.notes.append(f"loss `{options.loss}` has no contract in shapecheck (known: {', '.join(table)}): "
@@ -136,8 +141,10 @@ def plan(target_args: list[str], cli: dict, config: Config) -> list[tuple[str, O
 def _options(cli: dict, entry: TargetConfig | None, config: Config) -> Options:
     entry = entry or TargetConfig("")
     use_cli_labels = bool(cli.get("labels") or cli.get("labels_file"))
+    use_cli_inputs = bool(cli.get("inputs") or cli.get("input_file"))
     options = Options.parse(
-        inputs=cli.get("inputs") or entry.inputs,
+        inputs=cli.get("inputs") if use_cli_inputs else entry.inputs,
+        input_file=cli.get("input_file") if use_cli_inputs else entry.input_file,
         loss=cli.get("loss") or entry.loss,
         labels=cli.get("labels") if use_cli_labels else entry.labels,
         labels_file=cli.get("labels_file") if use_cli_labels else entry.labels_file,
@@ -163,6 +170,19 @@ def _loss(loaded, options: Options) -> LossContract | None:
             return None   # a loss shapecheck has no contract for: the layer and batch rules still run
     compiled = getattr(loaded.adapter, "compiled_loss", None)
     return compiled(loaded.model, options.from_logits) if compiled and loaded.model is not None else None
+
+
+def _trace(loaded: targets.LoadedTarget, options: Options, labels: LabelInfo | None):
+    """Trace with the given shapes, else the example values (--input-file, or the factory's), else the model's
+    declared input. Values reach the forward of PyTorch models; other frameworks take their shapes."""
+    example = None if options.inputs else options.example or loaded.example
+    inputs = options.inputs or (example.specs() if example else _declared_inputs(loaded, labels))
+    if example is not None and loaded.adapter.FRAMEWORK == "torch":
+        return loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, example=example)
+    trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
+    if example is not None:
+        trace.notes.append(f"input shapes and dtypes taken from {example.source}")
+    return trace
 
 
 def _judge_loss(adapter, result: Result):

@@ -26,6 +26,9 @@ def main():
 @click.argument("targets", nargs=-1)
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]",
               help="Dummy batch shape, e.g. 16,3,224,224 or 8,128:int64; repeat for several inputs.")
+@click.option("--input-file", type=click.Path(dir_okay=False),
+              help="Input values the forward reads (lengths, masks, ids): .npz (arr_0, arr_1, ... positional, other "
+                   "names keyword) or .pt (a tensor, tuple or dict).")
 @click.option("--loss", metavar="NAME", help="The training loss: BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, ...")
 @click.option("--labels", "labels_spec", metavar="SHAPE[:DTYPE]", help="Label tensor shape, e.g. 16 or 16,1:float32.")
 @click.option("--labels-file", type=click.Path(dir_okay=False), help="Real labels (.npy, .npz, .pt): enables value rules.")
@@ -36,7 +39,8 @@ def main():
 @click.option("--trust", is_flag=True, help="Load .keras files whose Lambda layers hold Python code.")
 @click.option("--select", multiple=True, metavar="CODE", help="Only these rules (code prefixes, e.g. SC1).")
 @click.option("--ignore", multiple=True, metavar="CODE", help="Skip these rules (code prefixes).")
-def check_command(targets, inputs, loss, labels_spec, labels_file, output_format, from_logits, trust, select, ignore):
+def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, output_format, from_logits, trust, select,
+                  ignore):
     """Trace TARGETS and check them against the loss and labels.
 
     TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
@@ -47,7 +51,7 @@ def check_command(targets, inputs, loss, labels_spec, labels_file, output_format
     """
     from shapecheck import api, config, render
 
-    cli = {"inputs": list(inputs), "loss": loss, "labels": labels_spec, "labels_file": labels_file,
+    cli = {"inputs": list(inputs), "input_file": input_file, "loss": loss, "labels": labels_spec, "labels_file": labels_file,
            "from_logits": from_logits, "select": _codes(select), "ignore": _codes(ignore), "trust": trust}
     planned = _guard(lambda: api.plan(list(targets), cli, config.load()))
     results = _guard(lambda: [api.check_target(name, options) for name, options in planned])
@@ -65,12 +69,13 @@ def check_command(targets, inputs, loss, labels_spec, labels_file, output_format
 @main.command("trace")
 @click.argument("target")
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]", help="Dummy batch shape (repeatable).")
+@click.option("--input-file", type=click.Path(dir_okay=False), help="Input values the forward reads (.npz, .pt).")
 @click.option("--trust", is_flag=True, help="Load .keras files whose Lambda layers hold Python code.")
-def trace_command(target, inputs, trust):
+def trace_command(target, inputs, input_file, trust):
     """Print TARGET's per-layer shape table, the layer where the forward pass failed marked."""
     from shapecheck import api, config, render
 
-    cli = {"inputs": list(inputs), "trust": trust}
+    cli = {"inputs": list(inputs), "input_file": input_file, "trust": trust}
     [(name, options)] = _guard(lambda: api.plan([target], cli, config.load()))
     result = _guard(lambda: api.check_target(name, options))
     if result.error:

@@ -27,7 +27,7 @@ from shapecheck.findings import SEVERITIES
 from shapecheck.targets import is_file_path, split
 
 TOP_KEYS = {"select", "ignore", "severity", "targets"}
-TARGET_KEYS = {"target", "input", "loss", "labels", "labels-file", "from-logits"}
+TARGET_KEYS = {"target", "input", "input-file", "loss", "labels", "labels-file", "from-logits"}
 
 
 @dataclass
@@ -38,6 +38,7 @@ class TargetConfig:
     labels: str | None = None
     labels_file: str | None = None
     from_logits: bool | None = None
+    input_file: str | None = None
 
 
 @dataclass
@@ -124,14 +125,15 @@ def _target(entry, fail, base: Path) -> TargetConfig:
         inputs = [i if isinstance(i, str) else ",".join(map(str, i)) for i in inputs]
     else:
         fail("input", "must be a shape ([16, 3, 224, 224] or \"16,3,224,224\") or a list of shapes")
-    for key in ("loss", "labels", "labels-file"):
+    for key in ("loss", "labels", "labels-file", "input-file"):
         if key in entry and not isinstance(entry[key], str):
             fail(key, "must be a string")
     if "from-logits" in entry and not isinstance(entry["from-logits"], bool):
         fail("from-logits", "must be true or false")
-    labels_file = entry.get("labels-file")
+    labels_file, input_file = entry.get("labels-file"), entry.get("input-file")
     return TargetConfig(_target_from(base, entry["target"]), inputs, entry.get("loss"), entry.get("labels"),
-                        labels_file and _path_from(base, labels_file), entry.get("from-logits"))
+                        labels_file and _path_from(base, labels_file), entry.get("from-logits"),
+                        input_file and _path_from(base, input_file))
 
 
 # Paths in pyproject.toml are relative to its folder; shapecheck may run from any folder below it.

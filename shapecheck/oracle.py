@@ -107,7 +107,8 @@ def _simulate_torch(out: TensorMeta, lab: TensorMeta, values, loss: LossContract
         if t != expected:
             return f"Expected target size {list(expected)}, got {list(t)}", compared
         classes = o[1] if len(o) >= 2 else o[0]
-        if values is not None and _out_of_range(values, classes, ignored=-100):   # PyTorch's default ignore_index
+        ignored = void_marker(values, classes) or -100   # PyTorch's default ignore_index, or the void marker
+        if values is not None and _out_of_range(values, classes, ignored):
             return f"Target is out of bounds for {classes} classes", compared
         return None, compared
     if loss.name in ("BCELoss", "BCEWithLogitsLoss") and t != o:
@@ -128,7 +129,7 @@ def _simulate_keras(out: TensorMeta, lab: TensorMeta, values, loss: LossContract
         if t != o[:-1]:
             return ("Arguments `target` and `output` must have the same shape up until the last dimension: "
                     f"target.shape={fmt(lab.shape)}, output.shape={fmt(out.shape)}"), compared
-        if values is not None and _out_of_range(values, o[-1]):
+        if values is not None and _out_of_range(values, o[-1], void_marker(values, o[-1])):
             return f"Received a label value outside the valid range of [0, {o[-1]})", compared
         return None, compared
     if loss.family in ("binary", "categorical") and loss.name != "kl_divergence":
@@ -157,6 +158,23 @@ def squeeze_or_expand(labels: tuple, output: tuple) -> tuple[tuple, tuple]:
     if len(output) == len(labels) + 1 and output[-1] == 1:
         return (labels + (1,), output) if len(labels) == 1 else (labels, output[:-1])
     return labels, output
+
+
+VOID = 255   # VOC's void label: segmentation losses are built with ignore_index=255 as a rule
+
+
+def void_marker(values, classes: int | None) -> int | None:
+    """255 when it is the only label value outside 0..C-1: the convention for pixels to skip. shapecheck cannot
+    see the loss object's `ignore_index`, so it assumes this one (SC110 still warns about it)."""
+    import numpy as np
+
+    if values is None or not classes:
+        return None
+    array = np.asarray(values)
+    if array.dtype.kind not in "iuf" or not (array == VOID).any():
+        return None
+    rest = array[array != VOID]
+    return VOID if rest.size and rest.min() >= 0 and rest.max() < classes and VOID >= classes else None
 
 
 def _out_of_range(values, classes: int, ignored: int | None = None) -> bool:

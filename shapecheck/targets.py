@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shapecheck import inputs as inputs_mod
 from shapecheck.adapters import keep_triton_out_after_tensorflow
 from shapecheck.errors import ShapecheckError
 
@@ -29,6 +30,7 @@ class LoadedTarget:
     adapter: object                      # the adapter module (`shapecheck.adapters.torch`)
     sites: dict = field(default_factory=dict)
     failed_trace: object = None          # a Keras factory that raised while building: the trace of that failure
+    example: object = None               # input values from a factory returning (model, example_inputs)
 
 
 def split(target: str) -> tuple[str, str]:
@@ -84,8 +86,11 @@ def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
             failed.target = target
             return LoadedTarget(target, None, _adapter("keras"), failed_trace=failed)
         raise ShapecheckError(f"`{target}` raised while building the model: {_describe(exc)}", kind="load") from exc
+    example = None
+    if isinstance(model, tuple) and len(model) == 2 and _traceable(model[0]):
+        model, example = model[0], inputs_mod.from_value(model[1], f"`{target}`'s example inputs")
     try:
-        return LoadedTarget(target, model, adapter_for(model), sites)
+        return LoadedTarget(target, model, adapter_for(model), sites, example=example)
     except ShapecheckError as exc:
         raise ShapecheckError(f"`{target}` returned {exc}", kind="load") from exc
 
@@ -98,6 +103,10 @@ def adapter_for(model):
             return adapter
     raise ShapecheckError(f"a {type(model).__name__}, not a model shapecheck can trace "
                           "(torch.nn.Module, keras.Model or onnx.ModelProto)", kind="load")
+
+
+def _traceable(obj) -> bool:
+    return any(_adapter(name).owns(obj) for name in _imported_frameworks())
 
 
 def _imported_frameworks() -> list[str]:

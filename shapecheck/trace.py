@@ -53,6 +53,7 @@ class Layer:
     source: Location | None = None
     calls: int = 0
     weights_used: bool = False          # its parameters fed an op even if the module was never called
+    eval_only: bool = False             # skipped in training mode (LayerDrop, by chance) but run in eval mode
     is_leaf: bool = True
     input_producers: list[int | None] = field(default_factory=list)
 
@@ -111,6 +112,7 @@ class Failure:
     args: dict = field(default_factory=dict)   # the failing op's non-tensor arguments (`view(-1, 400)`)
     source: Location | None = None      # the line of user code that called the failing op
     producers: list[int | None] = field(default_factory=list)   # as `Op.producers`, for the failing op's inputs
+    random_values: bool = False         # it failed on random input values that the forward reads (lengths, masks)
 
     def to_json(self) -> dict:
         return {"layer": self.layer, "op": self.op, "exception": self.exception, "message": self.message,

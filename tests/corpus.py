@@ -103,15 +103,19 @@ def _run_case(path: Path) -> CaseRun:
     fixed_shape = getattr(case, "FIXED_INPUT_SHAPE", case.INPUT_SHAPE)
     fixed_batch = (fixed_shape[0] if isinstance(fixed_shape[0], tuple) else fixed_shape)[0]
     from_logits = getattr(case, "FROM_LOGITS", None)
+    # a case whose forward reads input values (lengths, masks) gives them with make_inputs(batch)
+    make_inputs = getattr(case, "make_inputs", None)
     variants = (
-        ("build_model", case.LOSS, from_logits, case.make_labels(batch), _spec(case.INPUT_SHAPE, dtype)),
+        ("build_model", case.LOSS, from_logits, case.make_labels(batch), _spec(case.INPUT_SHAPE, dtype),
+         make_inputs and make_inputs(batch)),
         ("fixed_model" if hasattr(case, "fixed_model") else "build_model",
          getattr(case, "FIXED_LOSS", case.LOSS), getattr(case, "FIXED_FROM_LOGITS", from_logits),
-         getattr(case, "fixed_make_labels", case.make_labels)(fixed_batch), _spec(fixed_shape, fixed_dtype)),
+         getattr(case, "fixed_make_labels", case.make_labels)(fixed_batch), _spec(fixed_shape, fixed_dtype),
+         make_inputs and getattr(case, "fixed_make_inputs", make_inputs)(fixed_batch)),
     )
     outcomes = []
     with tempfile.TemporaryDirectory() as tmp:
-        for factory, loss, from_logits, labels, inputs in variants:
+        for factory, loss, from_logits, labels, inputs, values in variants:
             target = f"{path}:{factory}"
             if getattr(case, "FRAMEWORK", "") == "onnx":   # the case builds an onnx.ModelProto: check the file
                 import onnx
@@ -121,8 +125,10 @@ def _run_case(path: Path) -> CaseRun:
             labels_path = Path(tmp) / f"{factory}.npy"
             array = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
             np.save(labels_path, array)
+            input_file = _save_inputs(values, Path(tmp) / f"{factory}_inputs.npz") if values is not None else None
             try:
-                options = api.Options.parse(inputs, loss, labels_file=str(labels_path), from_logits=from_logits)
+                options = api.Options.parse([] if input_file else inputs, loss, labels_file=str(labels_path),
+                                            from_logits=from_logits, input_file=input_file)
                 [result] = api.check_all([target], options)
             except ShapecheckError as exc:   # what the CLI reports as a usage error (exit 2)
                 result = Result(target, error={"kind": "usage", "message": str(exc)})
@@ -131,6 +137,20 @@ def _run_case(path: Path) -> CaseRun:
     return CaseRun(path.stem, expected, buggy.findings, fixed.findings, case.EXPECTED.get("where") or "",
                    buggy.error and buggy.error["message"], fixed.error and fixed.error["message"],
                    fix_in_loss_code=hasattr(case, "fixed_make_loss") and not hasattr(case, "FIXED_LOSS"))
+
+
+def _save_inputs(values, path: Path) -> str:
+    """A tuple of arrays as positional inputs (arr_0, arr_1, ...), a dict as keyword inputs."""
+    import numpy as np
+
+    def array(value):
+        return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+    if isinstance(values, dict):
+        np.savez(path, **{name: array(v) for name, v in values.items()})
+    else:
+        np.savez(path, *[array(v) for v in (values if isinstance(values, (tuple, list)) else (values,))])
+    return str(path)
 
 
 def case_kind(path: Path) -> str:
@@ -149,7 +169,8 @@ def run_exported(path: Path) -> CaseRun | None:
 
     case = _load(path)
     shape = case.INPUT_SHAPE
-    if isinstance(shape[0], tuple) or getattr(case, "INPUT_DTYPE", "float32") != "float32":
+    if isinstance(shape[0], tuple) or getattr(case, "INPUT_DTYPE", "float32") != "float32" or \
+            hasattr(case, "make_inputs"):
         return None
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"

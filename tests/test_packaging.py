@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +41,18 @@ def test_installed_wheel_prints_a_rule_doc(wheel, tmp_path):
                               "import shapecheck.docs as d; print(d.doc_path('SC101'))"],
                              cwd=tmp_path, capture_output=True, text=True)
     assert str(site) in located.stdout
+
+
+def test_no_rule_imports_another_rule():
+    """Rules share predicates through `rules/common.py` and `rules/predicates.py`; precedence lives in the engine."""
+    import ast
+
+    rules = Path(__file__).resolve().parents[1] / "shapecheck" / "rules"
+    offenders = []
+    for module in sorted(rules.glob("sc[0-9][0-9][0-9]_*.py")) + [rules / "common.py", rules / "predicates.py"]:
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            offenders += [f"{module.name} imports {name}" for name in names
+                          if name.startswith("shapecheck.rules.sc")]
+    assert not offenders, offenders

@@ -127,6 +127,10 @@ class Recipes:
         """Labels become 1 where they are > 0, in `dtype`."""
         raise NotImplementedError
 
+    def unscale_ids(self, scale: int) -> str:
+        """Class ids that were divided by `scale` (a mask read as an image) become whole ids again."""
+        raise NotImplementedError
+
     def loss(self, name: str, argument: str = "") -> str:
         raise NotImplementedError
 
@@ -219,6 +223,9 @@ class NumpyLabels:
 
     def positive_mask(self, dtype: str) -> str:
         return f'labels = (labels > 0).astype("{dtype}")'
+
+    def unscale_ids(self, scale: int) -> str:
+        return f'labels = np.rint(labels * {scale}).astype("int64")'
 
 
 class ReExport:

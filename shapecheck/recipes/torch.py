@@ -134,6 +134,9 @@ class TorchRecipes(Recipes):
     def positive_mask(self, dtype: str) -> str:
         return f"labels = (labels > 0).{_TORCH_DTYPES[dtype]}"
 
+    def unscale_ids(self, scale: int) -> str:
+        return f"labels = (labels * {scale}).round().long()  # or read the mask with PILToTensor(), not ToTensor()"
+
     def loss(self, name: str, argument: str = "") -> str:
         return f"criterion = nn.{name}({argument})"
 

@@ -40,8 +40,17 @@ class LossRejectsOutput(Rule):
         else:
             wanted, needed, kind = out, fmt(lab), "targets"
         reshape = "flatten or pool the extra axes before the head" if len(out) > len(lab) else "change the head"
-        return [Fix(f"Make the labels {fmt(wanted)}: `{loss.name}` wants {kind} shaped like that for this output"),
-                Fix(f"Or make the model output {needed} for labels {fmt(lab)}: {reshape}")]
+        fixes = [Fix(f"Make the labels {fmt(wanted)}: `{loss.name}` wants {kind} shaped like that for this output"),
+                 Fix(f"Or make the model output {needed} for labels {fmt(lab)}: {reshape}")]
+        if _without_ones(lab) == _without_ones(wanted) and wanted:   # the same values, axes of size 1 elsewhere
+            sizes = ", ".join(map(str, wanted))
+            fixes[0] = Fix(f"Reshape the labels to {fmt(wanted)}: they hold the right values with axes of size 1 "
+                           "elsewhere", ctx.recipes.labels(f".reshape({sizes}{',' if len(wanted) == 1 else ''})"))
+        return fixes
+
+
+def _without_ones(shape: tuple) -> tuple:
+    return tuple(size for size in shape if size != 1)
 
 
 def _with_class_axis(labels: tuple, classes, axis: int) -> str:

@@ -9,9 +9,12 @@ from shapecheck.rules.common import (
     output_phrase,
     same_batch,
 )
-from shapecheck.rules.sc117_class_ids_for_regression import looks_like_class_ids
-from shapecheck.rules.sc118_colour_mask_labels import colour_channels
-from shapecheck.rules.sc119_one_based_one_hot import one_based_one_hot
+from shapecheck.rules.predicates import (
+    class_ids_for_binary_loss,
+    colour_channels,
+    looks_like_class_ids,
+    one_based_one_hot,
+)
 from shapecheck.shapes import fmt, is_int
 
 
@@ -71,8 +74,3 @@ class HeadWidthMismatch(Rule):
         yield self.finding(message, head, fixes)
 
 
-def class_ids_for_binary_loss(ctx, outputs: int) -> bool:
-    """Integer labels 0..C-1 (more than 0/1) under a binary loss, next to a C-way output."""
-    stats = ctx.labels.stats
-    return (ctx.loss.family == "binary" and stats is not None and stats.integral and stats.minimum >= 0
-            and 1 < stats.maximum < outputs)

@@ -1,9 +1,8 @@
-import itertools
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import loss_ready, output_phrase, same_batch
-from shapecheck.rules.sc212_unreduced_output_axes import extra_axes_source
+from shapecheck.rules.predicates import axis_order, extra_axes_source, moved_first, moved_last
 from shapecheck.shapes import fmt
 
 
@@ -89,20 +88,3 @@ def _differ_by_trailing_one(a: tuple, b: tuple) -> bool:
     return (a + (1,) == b) or (b + (1,) == a)
 
 
-def moved_last(rank: int) -> tuple[int, ...]:
-    """[N, H, W, C] -> [N, C, H, W]."""
-    return (0, rank - 1, *range(1, rank - 1))
-
-
-def moved_first(rank: int) -> tuple[int, ...]:
-    """[N, C, H, W] -> [N, H, W, C]."""
-    return (0, *range(2, rank), 1)
-
-
-def axis_order(out: tuple, lab: tuple) -> tuple[int, ...] | None:
-    """The permutation that turns the output's shape into the labels' (same batch, same sizes, another order);
-    the channel moves are tried first, since several orders fit when sizes repeat."""
-    if len(out) != len(lab) or len(out) < 3 or out == lab or out[0] != lab[0] or sorted(out) != sorted(lab):
-        return None
-    candidates = [moved_last(len(out)), moved_first(len(out)), *itertools.permutations(range(len(out)))]
-    return next((p for p in candidates if p[0] == 0 and tuple(out[i] for i in p) == lab), None)

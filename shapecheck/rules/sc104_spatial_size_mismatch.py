@@ -1,7 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import class_axis, index_target_shape, loss_ready, output_phrase, same_batch
-from shapecheck.rules.sc102_target_shape_mismatch import axis_order
+from shapecheck.rules.predicates import axis_order
 from shapecheck.shapes import fmt
 
 

@@ -1,8 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import class_axis, index_target_shape
-from shapecheck.rules.sc101_head_width_mismatch import class_ids_for_binary_loss
-from shapecheck.rules.sc117_class_ids_for_regression import looks_like_class_ids
+from shapecheck.rules.predicates import class_ids_for_binary_loss, looks_like_class_ids
 from shapecheck.shapes import fmt, is_float, is_int
 
 # These PyTorch losses promote integer targets to the output's float dtype; BCE and Huber do not.

@@ -1,8 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import IGNORE_INDEX, class_id_stats, ignore_marker, new_head, values_text
-from shapecheck.rules.sc111_one_based_class_ids import looks_one_based
-from shapecheck.rules.sc112_mask_values_as_class_ids import looks_like_mask_levels
+from shapecheck.rules.predicates import looks_like_mask_levels, looks_one_based
 
 
 class ClassIdOutOfRange(Rule):

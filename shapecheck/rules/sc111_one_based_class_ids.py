@@ -1,10 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import class_id_stats, values_text
-
-
-def looks_one_based(stats, classes: int) -> bool:
-    return stats.minimum >= 1 and stats.maximum == classes
+from shapecheck.rules.predicates import looks_one_based
 
 
 class OneBasedClassIds(Rule):

@@ -1,15 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_id_stats, ignore_marker, values_text
-
-
-def looks_like_mask_levels(stats, classes: int) -> bool:
-    """Few distinct values, some far beyond the class count: gray levels (0/128/255) read straight from an image.
-    Valid ids plus one out-of-range value are an 'ignore' marker instead (SC110)."""
-    if not stats.distinct or ignore_marker(stats, classes) is not None:
-        return False   # valid ids plus one marker value: SC110
-    return len(stats.distinct) <= max(classes, 2) * 2 and stats.maximum >= 2 * classes \
-        and stats.maximum <= 255 and stats.minimum >= 0
+from shapecheck.rules.common import class_id_stats, values_text
+from shapecheck.rules.predicates import looks_like_mask_levels
 
 
 class MaskValuesAsClassIds(Rule):

@@ -1,18 +1,8 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import values_text
-from shapecheck.shapes import fmt, is_int
-
-
-def looks_like_class_ids(ctx) -> bool:
-    """Integer labels [N] with values below C, given to a regression loss next to an output [N, C]."""
-    labels, loss, out = ctx.labels, ctx.loss, ctx.output
-    if loss is None or loss.family != "regression" or labels is None or out is None or len(out.shape) != 2:
-        return False
-    classes = out.shape[1]
-    if not is_int(labels.dtype) or labels.shape != out.shape[:1] or classes < 2:
-        return False
-    return labels.stats is None or (0 <= labels.stats.minimum and labels.stats.maximum < classes)
+from shapecheck.rules.predicates import looks_like_class_ids
+from shapecheck.shapes import fmt
 
 
 class ClassIdsForRegression(Rule):
@@ -20,7 +10,7 @@ class ClassIdsForRegression(Rule):
     name = "class-ids-for-regression"
     category = "label_range"
     summary = "Integer class ids are given to a regression loss next to a multi-class output"
-    explains = frozenset({"loss:shape", "loss:dtype"})
+    explains = frozenset({"loss:dtype"})   # a rejected shape stays SC100's: these labels fit no regression output
 
     def check(self, ctx):
         if not looks_like_class_ids(ctx):

@@ -1,19 +1,8 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_axis, loss_ready
+from shapecheck.rules.common import class_axis
+from shapecheck.rules.predicates import one_based_one_hot
 from shapecheck.shapes import fmt
-
-
-def one_based_one_hot(ctx) -> bool:
-    """One-hot labels one column wider than the head, whose first column is never set: ids 1..C encoded."""
-    if not loss_ready(ctx) or ctx.loss.family != "categorical" or len(ctx.labels.shape) != len(ctx.output.shape):
-        return False
-    axis = class_axis(ctx)
-    if ctx.labels.shape[axis] != ctx.output.shape[axis] + 1:
-        return False
-    stats = ctx.labels.stats
-    rows = stats.rows(ctx.loss.class_axis) if stats else None
-    return rows is not None and rows.first_column_empty and rows.zero_rows == 0
 
 
 class OneBasedOneHot(Rule):

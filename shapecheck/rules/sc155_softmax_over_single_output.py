@@ -1,6 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import final_activation, op_site
+from shapecheck.rules.predicates import softmax_axis
 from shapecheck.shapes import fmt
 
 
@@ -15,7 +16,7 @@ class SoftmaxOverSingleOutput(Rule):
         if op is None or op.name != "softmax" or not op.inputs:
             return
         shape = op.inputs[0].shape
-        axis = _softmax_axis(op, len(shape))
+        axis = softmax_axis(op, len(shape))
         if axis is None or shape[axis] != 1:
             return
         where, layer = op_site(ctx, op)
@@ -28,11 +29,3 @@ class SoftmaxOverSingleOutput(Rule):
         yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)
 
 
-def _softmax_axis(op, rank: int) -> int | None:
-    """The axis a softmax ran over; PyTorch's implicit choice when no `dim` was given (0 for ranks 0, 1, 3)."""
-    dim = op.args.get("dim")
-    if dim is None and op.args.get("args"):
-        dim = op.args["args"][0]
-    if dim is None:
-        dim = 0 if rank in (0, 1, 3) else 1
-    return dim % rank if rank and isinstance(dim, int) else None

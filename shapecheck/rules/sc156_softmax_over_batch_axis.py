@@ -1,7 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import op_site
-from shapecheck.rules.sc155_softmax_over_single_output import _softmax_axis
+from shapecheck.rules.predicates import softmax_axis
 from shapecheck.shapes import fmt
 
 
@@ -16,7 +16,7 @@ class SoftmaxOverBatchAxis(Rule):
             if op.name not in ("softmax", "log_softmax") or not op.inputs or len(op.inputs[0].shape) < 2:
                 continue
             shape = op.inputs[0].shape
-            if _softmax_axis(op, len(shape)) != 0 or not _axis0_is_batch(ctx.trace, op):
+            if softmax_axis(op, len(shape)) != 0 or not _axis0_is_batch(ctx.trace, op):
                 continue
             where, layer = op_site(ctx, op)
             implicit = "" if op.args.get("dim") is not None or op.args.get("args") else \

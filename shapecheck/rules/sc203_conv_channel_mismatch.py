@@ -1,20 +1,8 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import failed_layer, fed_by_model_input, from_phrase, ref
+from shapecheck.rules.common import fed_by_model_input, from_phrase, ref
+from shapecheck.rules.predicates import channel_mismatch
 from shapecheck.shapes import fmt
-
-
-def channel_mismatch(ctx):
-    """(layer, expected channels, received channels) for a conv that stopped on its channel count."""
-    layer = failed_layer(ctx, "conv")
-    if layer is None:
-        return None
-    x = layer.inputs[0]
-    expected = layer.config.get("in_channels")
-    if len(x.shape) < 3 or x.dtype != layer.weight.dtype or expected is None:
-        return None
-    received = x.shape[layer.channel_axis]
-    return None if received == expected else (layer, expected, received)
 
 
 class ConvChannelMismatch(Rule):

@@ -1,7 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import fed_by_model_input, ref, unlike_declared
-from shapecheck.rules.sc203_conv_channel_mismatch import channel_mismatch
+from shapecheck.rules.predicates import channel_mismatch
 from shapecheck.shapes import fmt
 
 

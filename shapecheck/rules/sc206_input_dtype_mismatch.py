@@ -1,6 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import fed_by_model_input, ref
+from shapecheck.rules.predicates import embedding_fed_by_layer
 from shapecheck.shapes import fmt, is_float
 
 
@@ -45,8 +46,3 @@ class InputDtypeMismatch(Rule):
         yield self.finding(message, layer, fixes)
 
 
-def embedding_fed_by_layer(ctx, layer):
-    """The layer whose float output an Embedding receives instead of ids (SC218), if one does."""
-    if fed_by_model_input(ctx, layer):
-        return None
-    return ctx.trace.upstream_layer(layer.input_producers[0] if layer.input_producers else None, layer.name)

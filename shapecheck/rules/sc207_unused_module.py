@@ -36,7 +36,7 @@ def _active_names(trace) -> set[str]:
     """Layers that ran or whose weights were used, and all their ancestors (a ModuleList is never called itself)."""
     active = set()
     for layer in trace.layers:
-        if layer.calls or layer.weights_used:
+        if layer.calls or layer.weights_used or layer.eval_only:
             parts = layer.name.split(".") if layer.name else []
             active.update(".".join(parts[:i]) for i in range(len(parts) + 1))
     return active

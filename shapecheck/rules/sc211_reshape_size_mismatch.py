@@ -3,7 +3,7 @@ import math
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import requested_sizes
-from shapecheck.rules.sc306_hard_coded_batch_size import requested_batch
+from shapecheck.rules.predicates import requested_batch
 from shapecheck.shapes import fmt
 
 RESHAPES = ("view", "reshape")

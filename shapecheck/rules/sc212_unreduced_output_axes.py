@@ -1,21 +1,8 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import index_target_shape, loss_ready, ref, same_batch
+from shapecheck.rules.common import index_target_shape, ref
+from shapecheck.rules.predicates import extra_axes_source
 from shapecheck.shapes import fmt
-
-
-def _expected_rank(ctx) -> int:
-    """The output rank the labels call for."""
-    lab = ctx.labels.shape
-    if ctx.loss.wants_class_indices:
-        trailing = 1 if ctx.loss.lenient and len(lab) >= 2 and lab[-1] == 1 else 0
-        return len(lab) - trailing + 1
-    return 2 if _one_value_per_sample(ctx) else max(len(lab), 2)
-
-
-def _one_value_per_sample(ctx) -> bool:
-    """Labels like [N], [N, 1] or [N, 1, 1]."""
-    return all(d == 1 for d in ctx.labels.shape[1:])
 
 
 class UnreducedOutputAxes(Rule):
@@ -51,26 +38,3 @@ class UnreducedOutputAxes(Rule):
         yield self.finding(message, layer, fixes)
 
 
-def extra_axes_source(ctx):
-    """(kind, layer) when the output has more axes than the labels call for: the recurrent layer, the feature map
-    or the input whose axes were never reduced. None when a Linear on a 4-D map explains it (SC202)."""
-    if not loss_ready(ctx) or not same_batch(ctx) or ctx.labels.dtype == "str":
-        return None
-    if len(ctx.output.shape) <= _expected_rank(ctx) or index_target_shape(ctx)[1:] == ctx.labels.shape[1:]:
-        return None
-    for op in ctx.trace.producer_chain(ctx.trace.output_op):
-        layer = ctx.trace.layer(op.layer)
-        if layer is None:
-            continue
-        if layer.kind == "rnn":
-            return ("sequence", layer) if layer.config.get("return_sequences", True) else None
-        if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 4:
-            return None
-        # a 1-D map ([N, L, C] or [N, C, L]) only counts against labels of one value per sample
-        min_rank = 3 if _one_value_per_sample(ctx) else 4
-        if layer.kind in ("conv", "pool") and layer.output is not None and len(layer.output.shape) >= min_rank:
-            return "map", layer
-        if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 3 and \
-                layer.input_producers[:1] == [-1]:
-            return "input", layer
-    return None

@@ -1,7 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
-from shapecheck.rules.sc206_input_dtype_mismatch import embedding_fed_by_layer
+from shapecheck.rules.predicates import embedding_fed_by_layer
 from shapecheck.shapes import fmt, is_float
 
 

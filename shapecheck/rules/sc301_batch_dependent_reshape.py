@@ -3,25 +3,15 @@ import math
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import op_site, ref
+from shapecheck.rules.predicates import (
+    RESHAPES,
+    exported_batch_constant,
+    flattened_on_purpose,
+    folding_op,
+    frozen_graph_batch,
+    next_linear,
+)
 from shapecheck.shapes import fmt
-
-RESHAPES = ("view", "reshape", "flatten", "unflatten")
-
-
-def folding_op(trace, batch: int):
-    """The most upstream op on the output's path that takes the batch in and puts something else out."""
-    culprit = None
-    for op in trace.producer_chain(trace.output_op):
-        if op.inputs and op.inputs[0].shape[:1] == (batch,) and op.outputs and \
-                op.outputs[0].shape[:1] not in ((batch,), (-1,)):   # -1: a dim shape inference left open
-            culprit = op
-    return culprit
-
-
-def flattened_on_purpose(ctx) -> bool:
-    """Output rows = batch x positions, and the labels are flattened the same way (a token-level head)."""
-    out, labels = ctx.trace.output.shape, ctx.labels
-    return bool(out) and out[0] % ctx.trace.batch == 0 and labels is not None and labels.shape[:1] == out[:1]
 
 
 class BatchDependentReshape(Rule):
@@ -56,22 +46,3 @@ class BatchDependentReshape(Rule):
         return self.finding(message, op.layer or None, fixes, location=op.source)
 
 
-def exported_batch_constant(trace, op) -> bool:
-    """A Reshape in an exported graph whose target holds the export's batch of 1 (SC306)."""
-    return trace.framework == "onnx" and op.outputs[0].shape[:1] == (1,)
-
-
-def frozen_graph_batch(trace) -> bool:
-    """An exported graph whose declared input fixes a batch size other than the data's."""
-    declared = trace.declared_inputs or []
-    return any(wanted.shape and wanted.shape[0] not in (-1, given.shape[0])
-               for given, wanted in zip(trace.inputs, declared))
-
-
-def next_linear(ctx, op):
-    """The Linear that consumes an op's output, if one does."""
-    for later in ctx.trace.ops[op.index + 1:]:
-        if later.name == "linear" and op.index in later.producers:
-            layer = ctx.trace.layer(later.layer)
-            return layer if layer is not None and layer.kind == "linear" else None
-    return None

@@ -1,7 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
-from shapecheck.rules.sc301_batch_dependent_reshape import RESHAPES, flattened_on_purpose, folding_op, next_linear
+from shapecheck.rules.predicates import RESHAPES, flattened_on_purpose, folding_op, next_linear
 from shapecheck.shapes import fmt
 
 

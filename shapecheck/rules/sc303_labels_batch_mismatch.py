@@ -16,6 +16,8 @@ class LabelsBatchMismatch(Rule):
             return
         if trace.output.shape[:1] != (trace.batch,) or labels.shape[0] == trace.batch:
             return  # an output that lost the batch is SC301/SC302's finding
+        if trace.batch in labels.shape[1:] and all(d in (1, trace.batch) for d in labels.shape):
+            return  # the samples are all there, on another axis ([1, N]): a layout, not another batch
         message = f"labels {fmt(labels.shape)} hold {labels.shape[0]} samples, the batch and output have {trace.batch}"
         fixes = [Fix("Take the labels from the same batch as the inputs (one row per sample)")]
         if labels.shape[0] % trace.batch == 0 and len(labels.shape) == 1:

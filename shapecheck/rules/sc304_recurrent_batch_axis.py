@@ -1,12 +1,8 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
+from shapecheck.rules.predicates import reads_time_major
 from shapecheck.shapes import fmt
-
-
-def reads_time_major(layer) -> bool:
-    """Recurrent, attention and transformer layers default to (time, batch, features) unless batch_first=True."""
-    return (layer.kind == "rnn" or "batch_first" in layer.config) and not layer.config.get("batch_first", False)
 
 
 class RecurrentBatchAxis(Rule):

@@ -1,8 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
-from shapecheck.rules.sc304_recurrent_batch_axis import reads_time_major
-from shapecheck.rules.sc309_reduction_over_batch_axis import batch_reduction
+from shapecheck.rules.predicates import batch_reduction, reads_time_major
 
 
 class BatchMixingLayer(Rule):

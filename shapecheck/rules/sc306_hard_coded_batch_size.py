@@ -1,19 +1,16 @@
 import math
-import re
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import op_site, ref, requested_sizes
-from shapecheck.rules.sc301_batch_dependent_reshape import (
+from shapecheck.rules.predicates import (
     RESHAPES,
     exported_batch_constant,
     folding_op,
     frozen_graph_batch,
+    requested_batch,
 )
 from shapecheck.shapes import fmt
-
-# TensorFlow's wording, from a Keras Lambda or a tf.reshape
-_TF_RESHAPE = re.compile(r"tensor with (\d+) values, but the requested shape has (\d+)")
 
 
 class HardCodedBatchSize(Rule):
@@ -103,18 +100,6 @@ class HardCodedBatchSize(Rule):
         message = (f"{op_site(ctx, op)[0]} gives {fmt(op.outputs[0].shape)} at batch {trace.batch}, but at batch "
                    f"{alternate.batch} the model {result}: the batch size {trace.batch} is written into the shape")
         return self.finding(message, op.layer or None, _fixes(ctx), location=op.source)
-
-
-def requested_batch(failure, per_sample: int) -> int | None:
-    """The batch a failed reshape asked for: its first size when the rest is one sample's worth of values."""
-    requested = requested_sizes(failure)
-    if len(requested) >= 2 and requested[0] > 0 and all(d > 0 for d in requested[1:]) and \
-            math.prod(requested[1:]) == per_sample:
-        return requested[0]
-    match = _TF_RESHAPE.search(failure.message or "")
-    if match and per_sample and int(match.group(2)) % per_sample == 0:
-        return int(match.group(2)) // per_sample
-    return None
 
 
 def _requested_sample_shape(failure) -> tuple[int, ...] | None:

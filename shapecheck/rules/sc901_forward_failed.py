@@ -24,4 +24,10 @@ class ForwardFailed(Rule):
         message = f"{where} failed{op} with inputs {shapes}: {failure.exception}: {failure.message}"
         layers = "1 layer" if ran == 1 else f"{ran} layers"
         fixes = [Fix(f"{layers} ran before it; `shapecheck check --format json` lists their shapes")] if ran else []
-        yield self.finding(message, layer if layer is not None and layer.name else None, fixes)
+        severity = None
+        if failure.random_values:   # shapecheck's random lengths or masks may be what failed, not the model
+            message = f"with random input values (the forward reads them), {message}"
+            fixes.insert(0, Fix("Give real input values: `--input-file inputs.npz` (`np.savez(path, x, lengths)`) "
+                                "or a factory that returns `(model, example_inputs)`"))
+            severity = "warning"
+        yield self.finding(message, layer if layer is not None and layer.name else None, fixes, severity=severity)

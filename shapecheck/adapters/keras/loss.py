@@ -14,7 +14,7 @@ import numpy as np
 
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import LossContract
-from shapecheck.oracle import LossCheck, first_line, judge, simulate, squeeze_or_expand
+from shapecheck.oracle import LossCheck, first_line, judge, simulate, squeeze_or_expand, void_marker
 from shapecheck.shapes import TensorMeta
 
 MAX_ELEMENTS = 1 << 24
@@ -35,7 +35,11 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
     values = labels.array if labels.array is not None and labels.array.size <= MAX_ELEMENTS else None
     if np.prod(output.shape) > MAX_ELEMENTS or np.prod(labels.shape) > MAX_ELEMENTS:
         return simulate(output, labels.meta, values, loss)
-    function = loss_class(from_logits=loss.from_logits) if loss.from_logits is not None else loss_class()
+    arguments = {"from_logits": loss.from_logits} if loss.from_logits is not None else {}
+    marker = void_marker(values, output.shape[-1]) if loss.wants_class_indices and output.shape else None
+    if marker is not None:
+        arguments["ignore_class"] = marker
+    function = loss_class(**arguments)
 
     def evaluate(out: TensorMeta, lab: TensorMeta, label_values):
         target_shape, output_shape = squeeze_or_expand(lab.shape, out.shape)
@@ -49,4 +53,5 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
             return f"{type(exc).__name__}: {first_line(exc)}", compared
         return None, compared
 
-    return judge(evaluate, output, labels.meta, values, loss, f"keras.losses.{loss_class.__name__}")
+    suffix = f"(ignore_class={marker})" if marker is not None else ""
+    return judge(evaluate, output, labels.meta, values, loss, f"keras.losses.{loss_class.__name__}{suffix}")

@@ -79,30 +79,47 @@ def _materialize_lazy_modules(model: nn.Module, specs: list[TensorMeta]) -> str 
     return "lazy modules were sized by one real forward pass of two zero samples"
 
 
-def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping | None = None) -> Trace:
-    """Trace at the requested batch and at batch + 1 (an output that does not follow the batch shows up)."""
+def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping | None = None,
+          example=None) -> Trace:
+    """Trace at the requested batch and at batch + 1 (an output that does not follow the batch shows up).
+    `example` holds input values the forward reads (lengths, masks); they are fed as they are."""
     sites = sites if sites is not None else {}
-    batch = specs[0].shape[0]
+    batch = example.batch if example is not None else specs[0].shape[0]
     if is_exported(model):
         primary = run_graph(model, specs, batch, target)
         primary.alternate = run_graph(model, specs, batch + 1, target)
         return primary
-    note = _materialize_lazy_modules(model, specs)
-    primary = run_once(model, specs, batch, target, sites)
+    note = _materialize_lazy_modules(model, specs) if example is None else None
+    primary = run_once(model, specs, batch, target, sites, example=example)
     if note:
         primary.notes.append(note)
     on_meta = model_device(model).type == "meta"
     real = primary.failure is not None and primary.failure.needs_values and not on_meta
     if real:
-        primary = run_once(model, specs, batch, target, sites, real=True)
-        primary.notes.append(f"traced with real data at batch {batch}: forward reads tensor values (data-dependent "
+        primary = run_once(model, specs, batch, target, sites, real=True, example=example)
+        values = "the given input values" if example is not None else "random data"
+        primary.notes.append(f"traced with {values} at batch {batch}: forward reads tensor values (data-dependent "
                              "control flow, `.item()`, `.numpy()`), which a symbolic trace cannot do")
-    primary.alternate = run_once(model, specs, batch + 1, target, sites, real=real)
+        if primary.failure is not None and example is None:
+            primary.failure.random_values = True
+    primary.alternate = run_once(model, specs, batch + 1, target, sites, real=real, example=example)
     if isinstance(model, torch.jit.ScriptModule):
         primary.notes.append("TorchScript archive: layers take no hooks, so only the output shape is recorded")
     if primary.failure is None:
-        primary.probe, note = probe_batch_mixing(model, specs)
+        _count_eval_mode_calls(primary, model, specs, target, sites, example, real)
+        primary.probe, note = probe_batch_mixing(model, specs, example)
         if note:
             primary.notes.append(note)
     return primary
 
+
+def _count_eval_mode_calls(primary: Trace, model: nn.Module, specs, target, sites, example, real: bool):
+    """A layer is unused only if it is unused in every mode: training mode may skip layers at random (LayerDrop)
+    or on purpose (auxiliary heads), so weighted layers that did not run get a second chance in eval mode."""
+    idle = [layer for layer in primary.layers if layer.params and not layer.calls and not layer.weights_used]
+    if not idle:
+        return
+    evaluated = run_once(model, specs, primary.batch, target, sites, real=real, example=example, training=False)
+    ran = {layer.name for layer in evaluated.layers if layer.calls or layer.weights_used}
+    for layer in idle:
+        layer.eval_only = layer.name in ran

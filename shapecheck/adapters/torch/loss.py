@@ -14,7 +14,7 @@ from torch import nn
 
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import LossContract
-from shapecheck.oracle import LossCheck, first_line, judge, simulate
+from shapecheck.oracle import LossCheck, first_line, judge, simulate, void_marker
 from shapecheck.shapes import TensorMeta
 
 MAX_ELEMENTS = 1 << 24   # 64 MB of float32 per tensor
@@ -27,7 +27,10 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
     values = labels.array if labels.array is not None and labels.array.size <= MAX_ELEMENTS else None
     if _elements(output.shape) > MAX_ELEMENTS or _elements(labels.shape) > MAX_ELEMENTS:
         return simulate(output, labels.meta, values, loss)
-    function = loss_class()
+    marker = void_marker(values, output.shape[1] if len(output.shape) >= 2 else None) if loss.wants_class_indices \
+        else None
+    function = loss_class(ignore_index=marker) if marker is not None else loss_class()
+    name = f"torch.nn.{loss.name}" + (f"(ignore_index={marker})" if marker is not None else "")
 
     def evaluate(out: TensorMeta, lab: TensorMeta, label_values):
         compared = (out.shape, lab.shape)
@@ -44,7 +47,7 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
             return f"{type(exc).__name__}: {first_line(exc)}", compared
         return None, compared
 
-    return judge(evaluate, output, labels.meta, values, loss, f"torch.nn.{loss.name}")
+    return judge(evaluate, output, labels.meta, values, loss, name)
 
 
 def _elements(shape: tuple) -> int:

@@ -9,39 +9,50 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from shapecheck.adapters.torch.tracer import make_inputs, preserved, set_train_mode, tensor_leaves
+from shapecheck.adapters.torch.tracer import example_tensors, make_inputs, preserved, set_train_mode, tensor_leaves
 from shapecheck.shapes import TensorMeta
 from shapecheck.trace import ProbeResult
 
 MAX_PARAMETERS = 100_000_000
 
 
-def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta]) -> tuple[ProbeResult | None, str]:
-    """Return (result when samples mix, note when the probe was skipped)."""
+def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta], example=None) -> tuple[ProbeResult | None, str]:
+    """Return (result when samples mix, note when the probe was skipped). With example input values, only the
+    floating-point inputs of sample 0 change: lengths, masks and ids must stay valid."""
     count = sum(p.numel() for p in model.parameters())
     if count > MAX_PARAMETERS:
         return None, f"batch-mixing probe skipped: {count / 1e6:.0f}M parameters (limit {MAX_PARAMETERS // 10**6}M)"
     if any(p.device.type == "meta" for p in model.parameters()):
         return None, "batch-mixing probe skipped: the model's parameters are on the meta device"
     torch.manual_seed(0)
-    base = make_inputs(specs, 2, real=True)
-    changed = [t.clone() for t in base]
-    for tensor in changed:
-        tensor[0] = torch.randn_like(tensor[0]) if tensor.dtype.is_floating_point else 1 - tensor[0]
+    base, keywords = example_tensors(example, 2) if example is not None else (make_inputs(specs, 2, real=True), {})
+    changed = [_changed(t, example is None) for t in base]
+    changed_keywords = {name: _changed(t, example is None) for name, t in keywords.items()}
     try:
-        first, _ = _run(model, base, locate=False)
-        second, _ = _run(model, changed, locate=False)
+        first, _ = _run(model, base, keywords, locate=False)
+        second, _ = _run(model, changed, changed_keywords, locate=False)
         if first is None or first.shape[:1] != (2,) or second.shape != first.shape or not _moved(first[1], second[1]):
             return None, ""
         # samples mix: run again with hooks to find the first layer that mixes them
-        _, first_layers = _run(model, base, locate=True)
-        _, second_layers = _run(model, changed, locate=True)
+        _, first_layers = _run(model, base, keywords, locate=True)
+        _, second_layers = _run(model, changed, changed_keywords, locate=True)
     except Exception as exc:  # the probe is best-effort: the symbolic trace already ran
         return None, f"batch-mixing probe skipped: the real forward pass raised {type(exc).__name__}"
     return ProbeResult(layer=_first_mixing_layer(first_layers, second_layers)), ""
 
 
-def _run(model: nn.Module, inputs: list[torch.Tensor], locate: bool):
+def _changed(tensor: torch.Tensor, integers_too: bool) -> torch.Tensor:
+    """A copy with sample 0 replaced (integers flipped only for random inputs: given ids must stay valid)."""
+    tensor = tensor.clone()
+    if tensor.dim() and tensor.shape[0] == 2:
+        if tensor.dtype.is_floating_point:
+            tensor[0] = torch.randn_like(tensor[0])
+        elif integers_too:
+            tensor[0] = 1 - tensor[0]
+    return tensor
+
+
+def _run(model: nn.Module, inputs: list[torch.Tensor], keywords: dict, locate: bool):
     records: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
     # every module but the root: hooks fire as modules finish, innermost first, so the first one whose output
     # moved while its input did not is the smallest module that mixes samples
@@ -56,7 +67,7 @@ def _run(model: nn.Module, inputs: list[torch.Tensor], locate: bool):
     try:
         with preserved(model), torch.no_grad():
             set_train_mode(model, False)
-            output = model(*inputs)
+            output = model(*inputs, **keywords)
     finally:
         for handle in handles:
             handle.remove()

@@ -123,7 +123,8 @@ class _OpRecorder(TorchFunctionMode):
 
 
 def _check_same_dtype(name: str, tensors: list[torch.Tensor]):
-    dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors}
+    # among floating-point tensors only: a packed sequence hands the LSTM its int64 batch sizes
+    dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors if t.is_floating_point()}
     if len(dtypes) > 1:
         raise RuntimeError(f"{name}: tensors must have the same dtype, but got {' and '.join(sorted(dtypes))}")
 
@@ -222,6 +223,20 @@ def make_inputs(specs: list[TensorMeta], batch: int, real: bool, device=None) ->
     return tensors
 
 
+def example_tensors(example, batch: int) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Example input values as real tensors at `batch`. Along axis 0, arrays of the example's batch keep their
+    first `batch` samples, or get copies of the first sample in front (sorted lengths stay sorted)."""
+    have = example.batch
+    rows = torch.arange(batch) if batch <= have else \
+        torch.cat([torch.zeros(batch - have, dtype=torch.long), torch.arange(have)])
+
+    def resized(array) -> torch.Tensor:
+        tensor = torch.as_tensor(array)
+        return tensor[rows] if tensor.dim() and tensor.shape[0] == have else tensor.clone()
+
+    return [resized(a) for a in example.positional], {name: resized(a) for name, a in example.keyword.items()}
+
+
 @contextlib.contextmanager
 def preserved(model: nn.Module):
     """Restore train/eval flags and buffers (BatchNorm counters move even under fake tensors)."""
@@ -236,6 +251,26 @@ def preserved(model: nn.Module):
             for name, buffer in model.named_buffers():
                 if name in buffers and buffer.shape == buffers[name].shape:
                     buffer.copy_(buffers[name])
+
+
+@contextlib.contextmanager
+def seeded(seed: int = 0):
+    """Fixed random state for one pass, restored afterwards: random layer drop, masking and dropout decide the same
+    way on every run, so the same command gives the same findings."""
+    import random
+
+    import numpy as np
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
 
 
 def set_train_mode(model: nn.Module, training: bool):
@@ -256,8 +291,9 @@ def is_data_dependent(exc: BaseException) -> bool:
 
 
 def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str, sites: Mapping,
-             real: bool = False) -> Trace:
-    """One forward pass at `batch`; never raises for an error inside the model, it records it."""
+             real: bool = False, example=None, training: bool = True) -> Trace:
+    """One forward pass at `batch`; never raises for an error inside the model, it records it. Example input
+    values (lengths, masks, ids) enter as real tensors even in a symbolic run, so code that reads them works."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     run = _Run(model, sites)
@@ -273,16 +309,17 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
     quiet = logging.getLogger("torch._subclasses.fake_tensor")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
+    given = example_tensors(example, batch) if example is not None else None
     try:
-        with preserved(model), torch.no_grad(), fake:
-            set_train_mode(model, True)
-            inputs = make_inputs(specs, batch, real, model_device(model))
-            trace.inputs = [meta(t) for t in inputs]
-            for tensor in inputs:
+        with preserved(model), torch.no_grad(), fake, seeded():
+            set_train_mode(model, training)
+            inputs, keywords = given or (make_inputs(specs, batch, real, model_device(model)), {})
+            trace.inputs = [meta(t) for t in (*inputs, *keywords.values())]
+            for tensor in (*inputs, *keywords.values()):
                 run.producer[id(tensor)] = -1
             try:
                 with _OpRecorder(run):
-                    output = model(*inputs)
+                    output = model(*inputs, **keywords)
             except Exception as exc:  # the model's own error is the finding, not ours
                 trace.failure = _failure(run, exc)
             else:
