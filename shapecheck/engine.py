@@ -12,9 +12,9 @@ from shapecheck.recipes import Recipes
 from shapecheck.rules import Context, load_rules
 from shapecheck.trace import Trace
 
-FORWARD_FALLBACK = "SC901"   # reports a failed forward pass that no specific rule explained
-LOSS_FALLBACK = "SC100"      # reports a loss rejection that no specific rule explained
-
+# The catch-alls: each reports ground truth (the forward pass raised, the loss rejected the output and labels, the
+# probe saw samples mix) that no specific rule explained; a rule's `explains` names what it takes over.
+FORWARD_FALLBACK, LOSS_FALLBACK, BATCH_FALLBACK = "SC901", "SC100", "SC305"
 
 @dataclass
 class Result:
@@ -39,14 +39,13 @@ def check(trace: Trace, loss: LossContract | None, labels: LabelInfo | None, rec
     declared by the rules and decided here, never by one rule looking at another."""
     ctx = Context(trace, loss, labels, recipes, loss_check)
     rules = load_rules()
-    fallbacks = {FORWARD_FALLBACK: trace.failure is not None,
-                 LOSS_FALLBACK: loss_check is not None and loss_check.rejected}
+    fallbacks = {FORWARD_FALLBACK: "forward", BATCH_FALLBACK: "batch",
+                 LOSS_FALLBACK: loss_check.explanation_key if loss_check is not None else ""}
     chosen = [finding for code, rule in rules.items() if code not in fallbacks and _selected(code, select, ignore)
               for finding in rule().check(ctx)]
     explained = {key for finding in chosen if finding.severity == "error" for key in rules[finding.rule].explains}
-    keys = {FORWARD_FALLBACK: "forward", LOSS_FALLBACK: loss_check.explanation_key if loss_check else ""}
-    for code, needed in fallbacks.items():
-        if needed and keys[code] not in explained:
+    for code, key in fallbacks.items():
+        if key not in explained:
             chosen += [f for f in rules[code]().check(ctx) if _selected(f.rule, select, ignore)]
     severity_order = {"error": 0, "warning": 1, "info": 2}
     return sorted(chosen, key=lambda f: (severity_order[f.severity], f.rule))

@@ -31,7 +31,7 @@ class LossCheck:
     status: str                  # "ok" | "raises" | "broadcasts"
     aspect: str = ""             # for a rejection: "shape", "dtype" or "values" of the labels
     message: str = ""            # the framework's own message (first line), or the broadcast it performs
-    evaluated_by: str = ""       # `torch.nn.CrossEntropyLoss`, `keras.losses.CategoricalCrossentropy`, ...
+    evaluated_by: str = ""       # "`torch.nn.CrossEntropyLoss`", "`keras.losses.CategoricalCrossentropy`", ...
     broadcast_shape: tuple | None = None
     seen_output: tuple | None = None   # the output's shape as the loss saw it (Keras squeezes or expands an axis of 1)
 
@@ -90,7 +90,7 @@ def simulate(output: TensorMeta, labels: TensorMeta, values, loss: LossContract)
     evaluate = _simulate_keras if loss.framework == "keras" else _simulate_torch
     semantics = "Keras" if loss.framework == "keras" else "PyTorch"
     return judge(lambda o, t, v: evaluate(o, t, v, loss), output, labels, values, loss,
-                 f"shapecheck's model of {semantics}'s `{loss.name}` (no framework imported)")
+                 f"{semantics}'s `{loss.name}` (as shapecheck models it, without importing {semantics})")
 
 
 def _simulate_torch(out: TensorMeta, lab: TensorMeta, values, loss: LossContract):

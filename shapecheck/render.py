@@ -28,6 +28,7 @@ def _result_json(result: Result) -> dict:
         "loss_source": result.loss.source if result.loss else None,
         "from_logits": result.loss.from_logits if result.loss else None,
         "labels": result.labels.to_json() if result.labels else None,
+        "loss_check": result.loss_check.to_json() if result.loss_check else None,
         "trace_mode": trace.mode if trace else None,
         "notes": trace.notes if trace else [],
         "failure": trace.failure.to_json() if trace and trace.failure else None,

@@ -69,7 +69,7 @@ def test_failure_pins_the_innermost_layer_and_its_inputs():
 def test_data_dependent_forward_falls_back_to_a_real_pass():
     result = trace(cli_models.data_dependent(), (4, 16))
     assert result.mode == "real" and result.output.shape == (4, 2)
-    assert any("traced with real data" in note for note in result.notes)
+    assert any("traced with random data" in note for note in result.notes)
 
 
 def test_a_model_too_large_for_memory_traces_on_the_meta_device():

@@ -81,10 +81,23 @@ def index_target_shape(ctx: Context) -> tuple[int, ...]:
     return tuple(shape)
 
 
+# Ops whose result is the same kind of value as their input: probabilities averaged over time steps or models,
+# resized, stacked or maxed are still probabilities, and a loss on logits still applies its activation again.
+KIND_PRESERVING = frozenset({
+    "mean", "amax", "amin", "max", "min", "median", "cat", "stack", "index_select", "gather", "flip", "roll",
+    "repeat", "tile", "interpolate", "upsample", "upsample_bilinear2d", "upsample_nearest2d", "Resize", "concatenate",
+})
+
+
 def final_activation(ctx: Context) -> Op | None:
-    """The activation op that produced the output values, if the last computing op is one."""
-    op = ctx.trace.value_producer(ctx.trace.output_op)
-    return op if op is not None and op.name in ACTIVATIONS else None
+    """The activation whose values reach the output: the walk back from the output passes ops that only move
+    values (reshapes, dropout) or keep their kind (a mean over time steps, a resize, a concatenation)."""
+    for op in ctx.trace.producer_chain(ctx.trace.output_op):
+        if op.name in ACTIVATIONS:
+            return op
+        if op.name not in TRANSPARENT_OPS and op.name not in KIND_PRESERVING:
+            return None
+    return None
 
 
 def op_site(ctx: Context, op: Op) -> tuple[str, Layer | None]:

@@ -77,6 +77,12 @@ def _one_value_per_sample(ctx) -> bool:
     return all(d == 1 for d in ctx.labels.shape[1:])
 
 
+def _one_row_per_sample(ctx) -> bool:
+    """One-hot or multi-hot labels [N, C] for an output whose class axis has C entries."""
+    lab, out = ctx.labels.shape, ctx.output.shape
+    return len(lab) == 2 and not ctx.loss.wants_class_indices and lab[-1] == out[ctx.loss.class_axis]
+
+
 def extra_axes_source(ctx):
     """(kind, layer) when the output has more axes than the labels call for: the recurrent layer, the feature map
     or the input whose axes were never reduced. None when a Linear on a 4-D map explains it (SC202)."""
@@ -92,8 +98,8 @@ def extra_axes_source(ctx):
             return ("sequence", layer) if layer.config.get("return_sequences", True) else None
         if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 4:
             return None
-        # a 1-D map ([N, L, C] or [N, C, L]) only counts against labels of one value per sample
-        min_rank = 3 if _one_value_per_sample(ctx) else 4
+        # a 1-D map ([N, L, C] or [N, C, L]) only counts against labels of one value or one row per sample
+        min_rank = 3 if _one_value_per_sample(ctx) or _one_row_per_sample(ctx) else 4
         if layer.kind in ("conv", "pool") and layer.output is not None and len(layer.output.shape) >= min_rank:
             return "map", layer
         if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 3 and \

@@ -19,11 +19,12 @@ class LossRejectsOutput(Rule):
             return
         head = ctx.trace.head_layer()
         source = f" from {ref(ctx, head.name)}" if head is not None else ""
-        given = f"the output {fmt(ctx.output.shape)}{source} with labels {fmt(ctx.labels.shape)} {ctx.labels.dtype}"
+        output = f"the graph output `{ctx.trace.output_path}`" if ctx.trace.framework == "onnx" else "the output"
+        given = f"{output} {fmt(ctx.output.shape)}{source} with labels {fmt(ctx.labels.shape)} {ctx.labels.dtype}"
         if verdict.status == "broadcasts":
             message = f"`{ctx.loss.label}` accepts {given}, but {verdict.message}"
         else:
-            message = f"`{ctx.loss.label}` rejects {given}: `{verdict.evaluated_by}` raises {verdict.message}"
+            message = f"`{ctx.loss.label}` rejects {given}: {verdict.evaluated_by} raises {verdict.message}"
         yield self.finding(message, head, self._fixes(ctx, verdict.aspect))
 
     def _fixes(self, ctx, aspect: str) -> list[Fix]:
@@ -39,9 +40,13 @@ class LossRejectsOutput(Rule):
             needed = _with_class_axis(lab, classes, loss.class_axis)
         else:
             wanted, needed, kind = out, fmt(lab), "targets"
-        reshape = "flatten or pool the extra axes before the head" if len(out) > len(lab) else "change the head"
+        # more axes than a head's outputs: a map or a sequence that was never pooled or flattened
+        reshape = "flatten or pool the extra axes before the head" if len(out) > max(len(lab), 2) else "change the head"
         fixes = [Fix(f"Make the labels {fmt(wanted)}: `{loss.name}` wants {kind} shaped like that for this output"),
                  Fix(f"Or make the model output {needed} for labels {fmt(lab)}: {reshape}")]
+        if ctx.trace.framework == "onnx" and len(out) > len(lab) + loss.wants_class_indices:
+            fixes.insert(0, Fix("The graph outputs more axes than a prediction for these labels has (hidden states or "
+                                "a feature map): export the model's prediction head, e.g. the classifier's logits"))
         if _without_ones(lab) == _without_ones(wanted) and wanted:   # the same values, axes of size 1 elsewhere
             sizes = ", ".join(map(str, wanted))
             fixes[0] = Fix(f"Reshape the labels to {fmt(wanted)}: they hold the right values with axes of size 1 "

@@ -10,6 +10,7 @@ class RecurrentBatchAxis(Rule):
     name = "recurrent-batch-axis"
     category = "input_shape"
     summary = "A recurrent or attention layer reads the batch axis as time (batch-first input without batch_first=True)"
+    explains = frozenset({"batch"})
 
     def check(self, ctx):
         probe = ctx.trace.probe

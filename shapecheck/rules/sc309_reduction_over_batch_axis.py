@@ -13,7 +13,7 @@ class ReductionOverBatchAxis(Rule):
     name = "reduction-over-batch-axis"
     category = "batch_dim"
     summary = "A mean/sum/max in forward reduces over the batch axis, merging the samples into one"
-    explains = frozenset({"forward"})
+    explains = frozenset({"batch", "forward"})
 
     def check(self, ctx):
         op = batch_reduction(ctx.trace)

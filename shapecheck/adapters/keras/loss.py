@@ -54,4 +54,4 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
         return None, compared
 
     suffix = f"(ignore_class={marker})" if marker is not None else ""
-    return judge(evaluate, output, labels.meta, values, loss, f"keras.losses.{loss_class.__name__}{suffix}")
+    return judge(evaluate, output, labels.meta, values, loss, f"`keras.losses.{loss_class.__name__}{suffix}`")

@@ -30,7 +30,7 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
     marker = void_marker(values, output.shape[1] if len(output.shape) >= 2 else None) if loss.wants_class_indices \
         else None
     function = loss_class(ignore_index=marker) if marker is not None else loss_class()
-    name = f"torch.nn.{loss.name}" + (f"(ignore_index={marker})" if marker is not None else "")
+    name = f"`torch.nn.{loss.name}" + (f"(ignore_index={marker})" if marker is not None else "") + "`"
 
     def evaluate(out: TensorMeta, lab: TensorMeta, label_values):
         compared = (out.shape, lab.shape)

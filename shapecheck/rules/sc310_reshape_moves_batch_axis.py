@@ -1,0 +1,61 @@
+import math
+
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import op_site
+from shapecheck.shapes import fmt
+
+RESHAPES = ("view", "reshape", "unflatten", "Reshape")
+
+
+def batch_axis(at_batch: tuple, at_next: tuple) -> int | None:
+    """The one axis whose size changes when the batch grows by one (traces at N and N + 1), if exactly one does.
+    Found this way, not assumed to be axis 0: after a transpose the batch is elsewhere, and that is fine."""
+    if len(at_batch) != len(at_next):
+        return None
+    changed = [axis for axis, (a, b) in enumerate(zip(at_batch, at_next)) if a != b]
+    return changed[0] if len(changed) == 1 else None
+
+
+class ReshapeMovesBatchAxis(Rule):
+    code = "SC310"
+    name = "reshape-moves-batch-axis"
+    category = "batch_dim"
+    summary = "A view/reshape puts the batch on another axis, as if it were a transpose: samples are scrambled"
+    explains = frozenset({"batch"})
+
+    def check(self, ctx):
+        found = _moving_reshape(ctx.trace)
+        if found is None:
+            return
+        op, before, after = found
+        x, y = op.inputs[0].shape, op.outputs[0].shape
+        where, layer = op_site(ctx, op)
+        message = (f"{where} reshapes {fmt(x)} to {fmt(y)}: the batch moves from axis {before} to axis {after} "
+                   f"without a transpose, so each of the {y[after]} rows along axis {after} mixes values of "
+                   "different samples")
+        order = [i for i in range(len(x)) if i != before]
+        order.insert(after, before)
+        fixes = [Fix("Swap axes with a transpose, which moves whole samples",
+                     f"x = x.permute({', '.join(map(str, order))})" if len(x) == len(y)
+                     else "x = x.transpose(...)  # then reshape the other axes"),
+                 Fix("Or keep the batch first and build the recurrent or attention layer with batch_first=True")]
+        yield self.finding(message, layer, fixes, location=op.source if layer is None else None)
+
+
+def _moving_reshape(trace):
+    """The first reshape whose input and output both carry the batch, on axes with different amounts of data in
+    front of them: a view that relabels axes instead of moving them."""
+    if trace.alternate is None or len(trace.alternate.ops) != len(trace.ops):
+        return None
+    for op, other in zip(trace.ops, trace.alternate.ops):
+        if op.name not in RESHAPES or other.name != op.name or not op.inputs or not op.outputs:
+            continue
+        x, y = op.inputs[0].shape, op.outputs[0].shape
+        before = batch_axis(x, other.inputs[0].shape)
+        after = batch_axis(y, other.outputs[0].shape) if other.outputs else None
+        if before is None or after is None or x[before] != y[after]:
+            continue   # the batch was folded with another axis or split: SC301's concern
+        if math.prod(x[:before]) != math.prod(y[:after]):
+            return op, before, after
+    return None
