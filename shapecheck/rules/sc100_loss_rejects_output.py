@@ -1,4 +1,5 @@
 from shapecheck.findings import Fix
+from shapecheck.oracle import simulate
 from shapecheck.rules import Rule
 from shapecheck.rules.common import index_target_shape, ref
 from shapecheck.shapes import fmt
@@ -47,11 +48,21 @@ class LossRejectsOutput(Rule):
         if ctx.trace.framework == "onnx" and len(out) > len(lab) + loss.wants_class_indices:
             fixes.insert(0, Fix("The graph outputs more axes than a prediction for these labels has (hidden states or "
                                 "a feature map): export the model's prediction head, e.g. the classifier's logits"))
+        for path, shape in _fitting_outputs(ctx)[:1]:
+            fixes.insert(1 if ctx.trace.framework == "onnx" else 0,
+                         Fix(f"The model's other output `{path.strip('.')}` {fmt(shape)} fits these labels' shape: if "
+                             "it holds the predictions, pass that one to the loss"))
         if _without_ones(lab) == _without_ones(wanted) and wanted:   # the same values, axes of size 1 elsewhere
             sizes = ", ".join(map(str, wanted))
             fixes[0] = Fix(f"Reshape the labels to {fmt(wanted)}: they hold the right values with axes of size 1 "
                            "elsewhere", ctx.recipes.labels(f".reshape({sizes}{',' if len(wanted) == 1 else ''})"))
         return fixes
+
+
+def _fitting_outputs(ctx) -> list[tuple[str, tuple]]:
+    """The model's other outputs (a tuple's items, an exported graph's outputs) that the loss would accept."""
+    return [(path, meta.shape) for path, meta in ctx.trace.outputs.items()
+            if path != ctx.trace.output_path and not simulate(meta, ctx.labels.meta, None, ctx.loss).rejected]
 
 
 def _without_ones(shape: tuple) -> tuple:
