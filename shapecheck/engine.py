@@ -16,6 +16,18 @@ from shapecheck.trace import Trace
 # probe saw samples mix) that no specific rule explained; a rule's `explains` names what it takes over.
 FORWARD_FALLBACK, LOSS_FALLBACK, BATCH_FALLBACK = "SC901", "SC100", "SC305"
 
+# When both report, the more specific explanation is shown: a rule and the ones it replaces.
+SUPERSEDES = {
+    "SC101": {"SC102"},           # the head's width, not the labels' shape
+    "SC104": {"SC102"},           # a smaller map, not a different target
+    "SC212": {"SC102"},           # axes a layer never reduced
+    "SC117": {"SC102", "SC107"},  # class ids for a regression loss: the loss is wrong, not the labels
+    "SC301": {"SC302"},           # the reshape that folds the batch
+    "SC306": {"SC302"},           # the batch size written into a reshape
+    "SC216": {"SC302"},           # a graph exported with its batch fixed
+    "SC307": {"SC302"},           # the squeeze that drops a batch of one
+}
+
 @dataclass
 class Result:
     target: str
@@ -43,12 +55,19 @@ def check(trace: Trace, loss: LossContract | None, labels: LabelInfo | None, rec
                  LOSS_FALLBACK: loss_check.explanation_key if loss_check is not None else ""}
     chosen = [finding for code, rule in rules.items() if code not in fallbacks and _selected(code, select, ignore)
               for finding in rule().check(ctx)]
+    chosen = _most_specific(chosen)
     explained = {key for finding in chosen if finding.severity == "error" for key in rules[finding.rule].explains}
     for code, key in fallbacks.items():
         if key not in explained:
             chosen += [f for f in rules[code]().check(ctx) if _selected(f.rule, select, ignore)]
     severity_order = {"error": 0, "warning": 1, "info": 2}
     return sorted(chosen, key=lambda f: (severity_order[f.severity], f.rule))
+
+
+def _most_specific(findings: list[Finding]) -> list[Finding]:
+    reported = {finding.rule for finding in findings}
+    replaced = {code for rule in reported for code in SUPERSEDES.get(rule, ())}
+    return [finding for finding in findings if finding.rule not in replaced]
 
 
 def _selected(code: str, select: set[str] | None, ignore: set[str]) -> bool:

@@ -2,7 +2,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import loss_ready, output_phrase, same_batch
-from shapecheck.rules.predicates import axis_order, extra_axes_source, moved_first, moved_last
+from shapecheck.rules.predicates import axis_order, moved_first, moved_last
 from shapecheck.shapes import fmt
 
 
@@ -27,8 +27,8 @@ class TargetShapeMismatch(Rule):
         if not loss_ready(ctx) or ctx.loss.target != "same_shape" or not same_batch(ctx):
             return
         out, lab = ctx.output.shape, ctx.labels.shape
-        if out == lab or _head_width_case(out, lab, ctx.loss.class_axis) or extra_axes_source(ctx) or _only_spatial(out, lab, ctx.loss.class_axis):
-            return  # SC101 / SC212 / SC104 explain these
+        if out == lab:
+            return
         message = f"{output_phrase(ctx)}; labels have shape {fmt(lab)}"
         fixes = []
         if _differ_by_trailing_one(out, lab) and ctx.loss.lenient:
@@ -62,26 +62,6 @@ class TargetShapeMismatch(Rule):
         else:
             fixes.append(Fix(f"Make the labels {fmt(out)}, the shape of the output"))
         yield self.finding(message, ctx.trace.head_layer(), fixes)
-
-
-def _head_width_case(out: tuple, lab: tuple, class_axis: int = 1) -> bool:
-    """Left to SC101: the labels call for fewer outputs than the head has."""
-    if len(out) < 2:
-        return False
-    if class_axis == -1 and len(lab) == len(out) and lab[:-1] == out[:-1]:   # Keras: classes on the last axis
-        return out[-1] > 1 and lab[-1] != out[-1]
-    if len(lab) == len(out) and lab[2:] == out[2:]:
-        return out[1] > 1 and lab[1] != out[1]
-    return len(lab) == len(out) - 1 and lab[1:] == out[2:] and out[1] > 1
-
-
-def _only_spatial(out: tuple, lab: tuple, channel_axis: int = 1) -> bool:
-    """Same batch and channels, different map size: SC104's finding (channels last for Keras losses)."""
-    if len(out) < 4 or len(lab) != len(out):
-        return False
-    if channel_axis == -1:
-        return lab[0] == out[0] and lab[-1] == out[-1] and lab[1:-1] != out[1:-1]
-    return lab[:2] == out[:2] and lab[2:] != out[2:]
 
 
 def _differ_by_trailing_one(a: tuple, b: tuple) -> bool:

@@ -1,7 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import class_axis, index_target_shape
-from shapecheck.rules.predicates import class_ids_for_binary_loss, looks_like_class_ids
+from shapecheck.rules.predicates import class_ids_for_binary_loss
 from shapecheck.shapes import fmt, is_float, is_int
 
 # These PyTorch losses promote integer targets to the output's float dtype; BCE and Huber do not.
@@ -16,8 +16,6 @@ class LabelDtype(Rule):
     explains = frozenset({"loss:dtype"})
 
     def check(self, ctx):
-        if looks_like_class_ids(ctx):
-            return  # SC117: the loss is wrong, not the head or the labels
         labels, loss = ctx.labels, ctx.loss
         if labels is None or loss is None:
             return

@@ -10,7 +10,7 @@ class ClassIdsForRegression(Rule):
     name = "class-ids-for-regression"
     category = "label_range"
     summary = "Integer class ids are given to a regression loss next to a multi-class output"
-    explains = frozenset({"loss:dtype"})   # a rejected shape stays SC100's: these labels fit no regression output
+    explains = frozenset({"loss:dtype", "loss:shape"})
 
     def check(self, ctx):
         if not looks_like_class_ids(ctx):

@@ -1,7 +1,7 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
-from shapecheck.rules.predicates import RESHAPES, flattened_on_purpose, folding_op, next_linear
+from shapecheck.rules.predicates import flattened_on_purpose, folding_op, next_linear
 from shapecheck.shapes import fmt
 
 
@@ -17,10 +17,6 @@ class OutputBatchMismatch(Rule):
         if trace.output is None or trace.output.shape[:1] in ((trace.batch,), (-1,)) or flattened_on_purpose(ctx):
             return
         op = folding_op(trace, trace.batch)
-        if op is not None and op.name in RESHAPES:
-            return  # SC301 names the reshape
-        if op is not None and op.name == "squeeze" and trace.batch == 1:
-            return  # SC307: a squeeze that takes the batch of one with it
         message = f"the model returns {fmt(trace.output.shape)} for an input batch of {trace.batch}"
         fixes = []
         if op is not None:
