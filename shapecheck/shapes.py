@@ -61,3 +61,12 @@ def parse_spec(text: str, default_dtype: str | None = None) -> tuple[tuple[int, 
 def fmt(shape) -> str:
     """`[16, 3, 224, 224]`, the way every message prints a shape; an unknown size (-1) prints as None."""
     return "[" + ", ".join("None" if d == -1 else str(d) for d in shape) + "]"
+
+
+def batch_axis(at_batch: tuple, at_next: tuple) -> int | None:
+    """The one axis whose size changes when the batch grows by one (shapes traced at N and N + 1), if exactly one
+    does. Found this way, not assumed to be axis 0: after a transpose the batch is elsewhere, and that is fine."""
+    if len(at_batch) != len(at_next):
+        return None
+    changed = [axis for axis, (a, b) in enumerate(zip(at_batch, at_next)) if a != b]
+    return changed[0] if len(changed) == 1 else None

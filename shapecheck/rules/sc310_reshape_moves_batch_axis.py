@@ -3,18 +3,9 @@ import math
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import op_site
-from shapecheck.shapes import fmt
+from shapecheck.shapes import batch_axis, fmt
 
 RESHAPES = ("view", "reshape", "unflatten", "Reshape")
-
-
-def batch_axis(at_batch: tuple, at_next: tuple) -> int | None:
-    """The one axis whose size changes when the batch grows by one (traces at N and N + 1), if exactly one does.
-    Found this way, not assumed to be axis 0: after a transpose the batch is elsewhere, and that is fine."""
-    if len(at_batch) != len(at_next):
-        return None
-    changed = [axis for axis, (a, b) in enumerate(zip(at_batch, at_next)) if a != b]
-    return changed[0] if len(changed) == 1 else None
 
 
 class ReshapeMovesBatchAxis(Rule):

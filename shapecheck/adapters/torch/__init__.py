@@ -107,10 +107,28 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
         primary.notes.append("TorchScript archive: layers take no hooks, so only the output shape is recorded")
     if primary.failure is None:
         _count_eval_mode_calls(primary, model, specs, target, sites, example, real)
-        primary.probe, note = probe_batch_mixing(model, specs, example)
+        primary.probe, note = probe_batch_mixing(model, specs, example, _layer_batch_axes(primary))
         if note:
             primary.notes.append(note)
     return primary
+
+
+def _layer_batch_axes(primary: Trace) -> dict[str, tuple[int, int]]:
+    """Per module, the axis of its input and of its output that holds the batch: the one axis whose size changes
+    between the traces at N and N + 1 (not assumed to be axis 0: after a transpose it is not)."""
+    from shapecheck.shapes import batch_axis
+
+    others = {layer.name: layer for layer in primary.alternate.layers} if primary.alternate else {}
+    axes = {}
+    for layer in primary.layers:
+        other = others.get(layer.name)
+        if other is None or not (layer.inputs and other.inputs and layer.output and other.output):
+            continue
+        found = batch_axis(layer.inputs[0].shape, other.inputs[0].shape), batch_axis(layer.output.shape,
+                                                                                     other.output.shape)
+        if None not in found:
+            axes[layer.name] = found
+    return axes
 
 
 def _count_eval_mode_calls(primary: Trace, model: nn.Module, specs, target, sites, example, real: bool):

@@ -16,9 +16,11 @@ from shapecheck.trace import ProbeResult
 MAX_PARAMETERS = 100_000_000
 
 
-def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta], example=None) -> tuple[ProbeResult | None, str]:
+def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta], example=None,
+                       batch_axes: dict | None = None) -> tuple[ProbeResult | None, str]:
     """Return (result when samples mix, note when the probe was skipped). With example input values, only the
-    floating-point inputs of sample 0 change: lengths, masks and ids must stay valid."""
+    floating-point inputs of sample 0 change: lengths, masks and ids must stay valid. `batch_axes` says, per
+    module, on which axis of its input and output the samples are (a sequence-first LSTM has them on axis 1)."""
     count = sum(p.numel() for p in model.parameters())
     if count > MAX_PARAMETERS:
         return None, f"batch-mixing probe skipped: {count / 1e6:.0f}M parameters (limit {MAX_PARAMETERS // 10**6}M)"
@@ -34,8 +36,8 @@ def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta], example=None) 
         if first is None or first.shape[:1] != (2,) or second.shape != first.shape or not _moved(first[1], second[1]):
             return None, ""
         # samples mix: run again with hooks to find the first layer that mixes them
-        _, first_layers = _run(model, base, keywords, locate=True)
-        _, second_layers = _run(model, changed, changed_keywords, locate=True)
+        _, first_layers = _run(model, base, keywords, locate=True, batch_axes=batch_axes or {})
+        _, second_layers = _run(model, changed, changed_keywords, locate=True, batch_axes=batch_axes or {})
     except Exception as exc:  # the probe is best-effort: the symbolic trace already ran
         return None, f"batch-mixing probe skipped: the real forward pass raised {type(exc).__name__}"
     return ProbeResult(layer=_first_mixing_layer(first_layers, second_layers)), ""
@@ -52,7 +54,7 @@ def _changed(tensor: torch.Tensor, integers_too: bool) -> torch.Tensor:
     return tensor
 
 
-def _run(model: nn.Module, inputs: list[torch.Tensor], keywords: dict, locate: bool):
+def _run(model: nn.Module, inputs: list[torch.Tensor], keywords: dict, locate: bool, batch_axes: dict | None = None):
     records: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
     # every module but the root: hooks fire as modules finish, innermost first, so the first one whose output
     # moved while its input did not is the smallest module that mixes samples
@@ -61,7 +63,8 @@ def _run(model: nn.Module, inputs: list[torch.Tensor], keywords: dict, locate: b
     def hook(module, args, output):
         tensor_in = next((a for a in args if isinstance(a, torch.Tensor)), None)
         tensor_out = next((t for _, t in tensor_leaves(output)), None)
-        records.append((names[module], _sample(tensor_in), _sample(tensor_out)))
+        axis_in, axis_out = (batch_axes or {}).get(names[module], (0, 0))
+        records.append((names[module], _sample(tensor_in, axis_in), _sample(tensor_out, axis_out)))
 
     handles = [module.register_forward_hook(hook) for module in names if not isinstance(module, torch.jit.ScriptModule)]
     try:
@@ -75,10 +78,11 @@ def _run(model: nn.Module, inputs: list[torch.Tensor], keywords: dict, locate: b
     return (leaves[0] if leaves else None), records
 
 
-def _sample(tensor: torch.Tensor | None) -> torch.Tensor | None:
-    if tensor is None or tensor.dim() == 0 or tensor.shape[0] != 2:
+def _sample(tensor: torch.Tensor | None, axis: int = 0) -> torch.Tensor | None:
+    """Sample 1's slice along the axis that holds the batch."""
+    if tensor is None or tensor.dim() <= axis or tensor.shape[axis] != 2:
         return None
-    return tensor[1].detach().clone()
+    return tensor.select(axis, 1).detach().clone()
 
 
 def _moved(a: torch.Tensor, b: torch.Tensor) -> bool:
