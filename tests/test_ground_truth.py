@@ -210,3 +210,18 @@ def test_random_layer_drop_never_changes_the_verdict(write):
                for _ in range(12)}
     assert len(outputs) == 1
     assert "no findings" in outputs.pop()
+
+
+def test_a_configured_target_takes_its_input_file(write, tmp_path):
+    write(PACKED)
+    np.savez(tmp_path / "inputs.npz", np.ones((4, 12), dtype="int64"), np.array([12, 9, 7, 3]))
+    (tmp_path / "pyproject.toml").write_text(textwrap.dedent("""
+        [[tool.shapecheck.targets]]
+        target = "model.py:build"
+        input-file = "inputs.npz"
+        loss = "BCEWithLogitsLoss"
+        labels = "4,1"
+    """))
+    result = run("check")
+    assert result.exit_code == 1, result.output
+    assert "error[SC101]" in result.output and "(input [4, 12], [4]; output [4, 1000]" in result.output
