@@ -28,6 +28,7 @@ SUPERSEDES = {
     "SC307": {"SC302"},           # the squeeze that drops a batch of one
 }
 
+
 @dataclass
 class Result:
     target: str

@@ -1,19 +1,9 @@
-
 from shapecheck.findings import Fix
+from shapecheck.oracle import broadcast_shape
 from shapecheck.rules import Rule
 from shapecheck.rules.common import loss_ready, output_phrase, same_batch
 from shapecheck.rules.predicates import axis_order, moved_first, moved_last
 from shapecheck.shapes import fmt
-
-
-def broadcast(a: tuple, b: tuple) -> tuple | None:
-    """The shape two tensors broadcast to, or None when they cannot."""
-    result = []
-    for x, y in zip(reversed((1,) * (len(b) - len(a)) + a), reversed((1,) * (len(a) - len(b)) + b)):
-        if x != y and 1 not in (x, y):
-            return None
-        result.append(max(x, y))
-    return tuple(reversed(result))
 
 
 class TargetShapeMismatch(Rule):
@@ -34,7 +24,7 @@ class TargetShapeMismatch(Rule):
         if _differ_by_trailing_one(out, lab) and ctx.loss.lenient:
             return  # Keras squeezes or expands a trailing axis of 1 before the loss
         if _differ_by_trailing_one(out, lab):
-            merged = broadcast(out, lab)
+            merged = broadcast_shape(out, lab)
             if ctx.loss.family == "regression" and merged is not None:
                 message += f": they broadcast to {fmt(merged)} and every prediction is compared with every label"
             axis = len(out) - 1
