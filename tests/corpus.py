@@ -14,11 +14,10 @@ from pathlib import Path
 
 
 def _find_corpus() -> Path:
-    """SHAPECHECK_CORPUS, else ../shared/corpus beside the clone, else the workspace's shared folder."""
+    """SHAPECHECK_CORPUS, else ../shared/corpus beside the clone."""
     if "SHAPECHECK_CORPUS" in os.environ:
         return Path(os.environ["SHAPECHECK_CORPUS"])
-    candidates = [Path(__file__).resolve().parents[2] / "shared" / "corpus", Path("/work/shared/corpus")]
-    return next((path for path in candidates if (path / "cases").is_dir()), candidates[0])
+    return Path(__file__).resolve().parents[2] / "shared" / "corpus"
 
 
 CORPUS = _find_corpus()
