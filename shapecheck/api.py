@@ -178,9 +178,11 @@ def _trace(loaded: targets.LoadedTarget, options: Options, labels: LabelInfo | N
     example = None if options.inputs else options.example or loaded.example
     inputs = options.inputs or (example.specs() if example else _declared_inputs(loaded, labels))
     if example is not None and loaded.adapter.FRAMEWORK == "torch":
-        return loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, example=example)
-    trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
-    if example is not None:
+        trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, example=example)
+    else:
+        trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
+    trace.notes[:0] = loaded.notes
+    if example is not None and loaded.adapter.FRAMEWORK != "torch":
         trace.notes.append(f"input shapes and dtypes taken from {example.source}")
     return trace
 

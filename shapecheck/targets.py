@@ -31,6 +31,7 @@ class LoadedTarget:
     sites: dict = field(default_factory=dict)
     failed_trace: object = None          # a Keras factory that raised while building: the trace of that failure
     example: object = None               # input values from a factory returning (model, example_inputs)
+    notes: list = field(default_factory=list)   # how the model was built, when it matters to the output
 
 
 def split(target: str) -> tuple[str, str]:
@@ -77,9 +78,19 @@ def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ShapecheckError(f"`{where}` has no callable `{factory_name}`", kind="load")
+    notes = []
     try:
-        with _recording_sites() as sites:
-            model = factory()
+        try:
+            with _recording_sites() as sites, _without_weights():
+                model = factory()
+        except Exception as exc:
+            if getattr(exc, "trace", None) is not None or "torch" not in sys.modules:
+                raise
+            # the factory reads its weights' values (or moves them): build it as written
+            notes.append(f"built with real weights: with parameters on the meta device the factory raised "
+                         f"{_describe(exc)}")
+            with _recording_sites() as sites:
+                model = factory()
     except Exception as exc:
         failed = getattr(exc, "trace", None)
         if failed is not None:   # a Keras layer raised while the factory built the model: a finding
@@ -90,7 +101,7 @@ def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
     if isinstance(model, tuple) and len(model) == 2 and _traceable(model[0]):
         model, example = model[0], inputs_mod.from_value(model[1], f"`{target}`'s example inputs")
     try:
-        return LoadedTarget(target, model, adapter_for(model), sites, example=example)
+        return LoadedTarget(target, model, adapter_for(model), sites, example=example, notes=notes)
     except ShapecheckError as exc:
         raise ShapecheckError(f"`{target}` returned {exc}", kind="load") from exc
 
@@ -121,6 +132,17 @@ def _recording_sites():
         maps = [stack.enter_context(a.recording_definition_sites()) for a in adapters
                 if hasattr(a, "recording_definition_sites")]
         yield maps[0] if len(maps) == 1 else _Merged(*maps)
+
+
+@contextlib.contextmanager
+def _without_weights():
+    """Build PyTorch models with their parameters on the meta device: a 7B decoder costs no memory and no
+    initialisation. Values are made later, at a small size, only for what needs them (the probe, a real pass)."""
+    if "torch" not in sys.modules:
+        yield
+        return
+    with _adapter("torch").building_without_weights():
+        yield
 
 
 class _Merged:

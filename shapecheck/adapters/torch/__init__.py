@@ -16,7 +16,7 @@ from torch import nn  # noqa: E402
 from shapecheck.adapters.sources import user_frame  # noqa: E402
 from shapecheck.adapters.torch.graph import is_exported, run_graph  # noqa: E402
 from shapecheck.adapters.torch.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
-from shapecheck.adapters.torch.probe import probe_batch_mixing  # noqa: E402
+from shapecheck.adapters.torch.probe import MAX_PARAMETERS, probe_batch_mixing  # noqa: E402
 from shapecheck.adapters.torch.tracer import TORCH_DIR, model_device, run_once  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402
 from shapecheck.shapes import TensorMeta  # noqa: E402
@@ -49,6 +49,57 @@ def recording_definition_sites():
         nn.Module.__init__ = original
 
 
+@contextlib.contextmanager
+def building_without_weights():
+    """While a factory runs, every parameter a module registers moves to the meta device: no weight memory is kept
+    and no initialisation runs on real data (`nn.Linear` initialises its weight after registering it). Buffers stay
+    real: BatchNorm statistics, attention masks and position ids are small, and a real pass needs their values."""
+    original = nn.Module.register_parameter
+
+    def register(self, name, param):
+        if param is not None and param.device.type != "meta" and \
+                not isinstance(param, nn.parameter.UninitializedParameter):
+            param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+        original(self, name, param)
+
+    nn.Module.register_parameter = register
+    try:
+        yield
+    finally:
+        nn.Module.register_parameter = original
+
+
+def materialize(model: nn.Module) -> bool:
+    """Give the meta parameters of a model small enough to run real storage, freshly initialised (each module's
+    `reset_parameters`, else a normal(0, 0.02) fill): what the probe and a real pass need. False when too large."""
+    sized = [p for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)]
+    on_meta = any(p.is_meta for p in sized)
+    if not on_meta or sum(p.numel() for p in sized) > MAX_PARAMETERS:
+        return not on_meta
+    for module in model.modules():
+        fresh = [name for name, p in module.named_parameters(recurse=False)
+                 if p.is_meta and not isinstance(p, nn.parameter.UninitializedParameter)]
+        for name in fresh:
+            old = getattr(module, name)
+            setattr(module, name, nn.Parameter(torch.empty(old.shape, dtype=old.dtype), requires_grad=old.requires_grad))
+        if fresh:
+            _initialise(module, fresh)
+    return True
+
+
+def _initialise(module: nn.Module, names: list[str]):
+    reset = getattr(module, "reset_parameters", None)
+    try:
+        if callable(reset):
+            reset()
+            return
+    except Exception:   # a custom reset that needs more than its own parameters: fill them instead
+        pass
+    with torch.no_grad():
+        for name in names:
+            getattr(module, name).normal_(0, 0.02)
+
+
 def load_file(path: str) -> nn.Module:
     """A `torch.export` program (`.pt2`) or a TorchScript archive."""
     try:
@@ -59,6 +110,12 @@ def load_file(path: str) -> nn.Module:
         kind = "torch.export program" if path.endswith(".pt2") else "TorchScript archive"
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ShapecheckError(f"cannot load `{path}` as a {kind}: {first.strip()}", kind="load") from exc
+
+
+def _has_lazy_modules(model: nn.Module) -> bool:
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    return any(isinstance(m, LazyModuleMixin) and m.has_uninitialized_params() for m in model.modules())
 
 
 def _materialize_lazy_modules(model: nn.Module, specs: list[TensorMeta]) -> str | None:
@@ -89,12 +146,19 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
         primary = run_graph(model, specs, batch, target)
         primary.alternate = run_graph(model, specs, batch + 1, target)
         return primary
-    note = _materialize_lazy_modules(model, specs) if example is None else None
+    notes = []
+    if (example is not None or _has_lazy_modules(model)) and not materialize(model):
+        notes.append("the model is too large to run with real weights: example values and lazy modules are "
+                     "traced symbolically")
+    notes.append(_materialize_lazy_modules(model, specs) if example is None else None)
     primary = run_once(model, specs, batch, target, sites, example=example)
-    if note:
-        primary.notes.append(note)
+    needs_values = primary.failure is not None and primary.failure.needs_values
+    if needs_values and not materialize(model):
+        notes.append(f"the forward reads tensor values, and the model is too large to run with real weights "
+                     f"(limit {MAX_PARAMETERS // 10**6}M parameters): the failure is reported as traced")
+    primary.notes.extend(note for note in notes if note)
     on_meta = model_device(model).type == "meta"
-    real = primary.failure is not None and primary.failure.needs_values and not on_meta
+    real = needs_values and not on_meta
     if real:
         primary = run_once(model, specs, batch, target, sites, real=True, example=example)
         values = "the given input values" if example is not None else "random data"
@@ -107,6 +171,7 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
         primary.notes.append("TorchScript archive: layers take no hooks, so only the output shape is recorded")
     if primary.failure is None:
         _count_eval_mode_calls(primary, model, specs, target, sites, example, real)
+        materialize(model)   # the probe runs the model for real; too large a model is skipped by the probe, noted
         primary.probe, note = probe_batch_mixing(model, specs, example, _layer_batch_axes(primary))
         if note:
             primary.notes.append(note)

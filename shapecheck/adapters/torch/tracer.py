@@ -115,7 +115,9 @@ class _OpRecorder(TorchFunctionMode):
         except Exception:
             self.run.failed_op = (name, tensors, _op_args(name, args, kwargs), user_frame((TORCH_DIR,), depth=2))
             raise
-        self.run.used_params.update(id(t) for t in tensors if isinstance(t, nn.Parameter))
+        stand_ins = self.run.stand_ins
+        self.run.used_params.update(stand_ins.get(id(t), id(t)) for t in tensors
+                                    if isinstance(t, nn.Parameter) or id(t) in stand_ins)
         outputs = [t for _, t in tensor_leaves(result)] if not isinstance(result, torch.Tensor) else [result]
         if outputs and tensors is not None:
             self.run.record_op(name, tensors, outputs, _op_args(name, args, kwargs))
@@ -161,6 +163,7 @@ class _Run:
         self.keep_alive: list[torch.Tensor] = []
         self.used_params: set[int] = set()
         self.failed_op: tuple | None = None   # (name, tensors, args, source) of the op that raised
+        self.stand_ins: dict[int, int] = {}   # fake tensors standing in for meta parameters: id -> the original's id
 
     @staticmethod
     def _layer(name: str, module: nn.Module, sites: Mapping) -> Layer:
@@ -254,6 +257,29 @@ def preserved(model: nn.Module):
 
 
 @contextlib.contextmanager
+def meta_as_cpu_fakes(model: nn.Module, mode, run: _Run):
+    """Stand CPU fake tensors in for the model's meta parameters and buffers during a symbolic run: a model built
+    without weights then meets CPU inputs, and real buffers, on one device. The meta originals come back after."""
+    from torch._subclasses.fake_tensor import FakeTensor
+
+    swapped = []
+    for module in model.modules():
+        for store in (module._parameters, module._buffers):
+            for name, tensor in list(store.items()):
+                if tensor is not None and tensor.is_meta:
+                    fake = FakeTensor(mode, torch.empty_like(tensor, device="meta"), torch.device("cpu"))
+                    if store is module._parameters:
+                        run.stand_ins[id(fake)] = id(tensor)
+                    swapped.append((store, name, tensor))
+                    store[name] = fake
+    try:
+        yield
+    finally:
+        for store, name, tensor in swapped:
+            store[name] = tensor
+
+
+@contextlib.contextmanager
 def seeded(seed: int = 0):
     """Fixed random state for one pass, restored afterwards: random layer drop, masking and dropout decide the same
     way on every run, so the same command gives the same findings."""
@@ -310,10 +336,11 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
     given = example_tensors(example, batch) if example is not None else None
+    stand_ins = meta_as_cpu_fakes(model, fake, run) if not real else contextlib.nullcontext()
     try:
-        with preserved(model), torch.no_grad(), fake, seeded():
+        with preserved(model), torch.no_grad(), fake, seeded(), stand_ins:
             set_train_mode(model, training)
-            inputs, keywords = given or (make_inputs(specs, batch, real, model_device(model)), {})
+            inputs, keywords = given or (make_inputs(specs, batch, real), {})
             trace.inputs = [meta(t) for t in (*inputs, *keywords.values())]
             for tensor in (*inputs, *keywords.values()):
                 run.producer[id(tensor)] = -1
