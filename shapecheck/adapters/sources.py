@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import sysconfig
@@ -47,4 +48,12 @@ def user_frame(skip_dirs: tuple[str, ...], skip_self=None, depth: int = 2) -> Lo
 
 
 def _location(filename: str, line: int) -> Location:
-    return Location(display_path(filename), line, os.path.abspath(filename))
+    shown, absolute = _paths(filename, os.getcwd())
+    return Location(shown, line, absolute)
+
+
+@functools.lru_cache(maxsize=4096)
+def _paths(filename: str, cwd: str) -> tuple[str, str]:
+    """Every op of a forward pass asks for its caller's line: the path arithmetic is done once per file (and
+    working directory, which display paths are relative to)."""
+    return display_path(filename), os.path.abspath(filename)
