@@ -7,6 +7,7 @@ labels file gave them. An output too large to allocate cheaply is judged by the 
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import keras
@@ -33,7 +34,7 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
     if loss.framework != "keras" or loss_class is None:
         return None
     values = labels.array if labels.array is not None and labels.array.size <= MAX_ELEMENTS else None
-    if np.prod(output.shape) > MAX_ELEMENTS or np.prod(labels.shape) > MAX_ELEMENTS:
+    if math.prod(output.shape) > MAX_ELEMENTS or math.prod(labels.shape) > MAX_ELEMENTS:
         return simulate(output, labels.meta, values, loss)
     arguments = {"from_logits": loss.from_logits} if loss.from_logits is not None else {}
     marker = void_marker(values, output.shape[-1]) if loss.wants_class_indices and output.shape else None

@@ -60,6 +60,7 @@ def building_without_weights():
         if param is not None and param.device.type != "meta" and \
                 not isinstance(param, nn.parameter.UninitializedParameter):
             param = nn.Parameter(param.detach().to("meta"), requires_grad=param.requires_grad)
+            _WITHOUT_WEIGHTS.add(self)
         original(self, name, param)
 
     nn.Module.register_parameter = register
@@ -69,22 +70,32 @@ def building_without_weights():
         nn.Module.register_parameter = original
 
 
+# Modules whose parameters shapecheck moved to the meta device: only those it gives real weights later. A model the
+# user built on the meta device stays as it is.
+_WITHOUT_WEIGHTS: weakref.WeakSet = weakref.WeakSet()
+
+
 def materialize(model: nn.Module) -> bool:
-    """Give the meta parameters of a model small enough to run real storage, freshly initialised (each module's
-    `reset_parameters`, else a normal(0, 0.02) fill): what the probe and a real pass need. False when too large."""
+    """Give the parameters shapecheck moved to the meta device real storage, freshly initialised (each module's
+    `reset_parameters`, else a normal(0, 0.02) fill), when the model is small enough to run: what the probe and a
+    real pass need. False when the model still has meta parameters."""
     sized = [p for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)]
-    on_meta = any(p.is_meta for p in sized)
-    if not on_meta or sum(p.numel() for p in sized) > MAX_PARAMETERS:
-        return not on_meta
-    for module in model.modules():
-        fresh = [name for name, p in module.named_parameters(recurse=False)
-                 if p.is_meta and not isinstance(p, nn.parameter.UninitializedParameter)]
-        for name in fresh:
-            old = getattr(module, name)
-            setattr(module, name, nn.Parameter(torch.empty(old.shape, dtype=old.dtype), requires_grad=old.requires_grad))
-        if fresh:
-            _initialise(module, fresh)
-    return True
+    ours = [module for module in model.modules() if module in _WITHOUT_WEIGHTS]
+    if ours and sum(p.numel() for p in sized) <= MAX_PARAMETERS:
+        for module in ours:
+            _materialize_module(module)
+            _WITHOUT_WEIGHTS.discard(module)
+    return not any(p.is_meta for p in sized)
+
+
+def _materialize_module(module: nn.Module):
+    fresh = [name for name, p in module.named_parameters(recurse=False)
+             if p.is_meta and not isinstance(p, nn.parameter.UninitializedParameter)]
+    for name in fresh:
+        old = getattr(module, name)
+        setattr(module, name, nn.Parameter(torch.empty(old.shape, dtype=old.dtype), requires_grad=old.requires_grad))
+    if fresh:
+        _initialise(module, fresh)
 
 
 def _initialise(module: nn.Module, names: list[str]):

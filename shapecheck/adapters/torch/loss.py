@@ -7,6 +7,7 @@ them, else zeros (a valid class id). An output too large to allocate cheaply is 
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -25,7 +26,7 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
     if loss.framework != "torch" or loss_class is None:
         return None
     values = labels.array if labels.array is not None and labels.array.size <= MAX_ELEMENTS else None
-    if _elements(output.shape) > MAX_ELEMENTS or _elements(labels.shape) > MAX_ELEMENTS:
+    if math.prod(output.shape) > MAX_ELEMENTS or math.prod(labels.shape) > MAX_ELEMENTS:
         return simulate(output, labels.meta, values, loss)
     marker = void_marker(values, output.shape[1] if len(output.shape) >= 2 else None) if loss.wants_class_indices \
         else None
@@ -49,9 +50,3 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
 
     return judge(evaluate, output, labels.meta, values, loss, name)
 
-
-def _elements(shape: tuple) -> int:
-    count = 1
-    for size in shape:
-        count *= max(size, 1)
-    return count

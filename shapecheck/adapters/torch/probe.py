@@ -36,8 +36,8 @@ def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta], example=None,
         if first is None or first.shape[:1] != (2,) or second.shape != first.shape or not _moved(first[1], second[1]):
             return None, ""
         # samples mix: run again with hooks to find the first layer that mixes them
-        _, first_layers = _run(model, base, keywords, locate=True, batch_axes=batch_axes or {})
-        _, second_layers = _run(model, changed, changed_keywords, locate=True, batch_axes=batch_axes or {})
+        _, first_layers = _run(model, base, keywords, locate=True, batch_axes=batch_axes)
+        _, second_layers = _run(model, changed, changed_keywords, locate=True, batch_axes=batch_axes)
     except Exception as exc:  # the probe is best-effort: the symbolic trace already ran
         return None, f"batch-mixing probe skipped: the real forward pass raised {type(exc).__name__}"
     return ProbeResult(layer=_first_mixing_layer(first_layers, second_layers)), ""
@@ -55,6 +55,7 @@ def _changed(tensor: torch.Tensor, integers_too: bool) -> torch.Tensor:
 
 
 def _run(model: nn.Module, inputs: list[torch.Tensor], keywords: dict, locate: bool, batch_axes: dict | None = None):
+    batch_axes = batch_axes or {}
     records: list[tuple[str, torch.Tensor | None, torch.Tensor | None]] = []
     # every module but the root: hooks fire as modules finish, innermost first, so the first one whose output
     # moved while its input did not is the smallest module that mixes samples
@@ -63,7 +64,7 @@ def _run(model: nn.Module, inputs: list[torch.Tensor], keywords: dict, locate: b
     def hook(module, args, output):
         tensor_in = next((a for a in args if isinstance(a, torch.Tensor)), None)
         tensor_out = next((t for _, t in tensor_leaves(output)), None)
-        axis_in, axis_out = (batch_axes or {}).get(names[module], (0, 0))
+        axis_in, axis_out = batch_axes.get(names[module], (0, 0))
         records.append((names[module], _sample(tensor_in, axis_in), _sample(tensor_out, axis_out)))
 
     handles = [module.register_forward_hook(hook) for module in names if not isinstance(module, torch.jit.ScriptModule)]
