@@ -7,7 +7,7 @@ from pathlib import Path
 
 from shapecheck import inputs as inputs_mod
 from shapecheck import labels as labels_mod
-from shapecheck import targets
+from shapecheck import progress, targets
 from shapecheck.config import Config, TargetConfig
 from shapecheck.engine import Result, check
 from shapecheck.errors import ShapecheckError
@@ -85,6 +85,7 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
         if loaded.failed_trace is not None:
             result.trace = loaded.failed_trace
         else:
+            progress.stage("trace")
             result.trace = _trace(loaded, options, result.labels)
         if options.loss and result.loss is None:
             table = KERAS_LOSSES if result.trace.framework == "keras" else TORCH_LOSSES
@@ -103,7 +104,9 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
 def diagnose(result: Result, adapter, options: Options) -> Result:
     """Ask the framework's loss about the traced output and labels, then run the rules (the trace, the loss and
     the labels of `result` are set)."""
+    progress.stage("loss")
     result.loss_check = _judge_loss(adapter, result)
+    progress.stage("rules")
     recipes = recipes_for(result.trace.framework, result.trace.producer)
     findings = check(result.trace, result.loss, result.labels, recipes, options.select, options.ignore,
                      result.loss_check)

@@ -54,7 +54,7 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     cli = {"inputs": list(inputs), "input_file": input_file, "loss": loss, "labels": labels_spec, "labels_file": labels_file,
            "from_logits": from_logits, "select": _codes(select), "ignore": _codes(ignore), "trust": trust}
     planned = _guard(lambda: api.plan(list(targets), cli, config.load()))
-    results = _guard(lambda: [api.check_target(name, options) for name, options in planned])
+    results = _guard(lambda: _check_with_progress(planned))
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
     click.echo(renderers[output_format](results))
@@ -77,7 +77,7 @@ def trace_command(target, inputs, input_file, trust):
 
     cli = {"inputs": list(inputs), "input_file": input_file, "trust": trust}
     [(name, options)] = _guard(lambda: api.plan([target], cli, config.load()))
-    result = _guard(lambda: api.check_target(name, options))
+    [result] = _guard(lambda: _check_with_progress([(name, options)]))
     if result.error:
         click.echo(f"shapecheck: error: {result.error['message']}", err=True)
         sys.exit(EXIT_USAGE)
@@ -100,6 +100,20 @@ def rule_command(code):
     from shapecheck.docs import rule_doc
 
     click.echo(_guard(lambda: rule_doc(code)))
+
+
+def _check_with_progress(planned: list) -> list:
+    """Check every planned target in this one process (one framework import for all), showing on a terminal
+    which target and stage a long check is in."""
+    from shapecheck import api, progress
+
+    results = []
+    with progress.reporting(len(planned)) as shown:
+        for index, (name, options) in enumerate(planned, 1):
+            if shown:
+                shown.start_target(index, name)
+            results.append(api.check_target(name, options))
+    return results
 
 
 def _guard(action):

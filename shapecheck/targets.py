@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shapecheck import inputs as inputs_mod
+from shapecheck import progress
 from shapecheck.adapters import keep_triton_out_after_tensorflow
 from shapecheck.errors import ShapecheckError
 
@@ -54,6 +55,7 @@ def load(target: str, trust: bool = False) -> LoadedTarget:
         return _load_factory(target, where, factory)
     suffix = Path(target).suffix.lower()
     if suffix in TORCH_FILES + KERAS_FILES + ONNX_FILES:
+        progress.stage("load")
         if not Path(target).is_file():
             raise ShapecheckError(f"model file `{target}` does not exist", kind="load")
         if suffix in ONNX_FILES:
@@ -74,11 +76,13 @@ def _is_drive(text: str) -> bool:
 
 
 def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
+    progress.stage("import")
     module = _import(where)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ShapecheckError(f"`{where}` has no callable `{factory_name}`", kind="load")
     notes = []
+    progress.stage("build")
     try:
         try:
             with _recording_sites() as sites, _without_weights():

@@ -79,6 +79,35 @@ def test_a_saved_keras_file_with_code_is_refused_without_trust(tmp_path):
     assert trusted.exit_code == 0, trusted.output
 
 
+def test_a_keras_archive_is_checked_from_its_architecture_without_the_weights(tmp_path):
+    """The weights archive is never opened: a .keras file stripped of model.weights.h5 checks the same."""
+    import zipfile
+
+    import keras
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(1000), keras.layers.Dense(4)])
+    model.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True))
+    whole = tmp_path / "whole.keras"
+    model.save(whole)
+    stripped = tmp_path / "stripped.keras"
+    with zipfile.ZipFile(whole) as source, zipfile.ZipFile(stripped, "w") as target:
+        for name in source.namelist():
+            if not name.endswith(".h5"):
+                target.writestr(name, source.read(name))
+    outputs = [run("check", str(path), "--labels", "8") for path in (whole, stripped)]
+    assert [o.exit_code for o in outputs] == [1, 1], outputs[1].output
+    assert outputs[0].output.replace("whole", "stripped") == outputs[1].output
+    assert "binary_crossentropy(from_logits=True), from the compile config" in outputs[1].output
+
+
+def test_a_file_that_is_not_a_keras_archive_is_a_one_line_error(tmp_path):
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"not a zip file")
+    result = run("check", str(path), "--labels", "8")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr
+    assert "not a .keras archive" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 def test_saved_h5_model_reads_its_loss(tmp_path):
     import keras
 

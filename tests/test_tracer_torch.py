@@ -76,7 +76,6 @@ def test_a_model_too_large_for_memory_traces_on_the_meta_device():
     model = cli_models.too_large_for_memory()   # 4.3B parameters, never allocated
     result = trace(model, (2, 8192))
     assert result.output.shape == (2, 5) and result.failure is None
-    assert any("probe skipped" in note for note in result.notes)
 
 
 def test_hard_coded_batch_shows_at_the_second_batch_size():

@@ -69,11 +69,20 @@ class BuildFailure(Exception):
         self.trace = trace
 
 
+MAX_CONFIG_BYTES = 64 * 2**20   # a model's config.json is kilobytes to a few megabytes; more is not a model
+
+
 def load_file(path: str, trust: bool = False):
+    """A `.keras` archive is built from its architecture (`config.json`) alone: the weights archive is never read
+    and variables are created uninitialised, which symbolic tracing is all that needs. `.h5` files load whole."""
     try:
         with warnings.catch_warnings():   # optimizer-state notices are irrelevant to shapes
             warnings.simplefilter("ignore")
+            if path.lower().endswith(".keras"):
+                return _architecture(path, safe_mode=not trust)
             return keras.saving.load_model(path, compile=True, safe_mode=not trust)
+    except ShapecheckError:
+        raise
     except Exception as exc:
         text = " ".join(str(exc).split())
         if "safe_mode" in text or "Lambda" in text and "unsafe" in text.lower():
@@ -81,6 +90,34 @@ def load_file(path: str, trust: bool = False):
                                   "pass --trust to load it if you trust the file", kind="load") from exc
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ShapecheckError(f"cannot load `{path}` as a Keras model: {first}", kind="load") from exc
+
+
+def _architecture(path: str, safe_mode: bool):
+    """The model `config.json` describes, its variables left uninitialised (Keras' stateless scope), and the loss
+    of its compile config; the optimizer and metrics are not built."""
+    import json
+    import zipfile
+
+    from keras.src.backend.common.stateless_scope import StatelessScope
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo("config.json")
+            if info.file_size > MAX_CONFIG_BYTES:
+                raise ShapecheckError(f"`{path}`: config.json declares {info.file_size} bytes, more than a model "
+                                      "configuration holds", kind="load")
+            config = json.loads(archive.read(info))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ShapecheckError(f"cannot load `{path}` as a Keras model: not a .keras archive with a config.json "
+                              f"({exc})", kind="load") from exc
+    compile_config = config.pop("compile_config", None) or {}
+    with StatelessScope(), ObjectSharingScope():
+        model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
+    if compile_config.get("loss") is not None:
+        with contextlib.suppress(Exception):   # a custom loss not registered here: the loss rules are skipped
+            model.loss = keras.saving.deserialize_keras_object(compile_config["loss"], safe_mode=safe_mode)
+    return model
 
 
 def declared_inputs(model, batch: int) -> list[TensorMeta] | None:

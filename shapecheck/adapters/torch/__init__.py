@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from shapecheck.adapters.sources import user_frame  # noqa: E402
+from shapecheck.adapters.torch.batchflow import unproven_op  # noqa: E402
 from shapecheck.adapters.torch.graph import is_exported, run_graph  # noqa: E402
 from shapecheck.adapters.torch.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS, probe_batch_mixing  # noqa: E402
@@ -182,10 +183,11 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
         primary.notes.append("TorchScript archive: layers take no hooks, so only the output shape is recorded")
     if primary.failure is None:
         _count_eval_mode_calls(primary, model, specs, target, sites, example, real)
-        materialize(model)   # the probe runs the model for real; too large a model is skipped by the probe, noted
-        primary.probe, note = probe_batch_mixing(model, specs, example, _layer_batch_axes(primary))
-        if note:
-            primary.notes.append(note)
+        if unproven_op(primary, primary.alternate, batch) is not None:   # else no sample can reach another
+            materialize(model)   # the probe runs the model for real; too large a model is skipped by it, noted
+            primary.probe, note = probe_batch_mixing(model, specs, example, _layer_batch_axes(primary))
+            if note:
+                primary.notes.append(note)
     return primary
 
 

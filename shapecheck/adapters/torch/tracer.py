@@ -16,7 +16,9 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from shapecheck.adapters import keep_triton_out_after_tensorflow
 from shapecheck.adapters.sources import user_frame
+from shapecheck.adapters.torch import batchflow
 from shapecheck.shapes import TensorMeta
 from shapecheck.trace import Failure, Layer, Op, Trace
 
@@ -31,7 +33,7 @@ _CONFIG_ATTRS = (
 _WEIGHTED_OPS = {"linear", "bilinear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
                  "conv_transpose3d", "lstm", "gru", "rnn_tanh", "rnn_relu"}
 _ARG_OPS = {"softmax", "log_softmax", "view", "reshape", "flatten", "transpose", "permute", "squeeze", "unsqueeze",
-            "cat", "stack"}
+            "cat", "stack", "layer_norm", "rms_norm", "roll", *batchflow.ALONG_DIM}
 
 
 def layer_kind(module: nn.Module) -> str:
@@ -171,6 +173,11 @@ def _tensor_args(args, kwargs) -> list[torch.Tensor]:
 
 
 def _op_args(name: str, args, kwargs) -> dict:
+    if name == "einsum":
+        return {"equation": args[0]} if args and isinstance(args[0], str) else {}
+    if name == "__getitem__":   # an index by list or tensor may reorder samples; by ints and slices it cannot
+        parts = args[1] if len(args) > 1 and isinstance(args[1], tuple) else args[1:]
+        return {"fancy": any(isinstance(p, (list, torch.Tensor)) for p in parts)}
     if name not in _ARG_OPS:
         return {}
     plain = [a for a in args if isinstance(a, (int, tuple, list)) and not _tensor_args([a], {})]
@@ -349,6 +356,7 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
              real: bool = False, example=None, training: bool = True) -> Trace:
     """One forward pass at `batch`; never raises for an error inside the model, it records it. Example input
     values (lengths, masks, ids) enter as real tensors even in a symbolic run, so code that reads them works."""
+    keep_triton_out_after_tensorflow()   # the fake mode imports dynamo, which imports triton when it can
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     run = _Run(model, sites)
