@@ -104,3 +104,56 @@ def test_models_exported_from_pytorch(name, code, request):
     path = request.config.rootpath / "fixtures" / "onnx" / name
     result = run("check", str(path), "--input", "4,3,16,16", "--loss", "BCEWithLogitsLoss", "--labels", "4,1:float32")
     assert result.exit_code == code, result.output
+
+
+def test_a_graph_is_read_without_its_weight_payloads(tmp_path, monkeypatch):
+    """Large initializers keep name, dtype and dims but lose their bytes; small ones (shape constants) and every
+    node are read as stored."""
+    from shapecheck.adapters import onnx as onnx_adapter
+
+    path = tmp_path / "flat.onnx"
+    onnx.save(graphs.flattening(), path)
+    stored, read = onnx.load(str(path)), onnx_adapter.load_file(str(path))
+    assert read.graph.node == stored.graph.node and read.graph.input == stored.graph.input
+    for kept, original in zip(read.graph.initializer, stored.graph.initializer):
+        assert (kept.name, kept.data_type, kept.dims) == (original.name, original.data_type, original.dims)
+        small = onnx.numpy_helper.to_array(original).size <= 64
+        assert (kept.raw_data == original.raw_data) if small else not kept.raw_data
+    stripped = run("check", str(path), "--loss", "CrossEntropyLoss", "--labels", "8", "--format", "json")
+
+    def whole_file(*args):
+        raise onnx_adapter.WireError("read it whole")
+
+    monkeypatch.setattr(onnx_adapter, "read_structure", whole_file)
+    whole = run("check", str(path), "--loss", "CrossEntropyLoss", "--labels", "8", "--format", "json")
+    assert stripped.output == whole.output and stripped.exit_code == whole.exit_code
+
+
+def test_reading_a_graph_with_400_mb_of_weights_stays_far_below_its_size(tmp_path):
+    import numpy as np
+
+    weight = onnx.numpy_helper.from_array(np.ones((10, 10_000_000), np.float32), "fc.weight")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Gemm", ["x", "fc.weight"], ["y"], transB=1)], "big",
+        [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10_000_000])],
+        [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], [weight])
+    path = tmp_path / "big.onnx"
+    onnx.save(onnx.helper.make_model(graph), str(path))
+    del weight, graph
+    # VmHWM, the peak of this process's own memory (ru_maxrss would carry the forking test process's peak)
+    code = ("import re, sys\nfrom shapecheck.adapters import onnx as a\nmodel = a.load_file(sys.argv[1])\n"
+            "peak = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+            "print(len(model.graph.initializer), int(peak) // 1024)")
+    count, peak_mib = map(int, subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                                              text=True, check=True).stdout.split())
+    assert count == 1
+    assert peak_mib < 200, f"peak {peak_mib} MiB for a {path.stat().st_size >> 20} MiB file"
+
+
+@pytest.mark.parametrize("content", [b"", b"\x0a\xff\xff\xff\xff\x0f", b"not a protobuf at all \xff\xfe"])
+def test_a_damaged_onnx_file_is_a_one_line_error(tmp_path, content):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(content)
+    result = run("check", str(path), "--input", "2,3", "--loss", "MSELoss", "--labels", "2,3")
+    assert result.exit_code == 2 and "Traceback" not in result.stderr, result.output
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -33,22 +33,32 @@ def user_frame(skip_dirs: tuple[str, ...], skip_self=None, depth: int = 2) -> Lo
     """The innermost caller that is neither framework code nor the `__init__` chain of `skip_self`; when that is
     a library (site-packages, the standard library), the user's line that called into it, if there is one."""
     frame = sys._getframe(depth)
-    skip = tuple(os.path.join(d, "") for d in (_SHAPECHECK_DIR, *skip_dirs))
+    cwd = os.getcwd()
     definition = None
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not filename.startswith(skip) and not filename.startswith("<"):
-            if skip_self is None or frame.f_locals.get("self") is not skip_self:
-                here = _location(filename, frame.f_lineno)
-                if not here.file.startswith(_LIBRARY_DIRS):
-                    return replace(here, defined_in=definition)
-                definition = definition or here
+        kind = _kind(filename, skip_dirs)
+        if kind != "skipped" and (skip_self is None or frame.f_locals.get("self") is not skip_self):
+            here = _location(filename, frame.f_lineno, cwd)
+            if kind == "user":
+                return replace(here, defined_in=definition) if definition else here
+            definition = definition or here
         frame = frame.f_back
     return definition
 
 
-def _location(filename: str, line: int) -> Location:
-    shown, absolute = _paths(filename, os.getcwd())
+@functools.lru_cache(maxsize=4096)
+def _kind(filename: str, skip_dirs: tuple[str, ...]) -> str:
+    """`skipped` (the framework, shapecheck, generated code), `library` or `user`: asked for every frame of every
+    op of a forward pass, so answered once per file."""
+    skip = tuple(os.path.join(d, "") for d in (_SHAPECHECK_DIR, *skip_dirs))
+    if filename.startswith(skip) or filename.startswith("<"):
+        return "skipped"
+    return "library" if os.path.abspath(filename).startswith(_LIBRARY_DIRS) else "user"
+
+
+def _location(filename: str, line: int, cwd: str) -> Location:
+    shown, absolute = _paths(filename, cwd)
     return Location(shown, line, absolute)
 
 

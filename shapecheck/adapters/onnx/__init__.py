@@ -12,8 +12,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import defs, helper, numpy_helper, shape_inference
 
+from shapecheck.adapters.onnx.wire import WireError, read_structure
 from shapecheck.errors import ShapecheckError
 from shapecheck.shapes import TensorMeta
 from shapecheck.trace import Failure, Layer, Op, Trace
@@ -43,9 +45,13 @@ def owns(obj) -> bool:
 
 
 def load_file(path: str):
-    """Load the graph; external weight files stay on disk (only their locations are checked)."""
+    """Load the graph without its weights: large initializers lose their payload on reading (see `wire`),
+    external weight files stay on disk (only their locations are checked)."""
     try:
-        model = onnx.load(path, load_external_data=False)
+        try:
+            model = onnx.ModelProto.FromString(read_structure(path, _MAX_VALUE_SIZE))
+        except (WireError, DecodeError):   # let ONNX's own reader say what is wrong with the file
+            model = onnx.load(path, load_external_data=False)
     except Exception as exc:
         raise ShapecheckError(f"cannot load `{path}` as an ONNX model: {type(exc).__name__}: {exc}", kind="load") from exc
     folder = Path(path).resolve().parent

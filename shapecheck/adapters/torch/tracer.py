@@ -70,7 +70,14 @@ def sizes_from_weight(kind: str, type_name: str, weight: TensorMeta | None, grou
 
 
 def meta(tensor: torch.Tensor) -> TensorMeta:
-    return TensorMeta(tuple(int(d) for d in tensor.shape), str(tensor.dtype).removeprefix("torch."))
+    dtype = tensor.dtype
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = str(dtype).removeprefix("torch.")
+    return TensorMeta(tuple(int(d) for d in tensor.shape), name)
+
+
+_DTYPE_NAMES: dict[torch.dtype, str] = {}   # meta() runs for every tensor of every op
 
 
 def tensor_leaves(value, path: str = ""):
