@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test corpus clean
+.PHONY: demo test corpus bench clean
 
 $(STAMP): pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ corpus: $(STAMP)
 	$(BIN)/python tests/corpus.py pytorch
 	$(BIN)/python tests/corpus.py keras
 	$(BIN)/python tests/corpus.py onnx
+
+# Whole-process time and peak memory against the baselines of benchmarks/model_sizes.py (about 15 minutes).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e .[bench]
+	$(BIN)/python benchmarks/model_sizes.py --peers
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache
