@@ -9,6 +9,8 @@ from shapecheck import inputs as inputs_mod
 from shapecheck import labels as labels_mod
 from shapecheck import progress, targets
 from shapecheck.config import Config, TargetConfig
+from shapecheck.deadline import DEFAULT_SECONDS as DEFAULT_TIMEOUT
+from shapecheck.deadline import TraceTimeout, deadline
 from shapecheck.engine import Result, check
 from shapecheck.errors import ShapecheckError
 from shapecheck.labels import LabelInfo
@@ -34,23 +36,26 @@ class Options:
     ignore: set[str] = field(default_factory=set)
     trust: bool = False
     severity: dict[str, str] = field(default_factory=dict)   # per-rule severity overrides from the config
+    timeout: float | None = DEFAULT_TIMEOUT                 # seconds a trace may take (None or 0: no limit)
 
     @classmethod
     def parse(cls, inputs=(), loss=None, labels=None, labels_file=None, from_logits=None, select=None,
-              ignore=(), trust=False, input_file=None) -> Options:
+              ignore=(), trust=False, input_file=None, timeout=DEFAULT_TIMEOUT) -> Options:
         if labels and labels_file:
             raise ShapecheckError("give either --labels or --labels-file, not both")
         if inputs and input_file:
             raise ShapecheckError("give either --input or --input-file, not both (the file's arrays have shapes)")
         if loss and not known_loss(loss) and suggest_loss(loss):   # a typo; other losses only skip the loss rules
             raise ShapecheckError(f"unknown loss `{loss}`; did you mean `{suggest_loss(loss)}`?")
+        if timeout is not None and not timeout >= 0:
+            raise ShapecheckError(f"invalid --timeout `{timeout}`: expected seconds, 0 for no limit")
         if labels:
-            parse_spec(labels)   # a bad spec fails now, not after the first target
-        parsed = [TensorMeta(*parse_spec(spec, "float32")) for spec in inputs]
+            parse_spec(labels, what="--labels")   # a bad spec fails now, not after the first target
+        parsed = [TensorMeta(*parse_spec(spec, "float32", what="--input")) for spec in inputs]
         example = inputs_mod.from_file(input_file) if input_file else None
         return cls(parsed, example, loss, from_logits, labels,
                    labels_mod.from_file(labels_file) if labels_file else None, set(select) if select else None,
-                   set(ignore), trust)
+                   set(ignore), trust, timeout=timeout)
 
 
 def recipes_for(framework: str, producer: str = "") -> Recipes:
@@ -86,7 +91,8 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
             result.trace = loaded.failed_trace
         else:
             progress.stage("trace")
-            result.trace = _trace(loaded, options, result.labels)
+            with deadline(options.timeout):
+                result.trace = _trace(loaded, options, result.labels)
         if options.loss and result.loss is None:
             table = KERAS_LOSSES if result.trace.framework == "keras" else TORCH_LOSSES
             result.trace.notes.append(f"loss `{options.loss}` has no contract in shapecheck (known: {', '.join(table)}): "
@@ -97,6 +103,10 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
                 result.trace.notes.append("the labels hold one array per model output; they are not checked")
     except ShapecheckError as exc:
         result.error = {"kind": exc.kind, "message": str(exc)}
+        return result
+    except TraceTimeout as stopped:
+        result.error = {"kind": "timeout", "message": f"the forward pass did not finish within {stopped.seconds:g} s "
+                        f"(stopped at {stopped.where}); if it is only slow, raise --timeout"}
         return result
     return diagnose(result, loaded.adapter, options)
 
@@ -155,6 +165,7 @@ def _options(cli: dict, entry: TargetConfig | None, config: Config) -> Options:
         select=cli.get("select") or config.select,
         ignore=cli.get("ignore") or config.ignore,
         trust=bool(cli.get("trust")),
+        timeout=cli["timeout"] if cli.get("timeout") is not None else config.timeout,
     )
     options.severity = dict(config.severity)
     return options

@@ -13,7 +13,29 @@ from shapecheck.errors import ShapecheckError
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineErrors(click.Group):
+    """Usage errors as one line on stderr, exit code 2, like every other error (click would add a usage block)."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:   # bare `shapecheck`: the help, as click gives it
+            click.echo(exc.format_message(), err=True)
+            sys.exit(EXIT_USAGE)
+        except click.UsageError as exc:
+            command = f" {exc.ctx.command.name}" if exc.ctx is not None and exc.ctx.command is not self else ""
+            click.echo(f"shapecheck{command}: error: {exc.format_message()} (see shapecheck{command} --help)", err=True)
+            sys.exit(EXIT_USAGE)
+        except click.ClickException as exc:
+            click.echo(f"shapecheck: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.exit(EXIT_USAGE)
+        sys.exit(code if isinstance(code, int) else EXIT_CLEAN)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="shapecheck")
 def main():
     """Find shape, loss and label mismatches in deep-learning models before training."""
@@ -36,11 +58,14 @@ def main():
               show_default=True)
 @click.option("--from-logits/--no-from-logits", "from_logits", default=None,
               help="Keras losses: override the `from_logits` of the loss (default: the compile config's, else off).")
-@click.option("--trust", is_flag=True, help="Load .keras files whose Lambda layers hold Python code.")
+@click.option("--trust", is_flag=True, help="Run code that model files hold: Keras Lambda layers, pickled PyTorch "
+              "modules (.pt/.pth). Only for files you trust.")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Stop a trace that runs longer and say where it was (default 60; 0: no limit).")
 @click.option("--select", multiple=True, metavar="CODE", help="Only these rules (code prefixes, e.g. SC1).")
 @click.option("--ignore", multiple=True, metavar="CODE", help="Skip these rules (code prefixes).")
-def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, output_format, from_logits, trust, select,
-                  ignore):
+def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, output_format, from_logits, trust,
+                  timeout, select, ignore):
     """Trace TARGETS and check them against the loss and labels.
 
     TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
@@ -52,7 +77,8 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     from shapecheck import api, config, render
 
     cli = {"inputs": list(inputs), "input_file": input_file, "loss": loss, "labels": labels_spec, "labels_file": labels_file,
-           "from_logits": from_logits, "select": _codes(select), "ignore": _codes(ignore), "trust": trust}
+           "from_logits": from_logits, "select": _codes(select), "ignore": _codes(ignore), "trust": trust,
+           "timeout": timeout}
     planned = _guard(lambda: api.plan(list(targets), cli, config.load()))
     results = _guard(lambda: _check_with_progress(planned))
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
@@ -70,12 +96,15 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
 @click.argument("target")
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]", help="Dummy batch shape (repeatable).")
 @click.option("--input-file", type=click.Path(dir_okay=False), help="Input values the forward reads (.npz, .pt).")
-@click.option("--trust", is_flag=True, help="Load .keras files whose Lambda layers hold Python code.")
-def trace_command(target, inputs, input_file, trust):
+@click.option("--trust", is_flag=True, help="Run code that model files hold (Keras Lambda layers, pickled "
+              "PyTorch modules). Only for files you trust.")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Stop a trace that runs longer and say where it was (default 60; 0: no limit).")
+def trace_command(target, inputs, input_file, trust, timeout):
     """Print TARGET's per-layer shape table, the layer where the forward pass failed marked."""
     from shapecheck import api, config, render
 
-    cli = {"inputs": list(inputs), "input_file": input_file, "trust": trust}
+    cli = {"inputs": list(inputs), "input_file": input_file, "trust": trust, "timeout": timeout}
     [(name, options)] = _guard(lambda: api.plan([target], cli, config.load()))
     [result] = _guard(lambda: _check_with_progress([(name, options)]))
     if result.error:

@@ -4,6 +4,7 @@
     select = ["SC1", "SC2"]
     ignore = ["SC207"]
     severity = { SC208 = "warning" }
+    timeout = 60            # seconds a trace may take before it is stopped (0: no limit)
 
     [[tool.shapecheck.targets]]
     target = "src/models/classifier.py:build_classifier"
@@ -22,11 +23,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shapecheck.deadline import DEFAULT_SECONDS as DEFAULT_TIMEOUT
 from shapecheck.errors import ShapecheckError
 from shapecheck.findings import SEVERITIES
 from shapecheck.targets import is_file_path, split
 
-TOP_KEYS = {"select", "ignore", "severity", "targets"}
+TOP_KEYS = {"select", "ignore", "severity", "targets", "timeout"}
 TARGET_KEYS = {"target", "input", "input-file", "loss", "labels", "labels-file", "from-logits"}
 
 
@@ -48,6 +50,7 @@ class Config:
     ignore: list[str] = field(default_factory=list)
     severity: dict[str, str] = field(default_factory=dict)
     targets: list[TargetConfig] = field(default_factory=list)
+    timeout: float = DEFAULT_TIMEOUT   # seconds a trace may take; 0 for no limit
 
     def targets_in(self, path: str) -> list[TargetConfig]:
         """The configured targets defined in a file (`src/model.py` for `src/model.py:build`) or equal to it."""
@@ -100,6 +103,10 @@ def _parse(section: dict, path: Path, text: str) -> Config:
     if not isinstance(severity, dict) or not all(v in SEVERITIES for v in severity.values()):
         fail("severity", f"must map rule codes to one of {', '.join(SEVERITIES)}")
     config.severity = dict(severity)
+    timeout = section.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
+        fail("timeout", "must be a number of seconds (0 for no limit)")
+    config.timeout = float(timeout)
     targets = section.get("targets", [])
     if not isinstance(targets, list):
         fail("targets", "must be an array of tables ([[tool.shapecheck.targets]])")

@@ -40,21 +40,39 @@ def normalize_dtype(name: str) -> str:
     name = name.strip().lower().removeprefix("torch.")
     name = _DTYPE_ALIASES.get(name, name)
     if name not in DTYPES:
-        raise ShapecheckError(f"unknown dtype `{name}`; expected one of {', '.join(DTYPES)}")
+        import difflib
+
+        near = difflib.get_close_matches(name, [*DTYPES, *_DTYPE_ALIASES], n=1)
+        hint = f"did you mean `{near[0]}`? " if near else ""
+        raise ShapecheckError(f"unknown dtype `{name}`; {hint}expected one of {', '.join(DTYPES)}")
     return name
 
 
-def parse_spec(text: str, default_dtype: str | None = None) -> tuple[tuple[int, ...], str | None]:
-    """Parse `16,3,224,224`, `16x3x224x224` or `8,128:int64` into (shape, dtype)."""
+MAX_DIM = 2**40   # larger than any tensor a machine holds: a typo, not a size
+
+
+def parse_spec(text: str, default_dtype: str | None = None, what: str = "shape") -> tuple[tuple[int, ...], str | None]:
+    """Parse `16,3,224,224`, `16x3x224x224`, `(16, 3)` or `8,128:int64` into (shape, dtype). Every size must be
+    there and be a number: `2,,x` is an error, never read as `[2]`."""
     raw = text.strip()
-    shape_part, _, dtype_part = raw.partition(":")
-    dims = [d for d in re.split(r"[,x×\s]+", shape_part.strip().strip("()[]")) if d]
-    if not dims or not all(d.isdigit() for d in dims):
-        raise ShapecheckError(f"invalid shape `{raw}`: expected sizes like `16,3,224,224` or `8,128:int64`")
-    shape = tuple(int(d) for d in dims)
-    if any(d == 0 for d in shape):
-        raise ShapecheckError(f"invalid shape `{raw}`: sizes must be positive")
-    dtype = normalize_dtype(dtype_part) if dtype_part else default_dtype
+    shape_part, colon, dtype_part = raw.partition(":")
+    body = shape_part.strip()
+    if len(body) >= 2 and (body[0], body[-1]) in (("(", ")"), ("[", "]")):
+        body = body[1:-1].strip()
+    sizes = re.split(r"\s*[,x×]\s*|\s+", body) if body else []
+    bad = next((s for s in sizes if not re.fullmatch(r"[0-9]+", s)), None) if sizes else ""
+    if bad is not None:
+        problem = "a size is missing" if bad == "" else f"`{bad}` is not a size"
+        raise ShapecheckError(f"invalid {what} `{raw}`: {problem}; expected sizes like `16,3,224,224` or `8,128:int64`")
+    shape = tuple(int(s) for s in sizes)
+    if any(d == 0 or d > MAX_DIM for d in shape):
+        raise ShapecheckError(f"invalid {what} `{raw}`: sizes must be between 1 and {MAX_DIM}")
+    if colon and not dtype_part.strip():
+        raise ShapecheckError(f"invalid {what} `{raw}`: no dtype after `:` (e.g. `:int64`)")
+    try:
+        dtype = normalize_dtype(dtype_part) if dtype_part.strip() else default_dtype
+    except ShapecheckError as exc:
+        raise ShapecheckError(f"invalid {what} `{raw}`: {exc}") from None
     return shape, dtype
 
 

@@ -56,8 +56,12 @@ def load(target: str, trust: bool = False) -> LoadedTarget:
     suffix = Path(target).suffix.lower()
     if suffix in TORCH_FILES + KERAS_FILES + ONNX_FILES:
         progress.stage("load")
+        if Path(target).is_dir():
+            raise ShapecheckError(f"`{target}` is a directory, not a model file", kind="load")
         if not Path(target).is_file():
             raise ShapecheckError(f"model file `{target}` does not exist", kind="load")
+        if Path(target).stat().st_size == 0:
+            raise ShapecheckError(f"model file `{target}` is empty", kind="load")
         if suffix in ONNX_FILES:
             adapter = _adapter("onnx")
             return LoadedTarget(target, adapter.load_file(target), adapter)
@@ -65,7 +69,7 @@ def load(target: str, trust: bool = False) -> LoadedTarget:
             adapter = _adapter("keras")
             return LoadedTarget(target, adapter.load_file(target, trust), adapter)
         adapter = _adapter("torch")
-        return LoadedTarget(target, adapter.load_file(target), adapter)
+        return LoadedTarget(target, adapter.load_file(target, trust), adapter)
     raise ShapecheckError(
         f"cannot check `{target}`: expected `path/to/file.py:factory`, `package.module:factory`, "
         f"or a model file ({', '.join(TORCH_FILES + KERAS_FILES + ONNX_FILES)})")
@@ -171,6 +175,7 @@ def _import(where: str):
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.path.insert(0, str(path.resolve().parent))
+        writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True   # no __pycache__ in their tree
         try:
             sys.modules[name] = module
             spec.loader.exec_module(module)
@@ -179,6 +184,7 @@ def _import(where: str):
             raise ShapecheckError(f"importing `{where}` failed: {_describe(exc)}", kind="load") from exc
         finally:
             sys.path.remove(str(path.resolve().parent))
+            sys.dont_write_bytecode = writes_bytecode
         return module
     try:
         return importlib.import_module(where)

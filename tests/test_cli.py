@@ -91,7 +91,10 @@ def test_labels_file_enables_value_rules(tmp_path):
 
 
 @pytest.mark.parametrize("args, fragment", [
-    (["--input", "4,3,a", "--loss", "CrossEntropyLoss"], "invalid shape `4,3,a`"),
+    (["--input", "4,3,a", "--loss", "CrossEntropyLoss"], "invalid --input `4,3,a`: `a` is not a size"),
+    (["--input", "2,,x"], "invalid --input `2,,x`: a size is missing"),
+    (["--input", "4,3", "--labels", "4:"], "invalid --labels `4:`: no dtype after `:`"),
+    (["--input", "4,3:flaot32"], "did you mean `float32`?"),
     (["--input", "4,3,16,16:float99"], "unknown dtype `float99`"),
     (["--input", "4,3,16,16", "--loss", "BCEWithLogitLoss"], "unknown loss `BCEWithLogitLoss`; did you mean `BCEWithLogitsLoss`?"),
     (["--input", "4,3,16,16", "--labels", "4", "--labels-file", "x.npy"], "either --labels or --labels-file"),

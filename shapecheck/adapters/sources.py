@@ -67,3 +67,16 @@ def _paths(filename: str, cwd: str) -> tuple[str, str]:
     """Every op of a forward pass asks for its caller's line: the path arithmetic is done once per file (and
     working directory, which display paths are relative to)."""
     return display_path(filename), os.path.abspath(filename)
+
+
+def running_line(frame) -> str:
+    """Where a running program is, for a message: the innermost line of the user's code (not a library's, not
+    shapecheck's), as `path:line in function`; the innermost line at all when no user code is on the stack."""
+    innermost = frame
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if _kind(filename, ()) == "user":
+            break
+        frame = frame.f_back
+    chosen = frame or innermost
+    return f"{display_path(chosen.f_code.co_filename)}:{chosen.f_lineno} in `{chosen.f_code.co_name}`"

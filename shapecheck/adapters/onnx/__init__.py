@@ -54,6 +54,9 @@ def load_file(path: str):
             model = onnx.load(path, load_external_data=False)
     except Exception as exc:
         raise ShapecheckError(f"cannot load `{path}` as an ONNX model: {type(exc).__name__}: {exc}", kind="load") from exc
+    if not model.graph.node or not model.graph.output:
+        raise ShapecheckError(f"`{path}` holds no ONNX graph (no nodes or no outputs): empty, or not an ONNX file",
+                              kind="load")
     folder = Path(path).resolve().parent
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:

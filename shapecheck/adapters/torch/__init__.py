@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import weakref
 from collections.abc import Mapping
 
@@ -112,16 +113,85 @@ def _initialise(module: nn.Module, names: list[str]):
             getattr(module, name).normal_(0, 0.02)
 
 
-def load_file(path: str) -> nn.Module:
-    """A `torch.export` program (`.pt2`) or a TorchScript archive."""
-    try:
+def load_file(path: str, trust: bool = False) -> nn.Module:
+    """A `torch.export` program (`.pt2`), a TorchScript archive, or (with `trust`) a pickled module. Nothing in a
+    file runs unless the user trusts it: pickles are read with `weights_only`, which executes no code."""
+    with quiet_loading():
         if path.endswith(".pt2"):
-            return torch.export.load(path).module()
-        return torch.jit.load(path, map_location="cpu")
+            return _load_or_explain(path, "a torch.export program", lambda: torch.export.load(path).module())
+        if _is_torchscript(path):
+            return _load_or_explain(path, "a TorchScript archive", lambda: torch.jit.load(path, map_location="cpu"))
+        return _load_pickle(path, trust)
+
+
+def _load_or_explain(path: str, kind: str, load):
+    try:
+        return load()
     except Exception as exc:
-        kind = "torch.export program" if path.endswith(".pt2") else "TorchScript archive"
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ShapecheckError(f"cannot load `{path}` as a {kind}: {first.strip()}", kind="load") from exc
+        raise ShapecheckError(f"cannot load `{path}` as {kind}: {_first_line(exc)}", kind="load") from exc
+
+
+def _is_torchscript(path: str) -> bool:
+    """TorchScript archives are zip files holding compiled code (`code/`) and `constants.pkl`; `torch.save` files
+    hold only `data.pkl` and tensors."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def _load_pickle(path: str, trust: bool) -> nn.Module:
+    """`torch.save` output: read with `weights_only` (no code runs); a pickled module needs --trust."""
+    import pickle
+
+    try:
+        value = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if found is None:   # not a pickle at all: say what the unpickler met, not PyTorch's advice to unpickle fully
+            cause = re.search(r"Unpickler error:\s*(\S.*)", str(exc))
+            reason = f"not a PyTorch file (unpickling met: {cause.group(1).strip()})" if cause else _first_line(exc)
+            raise ShapecheckError(f"cannot load `{path}`: {reason}", kind="load") from exc
+        if not trust:
+            raise ShapecheckError(f"`{path}` holds a pickled `{found.group(1)}`: loading it runs code from the file; "
+                                  "pass --trust to load it if you trust the file", kind="load") from exc
+        value = _load_or_explain(path, "a pickled model",
+                                 lambda: torch.load(path, map_location="cpu", weights_only=False))
+    except Exception as exc:
+        raise ShapecheckError(f"cannot load `{path}` as a PyTorch file: {_first_line(exc)}", kind="load") from exc
+    if isinstance(value, nn.Module):
+        return value
+    if isinstance(value, Mapping) and any(isinstance(v, torch.Tensor) for v in value.values()):
+        count = sum(isinstance(v, torch.Tensor) for v in value.values())
+        raise ShapecheckError(f"`{path}` holds weights (a state dict of {count} tensors), not a model: check the "
+                              "factory that builds the model instead (`path/to/file.py:build`)", kind="load")
+    raise ShapecheckError(f"`{path}` holds a {type(value).__name__}, not a model", kind="load")
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """PyTorch's loaders log tracebacks and deprecation warnings on their own; shapecheck reports what matters in
+    one line, so neither reaches the terminal while a file loads."""
+    import logging
+    import warnings
+
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence of the first line: PyTorch's messages go on with advice that does not apply here."""
+    line = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return line.split(". ")[0].rstrip(".")
 
 
 def _has_lazy_modules(model: nn.Module) -> bool:
