@@ -126,7 +126,11 @@ def suggest_loss(name: str) -> str | None:
 
     names = {_key(n): n for n in (*TORCH_LOSSES, *KERAS_LOSSES)}
     match = difflib.get_close_matches(_key(_clean(name)), list(names), n=1, cutoff=0.85)
-    return names[match[0]] if match else None
+    if not match:   # a typo in the `Loss` suffix itself (`MSELos`): compare whole names
+        whole = {n.lower(): n for n in (*TORCH_LOSSES, *KERAS_LOSSES)}
+        found = difflib.get_close_matches(name.lower(), list(whole), n=1, cutoff=0.85)
+        return whole[found[0]] if found else None
+    return names[match[0]]
 
 
 def known_loss(name: str) -> bool:

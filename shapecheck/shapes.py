@@ -44,7 +44,8 @@ def normalize_dtype(name: str) -> str:
 
         near = difflib.get_close_matches(name, [*DTYPES, *_DTYPE_ALIASES], n=1)
         hint = f"did you mean `{near[0]}`? " if near else ""
-        raise ShapecheckError(f"unknown dtype `{name}`; {hint}expected one of {', '.join(DTYPES)}")
+        shown = name if name.isprintable() else name.encode("unicode_escape").decode()
+        raise ShapecheckError(f"unknown dtype `{shown}`; {hint}expected one of {', '.join(DTYPES)}")
     return name
 
 
@@ -55,6 +56,7 @@ def parse_spec(text: str, default_dtype: str | None = None, what: str = "shape")
     """Parse `16,3,224,224`, `16x3x224x224`, `(16, 3)` or `8,128:int64` into (shape, dtype). Every size must be
     there and be a number: `2,,x` is an error, never read as `[2]`."""
     raw = text.strip()
+    shown = raw if raw.isprintable() else raw.encode("unicode_escape").decode()   # one line, whatever was typed
     shape_part, colon, dtype_part = raw.partition(":")
     body = shape_part.strip()
     if len(body) >= 2 and (body[0], body[-1]) in (("(", ")"), ("[", "]")):
@@ -63,16 +65,16 @@ def parse_spec(text: str, default_dtype: str | None = None, what: str = "shape")
     bad = next((s for s in sizes if not re.fullmatch(r"[0-9]+", s)), None) if sizes else ""
     if bad is not None:
         problem = "a size is missing" if bad == "" else f"`{bad}` is not a size"
-        raise ShapecheckError(f"invalid {what} `{raw}`: {problem}; expected sizes like `16,3,224,224` or `8,128:int64`")
+        raise ShapecheckError(f"invalid {what} `{shown}`: {problem}; expected sizes like `16,3,224,224` or `8,128:int64`")
     shape = tuple(int(s) for s in sizes)
     if any(d == 0 or d > MAX_DIM for d in shape):
-        raise ShapecheckError(f"invalid {what} `{raw}`: sizes must be between 1 and {MAX_DIM}")
+        raise ShapecheckError(f"invalid {what} `{shown}`: sizes must be between 1 and {MAX_DIM}")
     if colon and not dtype_part.strip():
-        raise ShapecheckError(f"invalid {what} `{raw}`: no dtype after `:` (e.g. `:int64`)")
+        raise ShapecheckError(f"invalid {what} `{shown}`: no dtype after `:` (e.g. `:int64`)")
     try:
         dtype = normalize_dtype(dtype_part) if dtype_part.strip() else default_dtype
     except ShapecheckError as exc:
-        raise ShapecheckError(f"invalid {what} `{raw}`: {exc}") from None
+        raise ShapecheckError(f"invalid {what} `{shown}`: {exc}") from None
     return shape, dtype
 
 

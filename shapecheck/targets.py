@@ -64,15 +64,26 @@ def load(target: str, trust: bool = False) -> LoadedTarget:
             raise ShapecheckError(f"model file `{target}` is empty", kind="load")
         if suffix in ONNX_FILES:
             adapter = _adapter("onnx")
-            return LoadedTarget(target, adapter.load_file(target), adapter)
+            return LoadedTarget(target, _read(target, adapter.load_file), adapter)
         if suffix in KERAS_FILES:
             adapter = _adapter("keras")
-            return LoadedTarget(target, adapter.load_file(target, trust), adapter)
+            return LoadedTarget(target, _read(target, adapter.load_file, trust), adapter)
         adapter = _adapter("torch")
-        return LoadedTarget(target, adapter.load_file(target, trust), adapter)
+        return LoadedTarget(target, _read(target, adapter.load_file, trust), adapter)
     raise ShapecheckError(
         f"cannot check `{target}`: expected `path/to/file.py:factory`, `package.module:factory`, "
         f"or a model file ({', '.join(TORCH_FILES + KERAS_FILES + ONNX_FILES)})")
+
+
+def _read(path: str, load_file, *args):
+    """A model file through its adapter's loader; a damaged file that a framework fails on in a way the adapter
+    did not foresee is still one line about the file."""
+    try:
+        return load_file(path, *args)
+    except ShapecheckError:
+        raise
+    except Exception as exc:
+        raise ShapecheckError(f"cannot load `{path}`: {_describe(exc)}", kind="load") from exc
 
 
 def _is_drive(text: str) -> bool:

@@ -139,7 +139,7 @@ def _is_torchscript(path: str) -> bool:
     try:
         with zipfile.ZipFile(path) as archive:
             return any(name.endswith("/constants.pkl") or "/code/" in name for name in archive.namelist())
-    except (zipfile.BadZipFile, OSError):
+    except Exception:   # not a readable zip (damaged names included): torch.load says what it is
         return False
 
 
