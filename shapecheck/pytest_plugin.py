@@ -24,14 +24,16 @@ class Planned:
 def pytest_configure(config):
     config.addinivalue_line("markers", "shapecheck: a model target checked by shapecheck (pytest --shapecheck)")
     if config.getoption("shapecheck"):
-        config.stash[PLANNED] = _plan(config.rootpath)
+        config.stash[PLANNED] = _plan(config.rootpath, config.getoption("shapecheck_trust"))
 
 
-def _plan(rootpath: Path) -> Planned:
-    """Read the configured targets up front: a bad configuration is a usage error, not a failing item."""
+def _plan(rootpath: Path, trust: bool) -> Planned:
+    """Read the configured targets up front: a bad configuration is a usage error, not a failing item. Model
+    files that hold code (pickled modules, Keras Lambda layers) load only with --shapecheck-trust, as with the CLI's
+    --trust: the configuration alone, which a pull request can change, cannot allow them."""
     try:
         project = config_mod.load(config_mod.find_pyproject(rootpath))
-        return Planned(project.path, api.plan([], {}, project))
+        return Planned(project.path, api.plan([], {"trust": trust}, project))
     except ShapecheckError as exc:
         raise pytest.UsageError(f"shapecheck: {exc}") from exc
 
@@ -39,6 +41,8 @@ def _plan(rootpath: Path) -> Planned:
 def pytest_addoption(parser):
     group = parser.getgroup("shapecheck", "shape-mismatch checks of deep-learning models")
     group.addoption("--shapecheck", action="store_true", help="check the targets in [tool.shapecheck] as test items")
+    group.addoption("--shapecheck-trust", action="store_true",
+                    help="load model files that hold code (pickled PyTorch modules, Keras Lambda layers)")
 
 
 class ShapecheckFailure(Exception):

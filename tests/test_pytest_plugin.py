@@ -108,3 +108,20 @@ def test_bad_configuration_is_a_usage_error(pytester):
     outcome = pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider")
     assert outcome.ret == 4
     outcome.stderr.fnmatch_lines(["*pyproject.toml:2: `selct` is not a shapecheck setting*"])
+
+
+def test_a_configured_pickled_module_loads_only_with_shapecheck_trust(pytester):
+    import torch
+    from torch import nn
+
+    torch.save(nn.Sequential(nn.Linear(4, 2)), pytester.path / "model.pt")
+    pytester.makepyprojecttoml(textwrap.dedent("""
+        [[tool.shapecheck.targets]]
+        target = "model.pt"
+        input = [2, 4]
+    """))
+    refused = pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider")
+    refused.assert_outcomes(failed=1)
+    refused.stdout.fnmatch_lines(["*holds a pickled `torch.nn.modules.container.Sequential`*--trust*"])
+    trusted = pytester.runpytest_subprocess("--shapecheck", "--shapecheck-trust", "-p", "no:cacheprovider")
+    trusted.assert_outcomes(passed=1)
