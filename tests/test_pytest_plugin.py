@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 
 MODEL = textwrap.dedent("""
@@ -111,10 +113,9 @@ def test_bad_configuration_is_a_usage_error(pytester):
 
 
 def test_a_configured_pickled_module_loads_only_with_shapecheck_trust(pytester):
-    import torch
-    from torch import nn
-
-    torch.save(nn.Sequential(nn.Linear(4, 2)), pytester.path / "model.pt")
+    # saved by another process: pytester drops modules a test imports, and torch cannot be imported twice
+    subprocess.run([sys.executable, "-c", "import sys, torch; torch.save(torch.nn.Sequential(torch.nn.Linear(4, 2)), "
+                    "sys.argv[1])", str(pytester.path / "model.pt")], check=True)
     pytester.makepyprojecttoml(textwrap.dedent("""
         [[tool.shapecheck.targets]]
         target = "model.pt"
@@ -122,6 +123,6 @@ def test_a_configured_pickled_module_loads_only_with_shapecheck_trust(pytester):
     """))
     refused = pytester.runpytest_subprocess("--shapecheck", "-p", "no:cacheprovider")
     refused.assert_outcomes(failed=1)
-    refused.stdout.fnmatch_lines(["*holds a pickled `torch.nn.modules.container.Sequential`*--trust*"])
+    refused.stdout.fnmatch_lines(["*holds a pickled `torch.nn.modules.container.Sequential`*--shapecheck-trust*"])
     trusted = pytester.runpytest_subprocess("--shapecheck", "--shapecheck-trust", "-p", "no:cacheprovider")
     trusted.assert_outcomes(passed=1)

@@ -87,7 +87,7 @@ def load_file(path: str, trust: bool = False):
         text = " ".join(str(exc).split())
         if "safe_mode" in text or "Lambda" in text and "unsafe" in text.lower():
             raise ShapecheckError(f"`{path}` holds a Lambda layer whose Python code would run on loading; "
-                                  "pass --trust to load it if you trust the file", kind="load") from exc
+                                  "if you trust the file, pass --trust (pytest: --shapecheck-trust)", kind="load") from exc
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise ShapecheckError(f"cannot load `{path}` as a Keras model: {first}", kind="load") from exc
 

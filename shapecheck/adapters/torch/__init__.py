@@ -157,7 +157,7 @@ def _load_pickle(path: str, trust: bool) -> nn.Module:
             raise ShapecheckError(f"cannot load `{path}`: {reason}", kind="load") from exc
         if not trust:
             raise ShapecheckError(f"`{path}` holds a pickled `{found.group(1)}`: loading it runs code from the file; "
-                                  "pass --trust to load it if you trust the file", kind="load") from exc
+                                  "if you trust the file, pass --trust (pytest: --shapecheck-trust)", kind="load") from exc
         value = _load_or_explain(path, "a pickled model",
                                  lambda: torch.load(path, map_location="cpu", weights_only=False))
     except Exception as exc:
