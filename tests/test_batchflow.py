@@ -86,6 +86,11 @@ def test_ops_that_keep_samples_apart_are_proven(name):
     assert probe is None
 
 
+def test_a_reshape_to_the_shape_of_another_sample_tensor_is_left_to_the_probe():
+    unproven, _ = verdict(Apply(lambda x: x.view_as(x * 2)), (4, 8))
+    assert unproven is not None and unproven.name == "view_as"
+
+
 def test_a_proven_model_skips_the_probe(monkeypatch):
     calls = []
     monkeypatch.setattr(torch_adapter, "probe_batch_mixing", lambda *a, **k: calls.append(a) or (None, ""))

@@ -21,6 +21,7 @@ from shapecheck.adapters.torch.loss import check_loss  # noqa: E402, F401 (the a
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS, probe_batch_mixing  # noqa: E402
 from shapecheck.adapters.torch.tracer import TORCH_DIR, model_device, run_once  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402
+from shapecheck.oracle import first_line  # noqa: E402
 from shapecheck.shapes import TensorMeta  # noqa: E402
 from shapecheck.trace import Trace  # noqa: E402
 
@@ -190,8 +191,7 @@ def quiet_loading():
 
 def _first_line(exc: BaseException) -> str:
     """The first sentence of the first line: PyTorch's messages go on with advice that does not apply here."""
-    line = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return line.split(". ")[0].rstrip(".")
+    return first_line(exc).split(". ")[0].rstrip(".")
 
 
 def _has_lazy_modules(model: nn.Module) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from shapecheck.shapes import batch_axis
 from shapecheck.trace import Op, Trace
 
 ALL_AXES = None   # an op that couples every axis of an input
@@ -99,12 +100,9 @@ def unproven_op(primary: Trace, alternate: Trace | None, batch: int) -> Op | Non
 
 def samples_of(at_batch: tuple, at_next: tuple, batch: int) -> Samples | None:
     """The axis holding the samples: the only one that grows with the batch, by a whole number of rows each."""
-    if len(at_batch) != len(at_next):
+    axis = batch_axis(at_batch, at_next)
+    if axis is None:
         return None
-    grown = [axis for axis, (a, b) in enumerate(zip(at_batch, at_next)) if a != b]
-    if len(grown) != 1:
-        return None
-    axis = grown[0]
     rows, remainder = divmod(at_batch[axis], batch)
     if remainder or rows < 1 or at_next[axis] != (batch + 1) * rows:
         return None
@@ -113,9 +111,8 @@ def samples_of(at_batch: tuple, at_next: tuple, batch: int) -> Samples | None:
 
 def _keeps_samples_apart(op: Op, holding: list, outputs: list[Samples]) -> bool:
     name = _out_of_place(op.name)
-    if name in _RESHAPES:
-        (_, shape, samples), = holding if len(holding) == 1 else (None,)
-        return shape is not None and _same_runs(shape, samples, op.outputs[0].shape, outputs[0])
+    if name in _RESHAPES:   # `view_as(other)` with samples in both: left to the probe
+        return len(holding) == 1 and _same_runs(holding[0][1], holding[0][2], op.outputs[0].shape, outputs[0])
     rows = {s.per_sample for s in outputs} | {samples.per_sample for _, _, samples in holding}
     if len(rows) != 1:   # folded differently in and out: a reshape in disguise
         return False
