@@ -18,6 +18,7 @@ from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, known_lo
 from shapecheck.recipes import Recipes, ReExport
 from shapecheck.shapes import TensorMeta, parse_spec
 from shapecheck.suppress import is_suppressed
+from shapecheck.verify import verify
 
 DEFAULT_BATCH = 8   # the batch for a model that declares its input shape when neither --input nor labels say one
 
@@ -37,6 +38,7 @@ class Options:
     trust: bool = False
     severity: dict[str, str] = field(default_factory=dict)   # per-rule severity overrides from the config
     timeout: float | None = DEFAULT_TIMEOUT                 # seconds a trace may take (None or 0: no limit)
+    verify_fixes: bool = True                               # prove recipes by re-checking and one training step
 
     @classmethod
     def parse(cls, inputs=(), loss=None, labels=None, labels_file=None, from_logits=None, select=None,
@@ -108,7 +110,24 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
         result.error = {"kind": "timeout", "message": f"the forward pass did not finish within {stopped.seconds:g} s "
                         f"(stopped at {stopped.where}); if it is only slow, raise --timeout"}
         return result
-    return diagnose(result, loaded.adapter, options)
+    diagnose(result, loaded.adapter, options)
+    if options.verify_fixes:
+        try:
+            with deadline(options.timeout):
+                example = None if options.inputs else options.example or loaded.example
+                verify(result, loaded, example, lambda *args: _recheck(*args, options=options))
+        except TraceTimeout:
+            result.trace.notes.append("verifying the fix recipes took longer than --timeout; they are unverified")
+    return result
+
+
+def _recheck(loaded: targets.LoadedTarget, labels: LabelInfo | None, loss: LossContract | None, trace,
+             options: Options):
+    """Trace (unless the model is unchanged: `trace` is given) and check as the first run did."""
+    result = Result(target=loaded.target, loss=loss, labels=labels)
+    result.trace = trace or _trace(loaded, options, labels)
+    diagnose(result, loaded.adapter, options)
+    return result.trace, result.findings
 
 
 def diagnose(result: Result, adapter, options: Options) -> Result:

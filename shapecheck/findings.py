@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from shapecheck.edits import Edit
 from shapecheck.trace import Location
 
 CATEGORIES = (
@@ -13,13 +14,33 @@ CATEGORIES = (
 SEVERITIES = ("error", "warning", "info")
 
 
+class Snippet(str):
+    """Recipe code that knows its edit: what `Fix` shows and what verification applies come from one call."""
+
+    edits: tuple[Edit, ...] = ()
+
+    def __new__(cls, text: str, edits: tuple[Edit, ...] = ()):
+        snippet = super().__new__(cls, text)
+        snippet.edits = edits
+        return snippet
+
+
 @dataclass(frozen=True)
 class Fix:
     title: str
     code: str = ""
+    edits: tuple[Edit, ...] = ()     # what the recipe changes, as data; () when it is advice only
+    joins: bool = False              # applies together with the fix before it ("Then match the labels ...")
+    verified: bool | None = None     # None: not tried; True: re-checked clean (and trained) with it applied
+    evidence: str = ""               # how it was verified, or why it failed
+
+    def __post_init__(self):
+        if not self.edits and isinstance(self.code, Snippet):
+            object.__setattr__(self, "edits", self.code.edits)
 
     def to_json(self) -> dict:
-        return {"title": self.title, "code": self.code}
+        return {"title": self.title, "code": str(self.code), "verified": bool(self.verified),
+                "evidence": self.evidence or None, "edits": [edit.to_json() for edit in self.edits]}
 
     def __str__(self) -> str:
         return f"{self.title}: `{self.code}`" if self.code else self.title

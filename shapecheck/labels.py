@@ -92,6 +92,14 @@ def from_array(array, source: str) -> LabelInfo:
                      _stats(array) if array.size else None, array=array)
 
 
+def without_value(labels: LabelInfo, value: float) -> LabelInfo:
+    """The labels a loss reads when it skips `value` (`ignore_index`): statistics of the other values."""
+    if labels.array is None:
+        return labels
+    kept = labels.array[labels.array != value]
+    return LabelInfo(labels.meta, labels.source, _stats(kept) if kept.size else None, array=labels.array)
+
+
 def for_first_output(labels: LabelInfo, outputs: list[TensorMeta]) -> LabelInfo | None:
     """Labels for a model with several outputs, as the loss of its first output sees them.
 

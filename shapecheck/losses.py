@@ -20,6 +20,10 @@ class LossContract:
     lenient: bool = False    # Keras: a trailing axis of 1 is squeezed away and label dtypes are cast
     from_logits: bool | None = None       # Keras losses: the `from_logits` the contract was built for
     source: str = "--loss"   # where the loss came from, for the output
+    options: tuple = ()      # keyword arguments the loss is built with, as (name, value) pairs: ignore_index=255
+
+    def option(self, name: str, default=None):
+        return dict(self.options).get(name, default)
 
     @property
     def wants_class_indices(self) -> bool:

@@ -1,17 +1,119 @@
 """Fix recipes: the code a finding suggests, written in the user's framework.
 
 Rules decide *what* to change; a `Recipes` subclass per framework decides how that reads in code. The base class
-is the contract every framework implements.
+is the contract every framework implements. Each recipe that changes something the verifier can apply also carries
+that change as data (`shapecheck.edits`): `_EDITS` below turns a recipe call into its edits, whatever the framework,
+so the text shown and the change verified come from the same call.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+
+from shapecheck.edits import Edit, labels_edit, parse_label_chain
+from shapecheck.findings import Snippet
 from shapecheck.trace import Layer
+
+
+def _loss_use(name: str, from_logits: bool | None = None, options: tuple = ()) -> tuple[Edit, ...]:
+    return (Edit("loss", "use", (name, from_logits, options)),)
+
+
+def _keyword_arguments(text: str) -> tuple | None:
+    """`ignore_index=225` as (("ignore_index", 225),); None when it is not plain literals."""
+    import ast
+
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        return tuple((k.arg, ast.literal_eval(k.value)) for k in call.keywords) if not call.args else None
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _switch(torch_name, keras_name, from_logits=None):
+    """A loss switch that reads as `torch_name` in PyTorch and `keras_name(from_logits=...)` in Keras."""
+    return lambda self, *args: (
+        _loss_use(keras_name(*args) if callable(keras_name) else keras_name, from_logits(*args) if callable(
+            from_logits) else from_logits) if self.framework == "keras"
+        else _loss_use(torch_name(*args) if callable(torch_name) else torch_name))
+
+
+def _resize(key):
+    return lambda self, layer, size, *rest: (Edit("layer", "resize", ((key, size),), layer.name),)
+
+
+# recipe name -> its edits, computed from the recipe's own arguments
+_EDITS = {
+    "replace_head": _resize("out"),
+    "replace_linear_input": _resize("in"),
+    "replace_conv_input": _resize("in"),
+    "replace_norm": _resize("in"),
+    "recurrent_input_size": _resize("in"),
+    "recurrent_batch_first": lambda self, layer: (Edit("layer", "set", (("batch_first", True),), layer.name),),
+    "add_classifier": lambda self, features, outputs, activation=None: (
+        Edit("model", "add_classifier", (features, outputs, activation)),),
+    "pool_before": lambda self, layer: (Edit("layer", "pool_before", (), layer.name),),
+    "pool_after": lambda self, layer: (Edit("layer", "pool_after", (), layer.name),),
+    "flatten_before": lambda self, layer, in_features: (Edit("layer", "flatten_before", (in_features,), layer.name),),
+    "permute_output": lambda self, order: (Edit("output", "permute", (tuple(order),)),),
+    "move_class_axis": lambda self, rank: (Edit("output", "permute", ((0, rank - 1, *range(1, rank - 1)),)),)
+    if self.framework == "torch" else (),
+    "resize_output": lambda self: (Edit("output", "resize_to_labels"),),
+    "end_with": lambda self, activation, axis=None: (Edit("output", "activation", (activation, axis)),),
+    "channels_first": lambda self, rank: (Edit("input", "permute", ((0, rank - 1, *range(1, rank - 1)),)),),
+    "channels_last": lambda self, rank: (Edit("input", "permute", ((0, *range(2, rank), 1),)),),
+    "swap_axes": lambda self, first, second: (Edit("input", "swap", (first, second)),),
+    "repeat_channels": lambda self, channels: (Edit("input", "repeat_channels", (channels,)),),
+    "gray_to_rgb": lambda self, channels: (Edit("input", "repeat_channels", (channels,)),),
+    "cast_input": lambda self, dtype: (Edit("input", "cast", (dtype,)),),
+    "pad_spatial": lambda self, padding: (Edit("input", "pad", (tuple(padding),)),),
+    "flatten_per_sample": lambda self: (Edit("layer", "flatten_per_sample"),),
+    "labels": lambda self, expression: parse_label_chain(expression),
+    "squeeze": lambda self, axis: labels_edit(("squeeze", axis)),
+    "unsqueeze": lambda self, axis: labels_edit(("unsqueeze", axis)),
+    "to_dtype": lambda self, dtype: labels_edit(("cast", dtype)),
+    "argmax": lambda self, axis: labels_edit(("argmax", axis)),
+    "remap_labels": lambda self: labels_edit(("remap",)),
+    "positive_mask": lambda self, dtype: labels_edit(("positive", dtype)),
+    "unscale_ids": lambda self, scale: labels_edit(("unscale", scale)),
+    "one_hot": lambda self, ids, classes: labels_edit(("one_hot", classes)) if ids == "labels" else (),
+    "loss": lambda self, name, argument="": (
+        _loss_use(name, None, _keyword_arguments(argument)) if _keyword_arguments(argument) is not None else ()),
+    "logits_loss": _switch(lambda loss: "BCEWithLogitsLoss" if loss.family == "binary" else "CrossEntropyLoss",
+                           lambda loss: loss.name, True),
+    "probability_loss": _switch(lambda loss: "BCELoss" if loss.family == "binary" else "NLLLoss",
+                                lambda loss: loss.name, False),
+    "binary_loss": _switch(lambda logits: "BCEWithLogitsLoss" if logits else "BCELoss", "binary_crossentropy",
+                           lambda logits: logits),
+    "class_index_loss": _switch("CrossEntropyLoss", "sparse_categorical_crossentropy",
+                                lambda loss: bool(loss.from_logits)),
+    "one_hot_loss": _switch("CrossEntropyLoss", "categorical_crossentropy", lambda loss: loss.from_logits),
+}
+
+
+def _with_edits(name: str, method):
+    signature = inspect.signature(method)
+
+    @functools.wraps(method)
+    def recipe(self, *args, **kwargs):
+        text = method(self, *args, **kwargs)
+        if not isinstance(text, str):
+            return text
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        return Snippet(text, _EDITS[name](*bound.args))
+    recipe.edits_of = name
+    return recipe
 
 
 class Recipes:
     framework = "generic"
     model_var = "model"
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        _attach_edits(cls)
 
     def path(self, layer_name: str) -> str:
         """The expression that reaches a layer from the model object."""
@@ -198,6 +300,17 @@ class Recipes:
 
     def adaptive_pool(self, height: int, width: int) -> str:
         raise NotImplementedError
+
+
+def _attach_edits(cls):
+    """Wrap every recipe `cls` resolves (its own, a mixin's such as `NumpyLabels`) that is not wrapped yet."""
+    for name in _EDITS:
+        method = getattr(cls, name, None)
+        if method is not None and not hasattr(method, "edits_of"):
+            setattr(cls, name, _with_edits(name, method))
+
+
+_attach_edits(Recipes)
 
 
 class NumpyLabels:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from shapecheck import labels as labels_mod
+from shapecheck.edits import Edit
 from shapecheck.findings import Fix
 from shapecheck.rules import Context
 from shapecheck.shapes import TensorMeta, fmt
@@ -114,6 +116,13 @@ def op_site(ctx: Context, op: Op) -> tuple[str, Layer | None]:
     return f"`{op.name}` in `{owner}.forward`", None
 
 
+def op_edit(ctx: Context, op: Op, change: str, *args) -> tuple[Edit, ...]:
+    """An edit of one recorded op: `drop_op` (it returns its input), `swap_op` (another function), `op_dim`
+    (another axis). The op is named by its function and how many calls of it came before in the forward."""
+    ordinal = sum(1 for other in ctx.trace.ops[:op.index] if other.name == op.name)
+    return (Edit("layer", change, (op.name, ordinal, *args), op.layer),)
+
+
 def index_labels_match(ctx: Context) -> bool:
     """The labels have the class-index shape for this output (Keras also takes a trailing axis of 1)."""
     expected = index_target_shape(ctx)
@@ -127,7 +136,9 @@ def class_ids(ctx: Context):
         return None
     if ctx.output is not None and not index_labels_match(ctx):
         return None
-    return labels.stats if labels.stats.integral else None
+    skipped = ctx.loss.option("ignore_index")
+    stats = labels.stats if skipped is None else labels_mod.without_value(labels, skipped).stats
+    return stats if stats is not None and stats.integral else None
 
 
 def values_text(stats) -> str:

@@ -63,7 +63,7 @@ class HeadWidthMismatch(Rule):
         lab = ctx.labels.shape
         if len(lab) == len(ctx.output.shape) - 1 and not ctx.loss.lenient:
             cast = ".float()" if is_int(ctx.labels.dtype) else ""
-            fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels(f"{cast}.unsqueeze(1)")))
+            fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels(f"{cast}.unsqueeze(1)"), joins=True))
         if ctx.loss.family == "regression" and width == 1:   # the labels may be the part that lost its columns
             axis = class_axis(ctx) % len(ctx.output.shape)
             wanted = (*lab[:axis], outputs, *lab[axis + (len(lab) == len(ctx.output.shape)):])

@@ -32,6 +32,6 @@ def _multi_label_fixes(ctx) -> list[Fix]:
         sigmoid = (f'layers.Activation("sigmoid", name="{softmax_layer.name}")' if softmax_layer.kind == "activation"
                    else ctx.recipes.replace_head(softmax_layer, classes, "sigmoid"))
         return [Fix("Give every class its own sigmoid instead of the softmax", sigmoid),
-                Fix("and train with binary cross-entropy on the 0/1 rows", ctx.recipes.binary_loss(from_logits=False))]
+                Fix("and train with binary cross-entropy on the 0/1 rows", ctx.recipes.binary_loss(from_logits=False), joins=True)]
     return [Fix("Remove the softmax from the model and train multi-label with a sigmoid per class",
                 ctx.recipes.loss("BCEWithLogitsLoss"))]

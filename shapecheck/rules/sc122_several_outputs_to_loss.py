@@ -24,6 +24,6 @@ class SeveralOutputsToLoss(Rule):
         aux = next((path for path in others if "aux" in path.lower()), None)
         if aux is not None:
             fixes.append(Fix("and add the auxiliary head's loss, weighted, as the model's paper does",
-                             f"loss = criterion({pick}, labels) + 0.4 * criterion(out.{aux.lstrip('.')}, labels)"))
+                             f"loss = criterion({pick}, labels) + 0.4 * criterion(out.{aux.lstrip('.')}, labels)", joins=True))
             fixes.append(Fix("Or build the model without the auxiliary head (torchvision: `aux_logits=False`)"))
         yield self.finding(message, None, fixes)

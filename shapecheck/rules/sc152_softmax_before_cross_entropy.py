@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import final_activation, op_site
+from shapecheck.rules.common import final_activation, op_edit, op_site
 
 
 class SoftmaxBeforeCrossEntropy(Rule):
@@ -19,7 +19,8 @@ class SoftmaxBeforeCrossEntropy(Rule):
         where, layer = op_site(ctx, op)
         message = (f"{where} applies a {op.name} before `{loss.label}`, which expects raw logits: the loss works on "
                    "probabilities squashed into [0, 1], gradients vanish and training plateaus")
-        fixes = [Fix(f"Return raw logits from the model (remove the {op.name}; apply it only at inference)")]
+        fixes = [Fix(f"Return raw logits from the model (remove the {op.name}; apply it only at inference)",
+                     edits=op_edit(ctx, op, "drop_op"))]
         if op.name == "sigmoid":
             fixes.append(Fix("Or, for multi-label targets (several classes per sample), keep the sigmoid with a binary "
                              "cross-entropy on 0/1 vectors", ctx.recipes.binary_loss(from_logits=False)))
@@ -27,8 +28,9 @@ class SoftmaxBeforeCrossEntropy(Rule):
             fixes.append(Fix("Or keep the graph: take the log of its probabilities and use `NLLLoss`",
                              "loss = nn.NLLLoss()(torch.log(probs.clamp_min(1e-12)), labels)"))
         elif ctx.trace.framework == "torch":
-            fixes.append(Fix("Or make it a `log_softmax` and use the loss on log-probabilities",
-                             ctx.recipes.probability_loss(loss)))
+            recipe = ctx.recipes.probability_loss(loss)
+            fixes.append(Fix("Or make it a `log_softmax` and use the loss on log-probabilities", recipe,
+                             edits=op_edit(ctx, op, "swap_op", "log_softmax") + recipe.edits))
         else:
             fixes.append(Fix("Or keep it and use the loss on probabilities", ctx.recipes.probability_loss(loss)))
         yield self.finding(message, layer or op.layer or None, fixes, location=(layer.source if layer else op.source))

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import final_activation, op_site, ref
+from shapecheck.rules.common import final_activation, op_edit, op_site, ref
 
 
 class NllWithoutLogSoftmax(Rule):
@@ -28,7 +28,15 @@ class NllWithoutLogSoftmax(Rule):
             produced = f"a {op.name} output" if op is not None else "raw logits"
             message = f"`{ctx.loss.name}` expects log-probabilities, but the output{source} is {produced} (no log_softmax)"
             location = layer.source if layer else None
-        fixes = [Fix("End the model with log_softmax over the classes", ctx.recipes.end_with("log_softmax"))]
-        if ctx.loss.wants_class_indices:
-            fixes.append(Fix("Or return raw logits and use", ctx.recipes.loss("CrossEntropyLoss")))
+        if op is not None and op.name == "softmax":   # the softmax becomes a log_softmax, or goes
+            ending = recipe = ctx.recipes.end_with("log_softmax")
+            fixes = [Fix("End the model with log_softmax over the classes", ending,
+                         edits=op_edit(ctx, op, "swap_op", "log_softmax"))]
+            if ctx.loss.wants_class_indices:
+                recipe = ctx.recipes.loss("CrossEntropyLoss")
+                fixes.append(Fix("Or return raw logits and use", recipe, edits=op_edit(ctx, op, "drop_op") + recipe.edits))
+        else:
+            fixes = [Fix("End the model with log_softmax over the classes", ctx.recipes.end_with("log_softmax"))]
+            if ctx.loss.wants_class_indices:
+                fixes.append(Fix("Or return raw logits and use", ctx.recipes.loss("CrossEntropyLoss")))
         yield self.finding(message, layer, fixes, location=location)

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import final_activation, loss_ready, op_site
+from shapecheck.rules.common import final_activation, loss_ready, op_edit, op_site
 from shapecheck.rules.predicates import softmax_axis
 from shapecheck.shapes import fmt
 
@@ -27,5 +27,6 @@ class NormalisedOverWrongAxis(Rule):
         message = (f"{where} normalises {fmt(shape)} over axis {axis} ({shape[axis]} values), but `{ctx.loss.label}` "
                    f"reads the {shape[classes]} classes on axis {classes}: the scores of each position do not sum "
                    "to one over the classes")
-        fixes = [Fix("Normalise over the class axis", ctx.recipes.activation_call(op.name, classes))]
+        fixes = [Fix("Normalise over the class axis", ctx.recipes.activation_call(op.name, classes),
+                         edits=op_edit(ctx, op, "op_dim", classes))]
         yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)

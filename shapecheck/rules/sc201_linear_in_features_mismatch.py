@@ -28,7 +28,8 @@ class LinearInFeaturesMismatch(Rule):
             return  # SC214: the input is not what the model (or a graph's fixed input) declares
         message = (f"{ref(ctx, layer.name)} ({layer.type}) expects {expected} input features but receives {fmt(x.shape)}"
                    f"{from_phrase(ctx, layer)}")
-        fixes = [Fix(f"Change `{ctx.recipes.linear(expected, outputs)}` to `{ctx.recipes.linear(actual, outputs)}`")]
+        fixes = [Fix(f"Change `{ctx.recipes.linear(expected, outputs)}` to `{ctx.recipes.linear(actual, outputs)}`",
+                     edits=ctx.recipes.replace_linear_input(layer, actual).edits)]
         flattened = _flattened_map(ctx, layer)
         if flattened is not None:
             note, fix = _resolution_hint(ctx, flattened, expected)

@@ -1,3 +1,4 @@
+from shapecheck.edits import Edit
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
@@ -28,7 +29,8 @@ class UnusedModule(Rule):
             # a replaced head on a wrapper: the model's output still comes from the old layer
             message += f"; the output comes through `{namesake}` instead"
             fixes = [Fix("Assign the new layer where forward uses it",
-                         f"{ctx.recipes.path(namesake)} = {ctx.recipes.path(layer.name)}")]
+                         f"{ctx.recipes.path(namesake)} = {ctx.recipes.path(layer.name)}",
+                         edits=(Edit("layer", "assign", (layer.name,), namesake),))]
             yield self.finding(message, layer, fixes, severity="error")
 
 

@@ -37,7 +37,7 @@ class ReshapeSizeMismatch(Rule):
             consumer = _waiting_linear(ctx, target)
             if consumer is not None:
                 fixes.append(Fix(f"and size `{ctx.recipes.display(consumer.name)}` for it",
-                                 ctx.recipes.replace_linear_input(consumer, per_sample)))
+                                 ctx.recipes.replace_linear_input(consumer, per_sample), joins=True))
         yield self.finding(message, None, fixes, location=failure.source)
 
     def _unflatten_fixes(self, ctx, failure, target: int | None) -> list[Fix]:

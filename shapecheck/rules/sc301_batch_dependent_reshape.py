@@ -2,7 +2,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import op_site, ref
+from shapecheck.rules.common import op_edit, op_site, ref
 from shapecheck.rules.predicates import (
     RESHAPES,
     exported_batch_constant,
@@ -38,11 +38,11 @@ class BatchDependentReshape(Rule):
         message = (f"{op_site(ctx, op)[0]} reshapes {fmt(before)} to {fmt(after)}: "
                    f"the batch of {trace.batch} is folded into the features, so the model returns "
                    f"{fmt(trace.output.shape)} for {trace.batch} samples")
-        fixes = [Fix("Keep the batch axis", ctx.recipes.flatten_per_sample())]
+        fixes = [Fix("Keep the batch axis", ctx.recipes.flatten_per_sample(), edits=op_edit(ctx, op, "flatten_op"))]
         consumer = next_linear(ctx, op)
         if consumer is not None:
             fixes.append(Fix(f"and size {ref(ctx, consumer.name)} per sample",
-                             ctx.recipes.replace_linear_input(consumer, math.prod(before[1:]))))
+                             ctx.recipes.replace_linear_input(consumer, math.prod(before[1:])), joins=True))
         return self.finding(message, op.layer or None, fixes, location=op.source)
 
 

@@ -28,7 +28,7 @@ class OutputBatchMismatch(Rule):
                 joined = sum(t.shape[1] for t in op.inputs if len(t.shape) >= 2)
                 if consumer is not None and op.name == "cat" and consumer.config.get("in_features") != joined:
                     fixes.append(Fix(f"and size {ref(ctx, consumer.name)} for the {joined} joined features",
-                                     ctx.recipes.replace_linear_input(consumer, joined)))
+                                     ctx.recipes.replace_linear_input(consumer, joined), joins=True))
         if not fixes:
             fixes.append(Fix("Keep axis 0 the batch axis from input to output"))
         yield self.finding(message, op.layer if op is not None and op.layer else None, fixes,

@@ -28,9 +28,11 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
     values = labels.array if labels.array is not None and labels.array.size <= MAX_ELEMENTS else None
     if math.prod(output.shape) > MAX_ELEMENTS or math.prod(labels.shape) > MAX_ELEMENTS:
         return simulate(output, labels.meta, values, loss)
-    marker = void_marker(values, output.shape[1] if len(output.shape) >= 2 else None) if loss.wants_class_indices \
-        else None
-    function = loss_class(ignore_index=marker) if marker is not None else loss_class()
+    marker = loss.option("ignore_index")
+    if marker is None and loss.wants_class_indices:
+        marker = void_marker(values, output.shape[1] if len(output.shape) >= 2 else None)
+    options = {**dict(loss.options), **({"ignore_index": marker} if marker is not None else {})}
+    function = loss_class(**options)
     name = f"`torch.nn.{loss.name}" + (f"(ignore_index={marker})" if marker is not None else "") + "`"
 
     def evaluate(out: TensorMeta, lab: TensorMeta, label_values):

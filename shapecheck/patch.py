@@ -1,0 +1,306 @@
+"""Turn verified recipes into edits of the user's own source (`--fix-diff`, `--fix`), with libcst so formatting and
+comments stay as they were.
+
+Only a line the user wrote is changed: the constructor call of the offending layer (`nn.Linear(512, 1000)` ->
+`nn.Linear(512, 1)`), the call of an op in `forward` (`F.softmax(x, dim=1)` -> `x`), or, for a layer a library
+built (torchvision's `fc`), a replacement statement after the user's line that called the library. Library code
+(site-packages, torchvision, keras.applications) is never touched.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shapecheck.edits import Edit
+from shapecheck.engine import Result
+from shapecheck.errors import ShapecheckError
+from shapecheck.trace import Location, Trace
+
+# (positional index, keyword) of the size a `resize` edit changes, per layer class
+_SIZE_ARGUMENTS = {
+    "in": {"Linear": (0, "in_features"), "Conv": (0, "in_channels"), "ConvTranspose": (0, "in_channels"),
+           "BatchNorm": (0, "num_features"), "InstanceNorm": (0, "num_features"), "LayerNorm": (0, "normalized_shape"),
+           "GroupNorm": (1, "num_channels"), "LSTM": (0, "input_size"), "GRU": (0, "input_size"),
+           "RNN": (0, "input_size"), "Embedding": (0, "num_embeddings")},
+    "out": {"Linear": (1, "out_features"), "Conv": (1, "out_channels"), "ConvTranspose": (1, "out_channels"),
+            "Embedding": (1, "embedding_dim"), "Dense": (0, "units"), "Conv1D": (0, "filters"),
+            "Conv2D": (0, "filters"), "Conv3D": (0, "filters")},
+}
+
+
+@dataclass
+class Change:
+    """One change to one line of a file: what `_Rewriter` does at that line."""
+
+    line: int
+    kind: str                   # "argument", "keyword", "unwrap", "rename", "insert_after"
+    callee: str = ""            # the last name of the call to change (`Linear`, `softmax`)
+    index: int | None = None
+    keyword: str = ""
+    value: object = None
+    finding: str = ""           # the rule it fixes, for the summary
+
+
+@dataclass
+class FilePatch:
+    path: Path
+    shown: str                  # the path as the report shows it
+    changes: list[Change] = field(default_factory=list)
+    before: str = ""
+    after: str = ""
+
+    @property
+    def diff(self) -> str:
+        return "".join(difflib.unified_diff(self.before.splitlines(True), self.after.splitlines(True),
+                                            f"a/{self.shown}", f"b/{self.shown}"))
+
+
+def plan(results: list[Result]) -> list[FilePatch]:
+    """The source patches of every finding's first verified recipe that maps onto the user's code."""
+    patches: dict[Path, FilePatch] = {}
+    for result in results:
+        for finding in result.findings:
+            changes = next((found for fix in finding.fixes if fix.verified
+                            for found in [_changes(result.trace, fix.edits, finding.rule)] if found), None)
+            for location, change in changes or ():
+                path = Path(location.file or location.path).resolve()
+                patch = patches.setdefault(path, FilePatch(path, location.path))
+                if all((c.line, c.kind, c.callee) != (change.line, change.kind, change.callee) for c in patch.changes):
+                    patch.changes.append(change)
+    for patch in patches.values():
+        patch.before = patch.path.read_text(encoding="utf-8")
+        patch.after = _rewrite(patch.before, patch.changes)
+    return [p for p in patches.values() if p.after != p.before]
+
+
+def _changes(trace: Trace, edits: tuple[Edit, ...], rule: str) -> list[tuple[Location, Change]] | None:
+    """The source changes for a recipe, or None when any of its edits has no place in the user's code."""
+    if not edits:
+        return None
+    found = []
+    for edit in edits:
+        change = _change(trace, edit)
+        if change is None:
+            return None
+        change[1].finding = rule
+        found.append(change)
+    return found
+
+
+def _change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
+    if edit.on == "layer" and edit.op in ("resize", "set"):
+        layer = trace.layer(edit.layer)
+        if layer is None or layer.source is None or not _is_project_file(layer.source):
+            return None
+        if layer.source.defined_in is not None:   # built inside a library: replace it after the user's call
+            return (layer.source, Change(layer.source.line, "insert_after", value=edit)) if edit.op == "resize" \
+                else None
+        if edit.op == "set":
+            (name, value), = edit.args
+            return layer.source, Change(layer.source.line, "keyword", _callee(layer.type), keyword=name, value=value)
+        (key, size), = edit.args
+        slot = _size_slot(key, layer.type)
+        if slot is None:
+            return None
+        return layer.source, Change(layer.source.line, "argument", _callee(layer.type), slot[0], slot[1], size)
+    if edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim"):
+        return _op_change(trace, edit)
+    return None
+
+
+def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
+    name, ordinal = edit.args[:2]
+    ops = [op for op in trace.ops if op.name == name]
+    if ordinal >= len(ops):
+        return None
+    op = ops[ordinal]
+    layer = trace.layer(op.layer)
+    if layer is not None and layer.kind == "activation" and layer.source is not None:   # a module: nn.Softmax()
+        where, callee = layer.source, layer.type
+        if edit.op == "drop_op":
+            return where, Change(where.line, "replace_call", callee, value="nn.Identity()")
+        if edit.op == "swap_op":
+            return where, Change(where.line, "rename", callee, value=_MODULE_NAMES.get(edit.args[2]))
+        return where, Change(where.line, "keyword", callee, keyword="dim", value=edit.args[2])
+    if op.source is None or op.source.defined_in is not None:
+        return None
+    where = op.source
+    if edit.op == "drop_op":
+        return where, Change(where.line, "unwrap", name)
+    if edit.op == "swap_op":
+        return where, Change(where.line, "rename", name, value=edit.args[2])
+    return where, Change(where.line, "keyword", name, keyword="dim", value=edit.args[2])
+
+
+_MODULE_NAMES = {"log_softmax": "LogSoftmax", "softmax": "Softmax"}
+
+
+def _callee(type_name: str) -> str:
+    return type_name
+
+
+def _size_slot(key: str, type_name: str) -> tuple[int, str] | None:
+    table = _SIZE_ARGUMENTS[key]
+    if type_name in table:
+        return table[type_name]
+    stem = type_name.rstrip("123d").rstrip("D") if type_name[-2:] in ("1d", "2d", "3d") else type_name
+    return table.get(stem)
+
+
+def _is_project_file(location: Location) -> bool:
+    path = Path(location.file or location.path).resolve()
+    return path.is_relative_to(Path.cwd().resolve()) and "site-packages" not in path.parts and path.suffix == ".py"
+
+
+def _rewrite(source: str, changes: list[Change]) -> str:
+    import libcst as cst
+    from libcst.metadata import MetadataWrapper
+
+    module = cst.parse_module(source)
+    rewriter = _rewriter(changes)
+    return MetadataWrapper(module).visit(rewriter).code
+
+
+def _rewriter(changes: list[Change]):
+    import libcst as cst
+    from libcst.metadata import PositionProvider
+
+    by_line = defaultdict(list)
+    for change in changes:
+        by_line[change.line].append(change)
+
+    class Rewriter(cst.CSTTransformer):
+        METADATA_DEPENDENCIES = (PositionProvider,)
+
+        def __init__(self):
+            super().__init__()
+            self.done: set[int] = set()
+
+        def leave_Call(self, original, updated):
+            line = self.get_metadata(PositionProvider, original).start.line
+            for change in by_line.get(line, ()):
+                if id(change) in self.done or _last_name(original.func) != change.callee:
+                    continue
+                replaced = _apply(cst, change, updated)
+                if replaced is not None:
+                    self.done.add(id(change))
+                    return replaced
+            return updated
+
+        def leave_SimpleStatementLine(self, original, updated):
+            line = self.get_metadata(PositionProvider, original).start.line
+            inserts = [c for c in by_line.get(line, ()) if c.kind == "insert_after" and id(c) not in self.done]
+            target = _assigned_name(original)
+            if not inserts or target is None:
+                return updated
+            statements = [updated]
+            for change in inserts:
+                self.done.add(id(change))
+                statements.append(cst.parse_statement(_replacement(change.value, target)))
+            return cst.FlattenSentinel(statements)
+
+    return Rewriter()
+
+
+def _apply(cst, change: Change, call):
+    """The call with `change` applied, or None when the call does not have the expected shape."""
+    if change.kind == "argument":
+        value = cst.Integer(str(change.value))
+        for position, arg in enumerate(call.args):
+            if (arg.keyword is None and position == change.index and arg.star == "") or \
+                    (arg.keyword is not None and arg.keyword.value == change.keyword):
+                args = list(call.args)
+                args[position] = arg.with_changes(value=value)
+                return call.with_changes(args=args)
+        return None
+    if change.kind == "keyword":
+        value = cst.parse_expression(repr(change.value))
+        args = list(call.args)
+        for position, arg in enumerate(args):
+            if arg.keyword is not None and arg.keyword.value == change.keyword:
+                args[position] = arg.with_changes(value=value)
+                return call.with_changes(args=args)
+        if args and args[-1].comma is cst.MaybeSentinel.DEFAULT:
+            args[-1] = args[-1].with_changes(comma=cst.Comma(whitespace_after=cst.SimpleWhitespace(" ")))
+        args.append(cst.Arg(value=value, keyword=cst.Name(change.keyword),
+                            equal=cst.AssignEqual(cst.SimpleWhitespace(""), cst.SimpleWhitespace(""))))
+        return call.with_changes(args=args)
+    if change.kind == "unwrap":
+        return call.args[0].value if call.args and call.args[0].keyword is None else None
+    if change.kind == "rename" and change.value:
+        func = call.func
+        if isinstance(func, cst.Attribute):
+            return call.with_changes(func=func.with_changes(attr=cst.Name(change.value)))
+        return call.with_changes(func=cst.Name(change.value))
+    if change.kind == "replace_call":
+        return cst.parse_expression(change.value)
+    return None
+
+
+def _last_name(func) -> str:
+    import libcst as cst
+
+    if isinstance(func, cst.Attribute):
+        return func.attr.value
+    return func.value if isinstance(func, cst.Name) else ""
+
+
+def _assigned_name(statement) -> str | None:
+    """`model` for `model = resnet50(weights=None)`."""
+    import libcst as cst
+
+    for small in statement.body:
+        if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
+            return small.targets[0].target.value
+    return None
+
+
+def _replacement(edit: Edit, variable: str) -> str:
+    """`model.fc = nn.Linear(model.fc.in_features, 1)` for a library-built head, on the user's variable."""
+    from shapecheck.recipes import statement_for_resize
+
+    return statement_for_resize(edit, variable)
+
+
+def write(patches: list[FilePatch]) -> list[str]:
+    """Write each patch atomically, inside the project only; refuse files with uncommitted changes."""
+    root = Path.cwd().resolve()
+    for patch in patches:
+        if not patch.path.is_relative_to(root):
+            raise ShapecheckError(f"refusing to write `{patch.shown}`: it is outside the project ({root})")
+        if not os.access(patch.path, os.W_OK):
+            raise ShapecheckError(f"refusing to write `{patch.shown}`: the file is not writable")
+        if _has_uncommitted_changes(patch.path):
+            raise ShapecheckError(f"refusing to write `{patch.shown}`: it has uncommitted changes; commit or stash "
+                                  "them, or use --fix-diff to see the patch")
+    for patch in patches:
+        _atomic_write(patch.path, patch.after)
+    return [p.shown for p in patches]
+
+
+def _has_uncommitted_changes(path: Path) -> bool:
+    try:
+        status = subprocess.run(["git", "status", "--porcelain", "--", path.name], cwd=path.parent,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return status.returncode == 0 and bool(status.stdout.strip())
+
+
+def _atomic_write(path: Path, text: str):
+    mode = path.stat().st_mode
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

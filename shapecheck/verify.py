@@ -1,0 +1,131 @@
+"""Prove fix recipes before anyone reads them: apply each recipe's edits in memory, re-trace, re-check with the
+framework's loss and every rule, then run one real training step on a tiny batch.
+
+A recipe is verified when the finding it fixes is gone and no error appears that was not there before; the step
+then confirms it trains (a loss value and a backward pass). A recipe whose edit cannot be applied in memory (a
+compiled graph, advice such as "read the mask without scaling") stays unverified, and says why in JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from shapecheck import progress
+from shapecheck.edits import Unsupported, apply_to_labels, apply_to_loss, model_edits
+from shapecheck.engine import Result
+from shapecheck.errors import ShapecheckError
+from shapecheck.findings import Finding, Fix
+
+MAX_ATTEMPTS = 16        # recipes tried per target: a finding rarely has more than three
+BUDGET_SECONDS = 60.0    # verification stops trying new recipes after this long
+
+
+@dataclasses.dataclass
+class Attempt:
+    errors: set[tuple[str, str | None]]     # (rule, layer) of the error findings left
+    findings: list[Finding]
+    trace: object
+    labels: object
+    loss: object
+    model: object = None
+
+
+def verify(result: Result, loaded, example, recheck) -> None:
+    """Mark the fixes of `result.findings` verified or not (in place) and list verified ones first.
+
+    `example` holds the input values the trace used, if any; `recheck(loaded, labels, loss, trace)` traces (unless
+    `trace` is given) and checks like the original run, returning (trace, findings)."""
+    if result.trace is None or loaded.model is None or not any(f.fixes for f in result.findings):
+        return
+    progress.stage("verify fixes")
+    before = _error_keys(result.findings)
+    started, attempts = time.monotonic(), 0
+    for finding in result.findings:
+        verified_fixes = []
+        for chain in _chains(finding.fixes):
+            edits = tuple(edit for fix in chain for edit in fix.edits)
+            if not edits or not all(fix.edits for fix in chain):
+                verified_fixes.append(chain)
+                continue
+            if attempts >= MAX_ATTEMPTS or time.monotonic() - started > BUDGET_SECONDS:
+                verified_fixes.append(_marked(chain, False, "not tried: the verification budget was spent"))
+                continue
+            attempts += 1
+            ok, evidence = _try(result, loaded, example, recheck, finding, edits, before)
+            verified_fixes.append(_marked(chain, ok, evidence))
+        verified_fixes.sort(key=lambda chain: not chain[0].verified)   # stable: the rule's order otherwise
+        finding.fixes = [fix for chain in verified_fixes for fix in chain]
+
+
+def _chains(fixes: list[Fix]) -> list[list[Fix]]:
+    """Fixes grouped with the ones that join them ("Replace the head", "Then match the labels")."""
+    chains: list[list[Fix]] = []
+    for fix in fixes:
+        if fix.joins and chains:
+            chains[-1].append(fix)
+        else:
+            chains.append([fix])
+    return chains
+
+
+def _marked(chain: list[Fix], verified: bool, evidence: str) -> list[Fix]:
+    return [dataclasses.replace(fix, verified=verified, evidence=evidence) for fix in chain]
+
+
+def _error_keys(findings: list[Finding]) -> set[tuple[str, str | None]]:
+    return {(f.rule, f.layer) for f in findings if f.severity == "error"}
+
+
+def _try(result: Result, loaded, example, recheck, finding: Finding, edits, before) -> tuple[bool, str]:
+    """(verified, evidence) for one recipe's edits."""
+    framework = result.trace.framework
+    editor = getattr(loaded.adapter, "edited", None)
+    changes = model_edits(edits)
+    try:
+        labels = apply_to_labels(result.labels, edits)
+        loss = apply_to_loss(result.loss, edits, framework)
+        if changes and editor is None:
+            raise Unsupported(f"a {framework} graph cannot be edited in memory; apply it to the source model")
+        # always a copy: the training step must never touch the user's weights
+        model = editor(loaded.model, changes, labels) if editor is not None else None
+        trace, findings = recheck(dataclasses.replace(loaded, model=model or loaded.model), labels, loss,
+                                  None if changes else result.trace)
+    except Unsupported as why:
+        return False, f"not verified: {why}"
+    except ShapecheckError as exc:
+        return False, f"not verified: {exc}"
+    except Exception as exc:   # the edit itself broke the model: the recipe is wrong for it
+        return False, f"applying it failed: {_line(exc)}"
+    if any(f.rule == finding.rule and f.layer == finding.layer for f in findings):
+        return False, f"re-checked with it applied: {finding.rule} is still reported"
+    left = _error_keys(findings)
+    if left - before:
+        return False, f"re-checked with it applied: new error {', '.join(sorted(rule for rule, _ in left - before))}"
+    if left:   # other findings' errors remain: a training step would fail on them, not on this recipe
+        return True, f"re-checked: {finding.rule} is gone and nothing new appears ({_rules(left)} still to fix)"
+    return _step(loaded, model, example, trace, labels, loss)
+
+
+def _rules(keys) -> str:
+    return ", ".join(sorted({rule for rule, _ in keys}))
+
+
+def _step(loaded, model, example, trace, labels, loss) -> tuple[bool, str]:
+    """The real training step that confirms a re-checked recipe, where the framework and the model allow one."""
+    stepper = getattr(loaded.adapter, "train_step", None)
+    if stepper is None or model is None:
+        return True, "re-checked clean (no training step for this framework)"
+    if labels is None or loss is None or trace.failure is not None:
+        return True, "re-checked clean (no labels or loss to train with)"
+    try:
+        return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss)}"
+    except Unsupported as why:
+        return True, f"re-checked clean (no training step: {why})"
+    except Exception as exc:
+        return False, f"re-checked clean, but the training step failed: {_line(exc)}"
+
+
+def _line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
