@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -122,9 +123,11 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
 
 
 def _recheck(loaded: targets.LoadedTarget, labels: LabelInfo | None, loss: LossContract | None, trace,
-             options: Options):
-    """Trace (unless the model is unchanged: `trace` is given) and check as the first run did."""
+             inputs: list[TensorMeta] | None, options: Options):
+    """Trace (unless the model and its inputs are unchanged: `trace` is given) and check as the first run did."""
     result = Result(target=loaded.target, loss=loss, labels=labels)
+    if inputs is not None:
+        options = dataclasses.replace(options, inputs=inputs, example=None)
     result.trace = trace or _trace(loaded, options, labels)
     diagnose(result, loaded.adapter, options)
     return result.trace, result.findings
@@ -187,6 +190,7 @@ def _options(cli: dict, entry: TargetConfig | None, config: Config) -> Options:
         timeout=cli["timeout"] if cli.get("timeout") is not None else config.timeout,
     )
     options.severity = dict(config.severity)
+    options.verify_fixes = cli.get("verify_fixes", True)
     return options
 
 

@@ -64,8 +64,14 @@ def main():
               help="Stop a trace that runs longer and say where it was (default 60; 0: no limit).")
 @click.option("--select", multiple=True, metavar="CODE", help="Only these rules (code prefixes, e.g. SC1).")
 @click.option("--ignore", multiple=True, metavar="CODE", help="Skip these rules (code prefixes).")
+@click.option("--verify-fixes/--no-verify-fixes", default=True, show_default=True,
+              help="Prove each fix recipe: apply it to an in-memory copy, re-check, and run one training step.")
+@click.option("--fix-diff", is_flag=True, help="Print the verified fixes as a unified diff of your own source files "
+              "(never library code) instead of the report.")
+@click.option("--fix", "apply_fixes", is_flag=True, help="Write the verified fixes into your own source files "
+              "(refused for files outside the project or with uncommitted changes).")
 def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, output_format, from_logits, trust,
-                  timeout, select, ignore):
+                  timeout, select, ignore, verify_fixes, fix_diff, apply_fixes):
     """Trace TARGETS and check them against the loss and labels.
 
     TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
@@ -76,14 +82,19 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     """
     from shapecheck import api, config, render
 
+    if (fix_diff or apply_fixes) and not verify_fixes:
+        _usage_error("--fix-diff and --fix apply verified fixes only: drop --no-verify-fixes")
     cli = {"inputs": list(inputs), "input_file": input_file, "loss": loss, "labels": labels_spec, "labels_file": labels_file,
            "from_logits": from_logits, "select": _codes(select), "ignore": _codes(ignore), "trust": trust,
-           "timeout": timeout}
+           "timeout": timeout, "verify_fixes": verify_fixes}
     planned = _guard(lambda: api.plan(list(targets), cli, config.load()))
     results = _guard(lambda: _check_with_progress(planned))
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
-    click.echo(renderers[output_format](results))
+    if fix_diff or apply_fixes:
+        _fix_sources(results, write=apply_fixes)
+    else:
+        click.echo(renderers[output_format](results))
     for result in results:
         if result.error:
             click.echo(f"shapecheck: {result.target}: {result.error['message']}", err=True)
@@ -129,6 +140,28 @@ def rule_command(code):
     from shapecheck.docs import rule_doc
 
     click.echo(_guard(lambda: rule_doc(code)))
+
+
+def _fix_sources(results: list, write: bool):
+    """--fix-diff prints the patch of the verified recipes; --fix writes it and says what it wrote (stderr)."""
+    from shapecheck import patch
+
+    patches = _guard(lambda: patch.plan(results))
+    if not write:
+        click.echo("".join(p.diff for p in patches), nl=False)
+    else:
+        written = _guard(lambda: patch.write(patches))
+        for shown, count in written:
+            click.echo(f"shapecheck: fixed {count} finding{'s' if count != 1 else ''} in {shown}", err=True)
+    if not patches:
+        click.echo("shapecheck: no verified fix maps onto your own source files", err=True)
+    for note in patch.outside_source(results) if patches else ():
+        click.echo(f"shapecheck: also change your training code: {note}", err=True)
+
+
+def _usage_error(message: str):
+    click.echo(f"shapecheck: error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
 
 
 def _check_with_progress(planned: list) -> list:

@@ -127,5 +127,32 @@ def apply_to_loss(loss: LossContract | None, edits: tuple[Edit, ...], framework:
     return loss
 
 
-def model_edits(edits: tuple[Edit, ...]) -> tuple[Edit, ...]:
-    return tuple(edit for edit in edits if edit.on not in ("labels", "loss"))
+def model_edits(edits: tuple[Edit, ...], inputs_applied: bool = False) -> tuple[Edit, ...]:
+    """The edits an adapter applies to the model (input edits too, unless they were applied to the specs)."""
+    skipped = ("labels", "loss", "input") if inputs_applied else ("labels", "loss")
+    return tuple(edit for edit in edits if edit.on not in skipped)
+
+
+def apply_to_inputs(specs: list[TensorMeta], edits: tuple[Edit, ...], channel_axis: int) -> list[TensorMeta] | None:
+    """The input shapes after the recipe's data transforms (permute, cast, repeat the channel), or None when it has
+    none or one that only the model's own code can apply."""
+    steps = [edit for edit in edits if edit.on == "input"]
+    if not steps or not specs:
+        return None
+    first = specs[0]
+    shape, dtype = list(first.shape), first.dtype
+    for step in steps:
+        if step.op == "permute":
+            shape = [shape[axis] for axis in step.args[0]]
+        elif step.op == "swap":
+            a, b = step.args
+            shape[a], shape[b] = shape[b], shape[a]
+        elif step.op == "cast":
+            dtype = step.args[0]
+        elif step.op == "repeat_channels" and len(shape) > 2:
+            shape[channel_axis] = step.args[0]
+        elif step.op == "pad":
+            shape[-len(step.args[0]):] = [s + p for s, p in zip(shape[-len(step.args[0]):], step.args[0])]
+        else:
+            return None
+    return [TensorMeta(tuple(shape), dtype), *specs[1:]]

@@ -10,7 +10,9 @@ built (torchvision's `fc`), a replacement statement after the user's line that c
 from __future__ import annotations
 
 import difflib
+import itertools
 import os
+import re
 import subprocess
 import tempfile
 from collections import defaultdict
@@ -21,6 +23,8 @@ from shapecheck.edits import Edit
 from shapecheck.engine import Result
 from shapecheck.errors import ShapecheckError
 from shapecheck.trace import Location, Trace
+
+MODEL = "model"   # the variable recipes name the model by (`Recipes.model_var`)
 
 # (positional index, keyword) of the size a `resize` edit changes, per layer class
 _SIZE_ARGUMENTS = {
@@ -44,7 +48,7 @@ class Change:
     index: int | None = None
     keyword: str = ""
     value: object = None
-    finding: str = ""           # the rule it fixes, for the summary
+    finding_key: tuple = ()     # (target, rule, layer) of the finding it fixes, to count findings fixed
 
 
 @dataclass
@@ -55,6 +59,16 @@ class FilePatch:
     before: str = ""
     after: str = ""
 
+    def replacements(self) -> list[dict]:
+        """SARIF replacements: whole lines deleted and the lines inserted instead (1-based)."""
+        before, after = self.before.splitlines(True), self.after.splitlines(True)
+        found = []
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, before, after).get_opcodes():
+            if tag != "equal":
+                region = {"startLine": i1 + 1, "startColumn": 1, "endLine": i2 + 1, "endColumn": 1}
+                found.append({"deletedRegion": region, "insertedContent": {"text": "".join(after[j1:j2])}})
+        return found
+
     @property
     def diff(self) -> str:
         return "".join(difflib.unified_diff(self.before.splitlines(True), self.after.splitlines(True),
@@ -63,44 +77,69 @@ class FilePatch:
 
 def plan(results: list[Result]) -> list[FilePatch]:
     """The source patches of every finding's first verified recipe that maps onto the user's code."""
+    return _patches([(result, finding) for result in results for finding in result.findings])
+
+
+def for_finding(result: Result, finding) -> list[FilePatch]:
+    """The source patch of one finding's first verified recipe (SARIF `fixes`)."""
+    return _patches([(result, finding)])
+
+
+def _patches(findings) -> list[FilePatch]:
     patches: dict[Path, FilePatch] = {}
-    for result in results:
-        for finding in result.findings:
-            changes = next((found for fix in finding.fixes if fix.verified
-                            for found in [_changes(result.trace, fix.edits, finding.rule)] if found), None)
-            for location, change in changes or ():
-                path = Path(location.file or location.path).resolve()
-                patch = patches.setdefault(path, FilePatch(path, location.path))
-                if all((c.line, c.kind, c.callee) != (change.line, change.kind, change.callee) for c in patch.changes):
-                    patch.changes.append(change)
+    for result, finding in findings:
+        if result.trace is None:
+            continue
+        changes = next((found for fix in finding.fixes if fix.verified
+                        for found in [_changes(result.trace, _chain(finding.fixes, fix))] if found), None)
+        for location, change in changes or ():
+            change.finding_key = (result.target, finding.rule, finding.layer)
+            path = Path(location.file or location.path).resolve()
+            patch = patches.setdefault(path, FilePatch(path, location.path))
+            if all((c.line, c.kind, c.callee) != (change.line, change.kind, change.callee) for c in patch.changes):
+                patch.changes.append(change)
     for patch in patches.values():
         patch.before = patch.path.read_text(encoding="utf-8")
         patch.after = _rewrite(patch.before, patch.changes)
     return [p for p in patches.values() if p.after != p.before]
 
 
-def _changes(trace: Trace, edits: tuple[Edit, ...], rule: str) -> list[tuple[Location, Change]] | None:
-    """The source changes for a recipe, or None when any of its edits has no place in the user's code."""
-    if not edits:
-        return None
-    found = []
-    for edit in edits:
-        change = _change(trace, edit)
-        if change is None:
-            return None
-        change[1].finding = rule
-        found.append(change)
-    return found
+def _chain(fixes, first) -> list:
+    """`first` and the fixes that join it; [] when `first` itself joins another."""
+    if first.joins:
+        return []
+    start = fixes.index(first)
+    return [first] + list(itertools.takewhile(lambda fix: fix.joins, fixes[start + 1:]))
 
 
-def _change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
+def _changes(trace: Trace, chain: list) -> list[tuple[Location, Change]] | None:
+    """The source changes for a recipe's model edits, or None when one of them has no place in the user's code.
+    Its label and loss edits live in the training code shapecheck does not see: `plan` lists them as notes."""
+    found = [_change(trace, edit, str(fix.code)) for fix in chain for edit in fix.edits
+             if edit.on not in ("labels", "loss")]
+    return found if found and None not in found else None
+
+
+def outside_source(results: list[Result]) -> list[str]:
+    """The label and loss steps of the patched recipes, which the user applies in their training code."""
+    notes = []
+    for result in results:
+        for finding in result.findings:
+            chain = next((_chain(finding.fixes, fix) for fix in finding.fixes if fix.verified
+                          and result.trace is not None and _changes(result.trace, _chain(finding.fixes, fix))), [])
+            notes += [f"{finding.rule}: {fix}" for fix in chain
+                      if fix.edits and all(edit.on in ("labels", "loss") for edit in fix.edits)]
+    return notes
+
+
+def _change(trace: Trace, edit: Edit, code: str) -> tuple[Location, Change] | None:
     if edit.on == "layer" and edit.op in ("resize", "set"):
         layer = trace.layer(edit.layer)
         if layer is None or layer.source is None or not _is_project_file(layer.source):
             return None
         if layer.source.defined_in is not None:   # built inside a library: replace it after the user's call
-            return (layer.source, Change(layer.source.line, "insert_after", value=edit)) if edit.op == "resize" \
-                else None
+            statement = code if edit.op == "resize" and re.fullmatch(rf"{MODEL}[.\w\[\]]* = .+", code) else None
+            return (layer.source, Change(layer.source.line, "insert_after", value=statement)) if statement else None
         if edit.op == "set":
             (name, value), = edit.args
             return layer.source, Change(layer.source.line, "keyword", _callee(layer.type), keyword=name, value=value)
@@ -196,16 +235,54 @@ def _rewriter(changes: list[Change]):
         def leave_SimpleStatementLine(self, original, updated):
             line = self.get_metadata(PositionProvider, original).start.line
             inserts = [c for c in by_line.get(line, ()) if c.kind == "insert_after" and id(c) not in self.done]
-            target = _assigned_name(original)
-            if not inserts or target is None:
+            if not inserts:
                 return updated
-            statements = [updated]
+            target, returned = _assigned_name(original), _returned(updated)
+            if target is None and returned is None:
+                return updated
+            # `return resnet50()` becomes `model = resnet50()`, the replacement, `return model`
+            assigned = cst.parse_statement(f"{MODEL} = {returned}").body   # keeps the line's comment
+            statements = [updated if target else updated.with_changes(body=assigned)]
             for change in inserts:
                 self.done.add(id(change))
-                statements.append(cst.parse_statement(_replacement(change.value, target)))
+                statements.append(cst.parse_statement(re.sub(rf"\b{MODEL}\b", target or MODEL, change.value)))
+            if target is None:
+                statements.append(cst.parse_statement(f"return {MODEL}"))
             return cst.FlattenSentinel(statements)
 
+        def leave_Module(self, original, updated):
+            inserted = any(c.kind == "insert_after" and id(c) in self.done and "nn." in c.value for c in changes)
+            if inserted and not _binds(original, "nn"):   # the replacement statement spells `nn.Linear`
+                body = list(updated.body)
+                position = max((i + 1 for i, s in enumerate(body) if _is_import(s)), default=0)
+                body.insert(position, cst.parse_statement("from torch import nn"))
+                return updated.with_changes(body=body)
+            return updated
+
     return Rewriter()
+
+
+def _is_import(statement) -> bool:
+    import libcst as cst
+
+    return isinstance(statement, cst.SimpleStatementLine) and any(
+        isinstance(small, (cst.Import, cst.ImportFrom)) for small in statement.body)
+
+
+def _binds(module, name: str) -> bool:
+    """Whether the module's top-level imports bind `name` (`from torch import nn`, `import torch.nn as nn`)."""
+    import libcst as cst
+
+    for statement in module.body:
+        if not _is_import(statement):
+            continue
+        for small in statement.body:
+            names = small.names if isinstance(small.names, (list, tuple)) else ()
+            for alias in names:
+                bound = alias.asname.name.value if alias.asname else cst.helpers.get_full_name_for_node(alias.name)
+                if bound == name:
+                    return True
+    return False
 
 
 def _apply(cst, change: Change, call):
@@ -251,6 +328,16 @@ def _last_name(func) -> str:
     return func.value if isinstance(func, cst.Name) else ""
 
 
+def _returned(statement) -> str | None:
+    """The code of `expr` for `return expr`."""
+    import libcst as cst
+
+    small = statement.body[0] if len(statement.body) == 1 else None
+    if isinstance(small, cst.Return) and small.value is not None:
+        return cst.Module([]).code_for_node(small.value)
+    return None
+
+
 def _assigned_name(statement) -> str | None:
     """`model` for `model = resnet50(weights=None)`."""
     import libcst as cst
@@ -259,13 +346,6 @@ def _assigned_name(statement) -> str | None:
         if isinstance(small, cst.Assign) and len(small.targets) == 1 and isinstance(small.targets[0].target, cst.Name):
             return small.targets[0].target.value
     return None
-
-
-def _replacement(edit: Edit, variable: str) -> str:
-    """`model.fc = nn.Linear(model.fc.in_features, 1)` for a library-built head, on the user's variable."""
-    from shapecheck.recipes import statement_for_resize
-
-    return statement_for_resize(edit, variable)
 
 
 def write(patches: list[FilePatch]) -> list[str]:
@@ -281,7 +361,7 @@ def write(patches: list[FilePatch]) -> list[str]:
                                   "them, or use --fix-diff to see the patch")
     for patch in patches:
         _atomic_write(patch.path, patch.after)
-    return [p.shown for p in patches]
+    return [(p.shown, len({c.finding_key for c in p.changes})) for p in patches]
 
 
 def _has_uncommitted_changes(path: Path) -> bool:

@@ -53,7 +53,8 @@ def to_text(results: list[Result], color: bool = False, errors_on_stderr: bool =
             if finding.location:
                 lines.append(f"    --> {finding.location.describe()}")
             for fix in finding.fixes:
-                lines.append(f"    {paint.cyan('help')}: {fix}")
+                mark = f" ({paint.green('verified')})" if fix.verified else ""
+                lines.append(f"    {paint.cyan('help')}{mark}: {fix}")
         for note in result.trace.notes if result.trace else []:
             lines.append(f"  note: {note}")
         if not result.findings and not result.error:
@@ -110,6 +111,9 @@ class _Painter:
     def yellow(self, text):
         return self._wrap("1;33", text)
 
+    def green(self, text):
+        return self._wrap("32", text)
+
     def cyan(self, text):
         return self._wrap("1;36", text)
 
@@ -146,7 +150,7 @@ def to_sarif(results: list[Result]) -> str:
     catalogue = load_rules()
     codes = list(catalogue)
     root = Path.cwd()
-    sarif_results = [_sarif_result(result.target, finding, codes.index(finding.rule), root)
+    sarif_results = [_sarif_result(result, finding, codes.index(finding.rule), root)
                      for result in results for finding in result.findings]
     failures = [{"level": "error", "message": {"text": f"{result.target}: {result.error['message']}"},
                  "descriptor": {"id": result.error["kind"]}} for result in results if result.error]
@@ -172,16 +176,36 @@ def _sarif_rule(code: str, rule) -> dict:
             "properties": {"category": rule.category}}
 
 
-def _sarif_result(target: str, finding, rule_index: int, root: Path) -> dict:
+def _sarif_result(result: Result, finding, rule_index: int, root: Path) -> dict:
     entry = {"ruleId": finding.rule, "ruleIndex": rule_index, "level": _sarif_level(finding.severity),
              "message": {"text": "\n".join([finding.message] + [f"help: {fix}" for fix in finding.fixes])},
-             "properties": {"target": target, "layer": finding.layer, "category": finding.category}}
+             "properties": {"target": result.target, "layer": finding.layer, "category": finding.category}}
+    fixes = _sarif_fixes(result, finding, root)
+    if fixes:
+        entry["fixes"] = fixes
     if finding.location:
         entry["locations"] = [{"physicalLocation": _physical(finding.location, root)}]
         if finding.location.defined_in:
             entry["relatedLocations"] = [{"id": 1, "message": {"text": f"`{finding.layer}` is defined here"},
                                           "physicalLocation": _physical(finding.location.defined_in, root)}]
     return entry
+
+
+def _sarif_fixes(result: Result, finding, root: Path) -> list[dict]:
+    """The verified recipe as a SARIF fix, when it maps onto the user's own source (never library code)."""
+    from shapecheck import patch
+    from shapecheck.trace import Location
+
+    verified = next((fix for fix in finding.fixes if fix.verified), None)
+    if verified is None:
+        return []
+    try:
+        patches = patch.for_finding(result, finding)
+    except Exception:   # source that libcst cannot parse: the report still goes out, without a fix
+        return []
+    changes = [{"artifactLocation": _artifact(Location(p.shown, 1, str(p.path)), root),
+                "replacements": p.replacements()} for p in patches]
+    return [{"description": {"text": verified.title}, "artifactChanges": changes}] if changes else []
 
 
 def _physical(location, root: Path) -> dict:

@@ -12,7 +12,7 @@ import dataclasses
 import time
 
 from shapecheck import progress
-from shapecheck.edits import Unsupported, apply_to_labels, apply_to_loss, model_edits
+from shapecheck.edits import Unsupported, apply_to_inputs, apply_to_labels, apply_to_loss, model_edits
 from shapecheck.engine import Result
 from shapecheck.errors import ShapecheckError
 from shapecheck.findings import Finding, Fix
@@ -34,8 +34,8 @@ class Attempt:
 def verify(result: Result, loaded, example, recheck) -> None:
     """Mark the fixes of `result.findings` verified or not (in place) and list verified ones first.
 
-    `example` holds the input values the trace used, if any; `recheck(loaded, labels, loss, trace)` traces (unless
-    `trace` is given) and checks like the original run, returning (trace, findings)."""
+    `example` holds the input values the trace used, if any; `recheck(loaded, labels, loss, trace, inputs)` traces
+    (unless `trace` is given; at `inputs` when given) and checks like the original run, returning (trace, findings)."""
     if result.trace is None or loaded.model is None or not any(f.fixes for f in result.findings):
         return
     progress.stage("verify fixes")
@@ -81,7 +81,10 @@ def _try(result: Result, loaded, example, recheck, finding: Finding, edits, befo
     """(verified, evidence) for one recipe's edits."""
     framework = result.trace.framework
     editor = getattr(loaded.adapter, "edited", None)
-    changes = model_edits(edits)
+    # data transforms change the shapes fed in; with input values (PyTorch only) the model's copy applies them
+    inputs = apply_to_inputs(result.trace.inputs, edits, -1 if framework == "keras" else 1) \
+        if example is None else None
+    changes = model_edits(edits, inputs_applied=inputs is not None)
     try:
         labels = apply_to_labels(result.labels, edits)
         loss = apply_to_loss(result.loss, edits, framework)
@@ -89,8 +92,9 @@ def _try(result: Result, loaded, example, recheck, finding: Finding, edits, befo
             raise Unsupported(f"a {framework} graph cannot be edited in memory; apply it to the source model")
         # always a copy: the training step must never touch the user's weights
         model = editor(loaded.model, changes, labels) if editor is not None else None
+        retrace = changes or inputs
         trace, findings = recheck(dataclasses.replace(loaded, model=model or loaded.model), labels, loss,
-                                  None if changes else result.trace)
+                                  None if retrace else result.trace, inputs)
     except Unsupported as why:
         return False, f"not verified: {why}"
     except ShapecheckError as exc:

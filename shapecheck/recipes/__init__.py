@@ -359,4 +359,7 @@ class ReExport:
         method = getattr(self._recipes, name)
         if not name.startswith(self._CHANGES_MODEL):
             return method
-        return lambda *args, **kwargs: f"{method(*args, **kwargs)}  # in the source model, then re-export"
+        def in_source(*args, **kwargs):
+            recipe = method(*args, **kwargs)
+            return Snippet(f"{recipe}  # in the source model, then re-export", getattr(recipe, "edits", ()))
+        return in_source

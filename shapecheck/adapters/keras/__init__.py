@@ -17,6 +17,7 @@ quiet_frameworks()
 
 import keras  # noqa: E402
 
+from shapecheck.adapters.keras.edit import edited, train_step  # noqa: E402, F401 (recipe verification)
 from shapecheck.adapters.keras.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
 from shapecheck.adapters.keras.tracer import KERAS_DIR, Recorder, trace_model  # noqa: E402
 from shapecheck.adapters.sources import user_frame  # noqa: E402

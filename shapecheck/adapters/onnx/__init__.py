@@ -304,6 +304,9 @@ def _shape_args(node, graph: _Graph) -> dict:
     return {}
 
 
+from shapecheck.adapters.onnx.edit import edited  # noqa: E402, F401 (recipe verification)
+
+
 def check_loss(output: TensorMeta, labels, loss):
     """An exported graph has no loss of its own: judge the named loss in its framework's semantics, on shapes
     (importing PyTorch or TensorFlow for an .onnx file would cost seconds)."""

@@ -247,6 +247,7 @@ def train_step(model: nn.Module, specs: list[TensorMeta], example, labels: Label
     target = _step_labels(labels, specs[0].shape[0] if specs and specs[0].shape else None, batch)
     model.train()
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # framework deprecation notes are not the step's business
         warnings.filterwarnings("error", message=".*broadcast", category=UserWarning)   # the step is not right
         output = model(*args, **kwargs)
         leaves = list(tensor_leaves(output))
