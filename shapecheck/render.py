@@ -128,9 +128,13 @@ def to_github(results: list[Result]) -> str:
             level = {"error": "error", "warning": "warning"}.get(finding.severity, "notice")
             place = f"file={finding.location.path},line={finding.location.line}," if finding.location else ""
             title = f"{finding.rule} {finding.name}"
-            text = "\n".join([finding.message] + [f"help: {fix}" for fix in finding.fixes])
+            text = "\n".join([finding.message] + [_help(fix) for fix in finding.fixes])
             lines.append(f"::{level} {place}title={_escape(title, True)}::{_escape(text)}")
     return "\n".join(lines)
+
+
+def _help(fix) -> str:
+    return f"help{' (verified)' if fix.verified else ''}: {fix}"
 
 
 def _escape(text: str, property_value: bool = False) -> str:
@@ -178,7 +182,7 @@ def _sarif_rule(code: str, rule) -> dict:
 
 def _sarif_result(result: Result, finding, rule_index: int, root: Path) -> dict:
     entry = {"ruleId": finding.rule, "ruleIndex": rule_index, "level": _sarif_level(finding.severity),
-             "message": {"text": "\n".join([finding.message] + [f"help: {fix}" for fix in finding.fixes])},
+             "message": {"text": "\n".join([finding.message] + [_help(fix) for fix in finding.fixes])},
              "properties": {"target": result.target, "layer": finding.layer, "category": finding.category}}
     fixes = _sarif_fixes(result, finding, root)
     if fixes:

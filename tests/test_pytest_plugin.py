@@ -39,7 +39,7 @@ def test_fixture_reports_findings_without_a_traceback(pytester):
     outcome.assert_outcomes(passed=2, failed=1)
     outcome.stdout.fnmatch_lines([
         "*error[[]SC101[]] `BCEWithLogitsLoss` input from `model[[]1[]]` has shape [[]4, 10[]]; labels have shape [[]4, 1[]]*",
-        "*help: Replace the head with 1 output: `model[[]1[]] = nn.Linear(model[[]1[]].in_features, 1)`",
+        "*help (verified): Replace the head with 1 output: `model[[]1[]] = nn.Linear(model[[]1[]].in_features, 1)`",
     ])
     assert "Traceback" not in outcome.stdout.str()
 
