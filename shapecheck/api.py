@@ -61,7 +61,7 @@ class Options:
                    set(ignore), trust, timeout=timeout)
 
 
-def recipes_for(framework: str, producer: str = "") -> Recipes:
+def recipes_for(framework: str, producer: str = "", library: str = "") -> Recipes:
     if framework == "onnx":   # an exported graph: fix it in the framework it came from, then re-export
         from shapecheck.recipes.onnx import OnnxRecipes
 
@@ -69,10 +69,10 @@ def recipes_for(framework: str, producer: str = "") -> Recipes:
         return ReExport(recipes_for(source), OnnxRecipes()) if source else OnnxRecipes()
     if framework == "torch":
         from shapecheck.recipes.torch import TorchRecipes
-        return TorchRecipes()
+        return TorchRecipes(library)
     if framework == "keras":
         from shapecheck.recipes.keras import KerasRecipes
-        return KerasRecipes()
+        return KerasRecipes(library)
     return Recipes()
 
 
@@ -139,7 +139,7 @@ def diagnose(result: Result, adapter, options: Options) -> Result:
     progress.stage("loss")
     result.loss_check = _judge_loss(adapter, result)
     progress.stage("rules")
-    recipes = recipes_for(result.trace.framework, result.trace.producer)
+    recipes = recipes_for(result.trace.framework, result.trace.producer, result.trace.library)
     findings = check(result.trace, result.loss, result.labels, recipes, options.select, options.ignore,
                      result.loss_check)
     for finding in findings:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -49,6 +50,11 @@ class Change:
     keyword: str = ""
     value: object = None
     finding_key: tuple = ()     # (target, rule, layer) of the finding it fixes, to count findings fixed
+
+    @property
+    def key(self) -> tuple:
+        """Two findings fixed by the same change (a head both SC101 and SC108 name) change the line once."""
+        return self.line, self.kind, self.callee, self.keyword, repr(self.value)
 
 
 @dataclass
@@ -96,7 +102,7 @@ def _patches(findings) -> list[FilePatch]:
             change.finding_key = (result.target, finding.rule, finding.layer)
             path = Path(location.file or location.path).resolve()
             patch = patches.setdefault(path, FilePatch(path, location.path))
-            if all((c.line, c.kind, c.callee) != (change.line, change.kind, change.callee) for c in patch.changes):
+            if all(c.key != change.key for c in patch.changes):
                 patch.changes.append(change)
     for patch in patches.values():
         patch.before = patch.path.read_text(encoding="utf-8")
@@ -117,7 +123,7 @@ def _changes(trace: Trace, chain: list) -> list[tuple[Location, Change]] | None:
     Its label and loss edits live in the training code shapecheck does not see: `plan` lists them as notes."""
     found = [_change(trace, edit, str(fix.code)) for fix in chain for edit in fix.edits
              if edit.on not in ("labels", "loss")]
-    return found if found and None not in found else None
+    return [change for changes in found for change in changes] if found and None not in found else None
 
 
 def outside_source(results: list[Result]) -> list[str]:
@@ -132,14 +138,18 @@ def outside_source(results: list[Result]) -> list[str]:
     return notes
 
 
-def _change(trace: Trace, edit: Edit, code: str) -> tuple[Location, Change] | None:
+def _change(trace: Trace, edit: Edit, code: str) -> list[tuple[Location, Change]] | None:
+    found = _one_change(trace, edit, code)
+    return [found] if isinstance(found, tuple) else found
+
+
+def _one_change(trace: Trace, edit: Edit, code: str):
     if edit.on == "layer" and edit.op in ("resize", "set"):
         layer = trace.layer(edit.layer)
         if layer is None or layer.source is None or not _is_project_file(layer.source):
             return None
-        if layer.source.defined_in is not None:   # built inside a library: replace it after the user's call
-            statement = code if edit.op == "resize" and re.fullmatch(rf"{MODEL}[.\w\[\]]* = .+", code) else None
-            return (layer.source, Change(layer.source.line, "insert_after", value=statement)) if statement else None
+        if layer.source.defined_in is not None:   # built inside a library: change the user's call into it
+            return _library_head(trace, layer.source, edit, code) if edit.op == "resize" else None
         if edit.op == "set":
             (name, value), = edit.args
             return layer.source, Change(layer.source.line, "keyword", _callee(layer.type), keyword=name, value=value)
@@ -150,6 +160,32 @@ def _change(trace: Trace, edit: Edit, code: str) -> tuple[Location, Change] | No
         return layer.source, Change(layer.source.line, "argument", _callee(layer.type), slot[0], slot[1], size)
     if edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim"):
         return _op_change(trace, edit)
+    return None
+
+
+def _library_head(trace: Trace, where: Location, edit: Edit, code: str) -> list[tuple[Location, Change]] | None:
+    """A head a library built, resized the library's way at the user's line: `num_classes=` for timm,
+    `num_labels=` for transformers' `from_pretrained`, `include_top=False` and a new head for keras.applications,
+    else a replacement statement after the line (`model.fc = nn.Linear(model.fc.in_features, 1)`)."""
+    (key, size), = edit.args
+    line = where.line
+    if key != "out":
+        return None
+    if trace.library.startswith("timm"):
+        return [(where, Change(line, "keyword", "create_model", keyword="num_classes", value=size))]
+    if trace.library.startswith("transformers"):
+        return [(where, Change(line, "keyword", "from_pretrained", keyword="num_labels", value=size))]
+    if trace.library.startswith("keras.applications"):
+        function = trace.library.partition(":")[2]
+        head = re.search(r"layers\.Dense\([^()]*\)", code)
+        if not function or head is None:
+            return None
+        return [(where, Change(line, "keyword", function, keyword="include_top", value=False)),
+                (where, Change(line, "keyword", function, keyword="pooling", value="avg")),
+                (where, Change(line, "insert_after", value=f"{MODEL} = keras.Model({MODEL}.input, "
+                                                          f"{head.group(0)}({MODEL}.output))"))]
+    if re.fullmatch(rf"{MODEL}[.\w\[\]]* = .+", code):
+        return [(where, Change(line, "insert_after", value=code))]
     return None
 
 
@@ -229,7 +265,9 @@ def _rewriter(changes: list[Change]):
                 replaced = _apply(cst, change, updated)
                 if replaced is not None:
                     self.done.add(id(change))
-                    return replaced
+                    if not isinstance(replaced, cst.Call):   # the call itself is gone (unwrapped, replaced)
+                        return replaced
+                    updated = replaced
             return updated
 
         def leave_SimpleStatementLine(self, original, updated):
@@ -251,15 +289,21 @@ def _rewriter(changes: list[Change]):
             return cst.FlattenSentinel(statements)
 
         def leave_Module(self, original, updated):
-            inserted = any(c.kind == "insert_after" and id(c) in self.done and "nn." in c.value for c in changes)
-            if inserted and not _binds(original, "nn"):   # the replacement statement spells `nn.Linear`
-                body = list(updated.body)
-                position = max((i + 1 for i, s in enumerate(body) if _is_import(s)), default=0)
-                body.insert(position, cst.parse_statement("from torch import nn"))
-                return updated.with_changes(body=body)
-            return updated
+            inserted = " ".join(c.value for c in changes if c.kind == "insert_after" and id(c) in self.done)
+            needed = [statement for name, statement in _IMPORTS.items()
+                      if re.search(rf"\b{name}\.", inserted) and not _binds(original, name)]
+            if not needed:
+                return updated
+            body = list(updated.body)
+            position = max((i + 1 for i, s in enumerate(body) if _is_import(s)), default=0)
+            body[position:position] = [cst.parse_statement(statement) for statement in needed]
+            return updated.with_changes(body=body)
 
     return Rewriter()
+
+
+# names the replacement statements spell, and the import that binds each
+_IMPORTS = {"nn": "from torch import nn", "keras": "import keras", "layers": "from keras import layers"}
 
 
 def _is_import(statement) -> bool:
@@ -297,7 +341,7 @@ def _apply(cst, change: Change, call):
                 return call.with_changes(args=args)
         return None
     if change.kind == "keyword":
-        value = cst.parse_expression(repr(change.value))
+        value = cst.parse_expression(json.dumps(change.value) if isinstance(change.value, str) else repr(change.value))
         args = list(call.args)
         for position, arg in enumerate(args):
             if arg.keyword is not None and arg.keyword.value == change.keyword:

@@ -146,6 +146,9 @@ class Trace:
     declared_inputs: list[TensorMeta] | None = None   # the input shapes a model declares (Keras `Input`, ONNX)
     producer: str = ""                   # for ONNX graphs: the exporter (`pytorch`, `tf2onnx`)
     input_names: list[str] = field(default_factory=list)
+    # the library that built the model, for recipes in its own words: `timm`, `transformers`, `torchvision`,
+    # `keras.applications:ResNet50` (the application function)
+    library: str = ""
 
     @property
     def batch(self) -> int | None:

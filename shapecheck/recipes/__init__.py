@@ -111,6 +111,9 @@ class Recipes:
     framework = "generic"
     model_var = "model"
 
+    def __init__(self, library: str = ""):
+        self.library = library   # the library that built the model (`Trace.library`): fixes in its words
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         _attach_edits(cls)

@@ -13,6 +13,11 @@ class KerasRecipes(NumpyLabels, Recipes):
         return f'model.get_layer("{layer_name.rpartition(".")[2]}")' if layer_name else self.model_var
 
     def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
+        if self.library.startswith("keras.applications"):   # rebuild without the ImageNet top, add a head
+            function = self.library.partition(":")[2] or "ResNet50"
+            act = f', activation="{activation}"' if activation else ""
+            return (f'base = keras.applications.{function}(include_top=False, pooling="avg", weights="imagenet"); '
+                    f"model = keras.Model(base.input, layers.Dense({outputs}{act})(base.output))")
         act = f'activation="{activation}", ' if activation else ""
         if layer.kind == "conv":
             return f'layers.{layer.type}({outputs}, 1, {act}name="{layer.name}")'

@@ -21,6 +21,12 @@ class TorchRecipes(Recipes):
         return self.path(layer_name) if layer_name.split(".")[0].isdigit() else layer_name
 
     def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
+        if self.library.startswith("timm:"):   # timm resizes any head (linear or a 1x1 conv, as in DLA) itself
+            return f"model.reset_classifier({outputs})  # or timm.create_model(name, num_classes={outputs})"
+        if self.library.startswith("transformers:"):   # the head is built from the config: ask for the labels there
+            problem = ', problem_type="multi_label_classification"' if activation == "sigmoid" else ""
+            model_class = self.library.partition(":")[2]
+            return f"model = {model_class}.from_pretrained(checkpoint, num_labels={outputs}{problem})"
         path = self.path(layer.name)
         if layer.kind == "linear":
             in_features = layer.config.get("in_features")

@@ -35,7 +35,9 @@ def new_head(ctx: Context, head: Layer, outputs: int, title: str) -> Fix:
     out = head.output.shape if head.output else ()
     features = ctx.output.shape[1] if ctx.output is not None and len(ctx.output.shape) == 2 else 0
     # a wide pooled map is an embedding; a conv with about as many channels as classes is the classifier itself
-    if head.kind == "conv" and len(out) > 2 and features >= max(32, 4 * outputs):
+    # (timm says which layer is the classifier, a 1x1 conv in DLA and similar: its reset_classifier resizes it)
+    classifier_known = ctx.trace.library.startswith("timm:")
+    if head.kind == "conv" and len(out) > 2 and features >= max(32, 4 * outputs) and not classifier_known:
         return Fix(f"The model outputs {features} pooled features and no classifier: add one with {outputs} "
                    f"output{'s' if outputs > 1 else ''}", ctx.recipes.add_classifier(features, outputs, activation))
     return Fix(title, ctx.recipes.replace_head(head, outputs, activation))

@@ -7,7 +7,9 @@ tensorflow (or the configured backend) is imported only when a Keras target is c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import sys
 import warnings
 import weakref
 
@@ -24,14 +26,28 @@ from shapecheck.adapters.sources import user_frame  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402
 from shapecheck.losses import LossContract, resolve_loss  # noqa: E402
 from shapecheck.shapes import TensorMeta, normalize_dtype  # noqa: E402
-from shapecheck.trace import Trace  # noqa: E402
+from shapecheck.trace import Location, Trace  # noqa: E402
 
 FRAMEWORK = "keras"
+_APPLICATIONS_DIR = os.path.join(KERAS_DIR, "src", "applications", "")
 _SKIP_DIRS = (KERAS_DIR, os.path.dirname(os.path.dirname(keras.__file__)) + os.sep + "tensorflow")
 
 
 def owns(obj) -> bool:
     return isinstance(obj, keras.Model)
+
+
+def _with_application(location: Location) -> Location:
+    """A layer built by a `keras.applications` function: where, in Keras, as `defined_in` (the user's line that
+    called the function stays the location)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(_APPLICATIONS_DIR):
+            shown = os.path.relpath(filename, os.path.dirname(KERAS_DIR))
+            return dataclasses.replace(location, defined_in=Location(shown, frame.f_lineno, filename))
+        frame = frame.f_back
+    return location
 
 
 @contextlib.contextmanager
@@ -46,7 +62,7 @@ def recording_definition_sites():
         if self not in sites:
             location = user_frame(_SKIP_DIRS, skip_self=self)
             if location is not None:
-                sites[self] = location
+                sites[self] = _with_application(location)
 
     keras.layers.Layer.__init__ = init
     try:
@@ -166,8 +182,25 @@ def compiled_loss(model, from_logits: bool | None) -> LossContract | None:
         return None
 
 
+def _application(model, trace: Trace) -> str:
+    """`keras.applications:ResNet50` for a model one of Keras' application functions built (its layers were
+    defined in keras/src/applications), else ""."""
+    modules = {os.path.splitext(os.path.basename(layer.source.defined_in.file))[0] for layer in trace.layers
+               if layer.source and layer.source.defined_in and layer.source.defined_in.file.startswith(_APPLICATIONS_DIR)}
+    if not modules:
+        return ""
+    candidates = [name for name in dir(keras.applications) if name[:1].isupper() and
+                  getattr(keras.applications, name).__module__.rpartition(".")[2] in modules]
+    model_name = str(getattr(model, "name", "")).lower().replace("_", "")
+    # one module holds several sizes (ResNet50, ResNet101): the one whose name starts the model's
+    matching = sorted((name for name in candidates if model_name.startswith(name.lower())), key=len, reverse=True)
+    function = (matching or candidates or [""])[0]
+    return f"keras.applications:{function}" if function else "keras.applications"
+
+
 def trace(model, specs: list[TensorMeta], target: str, sites=None) -> Trace:
     trace = trace_model(model, specs, target, sites or {}, declared_shapes(model))
+    trace.library = _application(model, trace)
     try:
         trace.input_names = [tensor.name for tensor in model.inputs or []]
     except (AttributeError, ValueError):   # a subclassed model declares no inputs

@@ -375,7 +375,7 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
         handles.append(module.register_forward_hook(run.post_hook, with_kwargs=True))
     fake = contextlib.nullcontext() if real else FakeTensorMode(allow_non_fake_inputs=True)
     trace = Trace(target=target, framework="torch", inputs=[], mode="real" if real else "symbolic",
-                  model_class=type(model).__name__)
+                  model_class=type(model).__name__, library=f"{type(model).__module__.partition('.')[0]}:{type(model).__name__}")
     quiet = logging.getLogger("torch._subclasses.fake_tensor")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
