@@ -1,13 +1,18 @@
-"""How many findings on the corpus's buggy cases come with a verified fix recipe (issue 13's evidence).
+"""Issue 13's evidence: how many findings on the corpus's buggy cases come with a verified fix recipe, and how many
+source patches (`--fix-diff`) apply and leave a file that checks clean and trains.
 
 `python benchmarks/fix_evidence.py [pytorch|keras|onnx ...] [--pattern GLOB] [-v]` prints one line per unverified
-error finding (with why) and the share per framework. Runs every case in ../shared/corpus and fixtures/corpus.
+error finding (why), one per patched case, and the shares. Runs every case in ../shared/corpus and fixtures/corpus.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -24,27 +29,120 @@ def main() -> int:
     args = parser.parse_args()
     total = Counter()
     for framework in args.frameworks:
-        counts, missing = Counter(), Counter()
+        counts = Counter()
         for path in corpus.case_files(framework, args.pattern):
-            run = corpus.run_case(path)
-            for finding in (f for f in run.buggy if f.severity == "error"):
-                verified = any(fix.verified for fix in finding.fixes)
-                counts["findings"] += 1
-                counts["verified"] += verified
-                counts["trained"] += any(fix.verified and "training step on" in fix.evidence for fix in finding.fixes)
-                if not verified:
-                    missing[finding.rule] += 1
-                if not verified or args.verbose:
-                    why = "; ".join(f"{fix.title[:40]}: {fix.evidence or 'advice, no edit'}" for fix in finding.fixes)
-                    print(f"{'ok  ' if verified else 'MISS'} {run.case:<44} {finding.rule} {finding.layer}: {why}")
+            counts.update(_verified_recipes(path, args.verbose))
+            if framework != "onnx":   # an exported graph has no source of the user's to patch
+                counts.update(_source_patch(path))
         total.update(counts)
-        share = counts["verified"] / counts["findings"] if counts["findings"] else 0
-        print(f"{framework}: {counts['verified']}/{counts['findings']} error findings have a verified recipe "
-              f"({share:.0%}); {counts['trained']} confirmed by a training step; unverified by rule: "
-              f"{dict(missing.most_common())}")
-    if len(args.frameworks) > 1 and total["findings"]:
-        print(f"all: {total['verified']}/{total['findings']} ({total['verified'] / total['findings']:.0%})")
+        _report(framework, counts)
+    if len(args.frameworks) > 1:
+        _report("all", total)
     return 0
+
+
+def _report(name: str, counts: Counter):
+    def share(part, whole):
+        return f"{counts[part]}/{counts[whole]} ({counts[part] / counts[whole]:.0%})" if counts[whole] else "0/0"
+    print(f"{name}: error findings with a verified recipe {share('verified', 'findings')}, confirmed by a training "
+          f"step {counts['trained']}; source patches: {counts['patchable']} cases with one, clean after it and "
+          f"trained {share('patch_clean', 'patchable')}")
+
+
+def _verified_recipes(path: Path, verbose: bool) -> Counter:
+    counts = Counter()
+    run = corpus.run_case(path)
+    for finding in (f for f in run.buggy if f.severity == "error"):
+        verified = any(fix.verified for fix in finding.fixes)
+        counts["findings"] += 1
+        counts["verified"] += verified
+        counts["trained"] += any(fix.verified and "training step on" in fix.evidence for fix in finding.fixes)
+        if not verified or verbose:
+            why = "; ".join(f"{fix.title[:40]}: {fix.evidence or 'advice, no edit'}" for fix in finding.fixes)
+            print(f"{'ok  ' if verified else 'MISS'} {run.case:<44} {finding.rule} {finding.layer}: {why}")
+    return counts
+
+
+def _source_patch(path: Path) -> Counter:
+    """Copy the case into a project folder, check it, write the --fix patch, and check and train the patched file
+    with the labels and loss the patched recipes leave (their label and loss steps applied as the user would)."""
+    from shapecheck import api, patch
+    from shapecheck.edits import apply_to_labels, apply_to_loss
+
+    counts = Counter()
+    with tempfile.TemporaryDirectory() as folder, _working_directory(folder):
+        copy = Path(folder) / path.name
+        shutil.copy(path, copy)
+        case = corpus._load(copy)
+        target, options = _target(case, copy)
+        [result] = api.check_all([target], options)
+        patches = patch.plan([result])
+        if not patches:
+            return counts
+        counts["patchable"] += 1
+        patch.write(patches)
+        for name in [n for n in sys.modules if n.startswith("_shapecheck_target_")]:   # import the patched file
+            del sys.modules[name]
+        steps = tuple(edit for fix in _patched_fixes(result) for edit in fix.edits if edit.on in ("labels", "loss"))
+        options.labels_file = apply_to_labels(options.labels_file, steps)
+        loss = apply_to_loss(result.loss, steps, result.trace.framework)
+        options.loss = loss.name if loss else options.loss
+        options.loss_options = loss.options if loss else ()
+        options.from_logits = loss.from_logits if loss else options.from_logits
+        [after] = api.check_all([target], options)
+        errors = [f.rule for f in after.findings if f.severity == "error"] or ([after.error["message"]] if after.error
+                                                                              else [])
+        trained = _train(after, loss, options) if not errors else "not trained"
+        clean = not errors and trained.startswith("one training step")
+        counts["patch_clean"] += clean
+        print(f"{'ok  ' if clean else 'FAIL'} patch {path.stem:<44} {', '.join(p.shown for p in patches)}: "
+              f"{'errors ' + ', '.join(errors) if errors else trained}")
+    return counts
+
+
+def _patched_fixes(result):
+    from shapecheck import patch
+
+    return [fix for finding in result.findings for fix in patch.applied_chain(result, finding)]
+
+
+def _train(result, loss, options) -> str:
+    from shapecheck import targets
+
+    loaded = targets.load(result.target, False)
+    adapter = loaded.adapter
+    try:
+        model = adapter.edited(loaded.model, (), options.labels_file)
+        return adapter.train_step(model, result.trace.inputs, options.example, options.labels_file, loss)
+    except Exception as exc:
+        return f"training failed: {type(exc).__name__}: {exc}"
+
+
+def _target(case, copy: Path):
+    import numpy as np
+
+    from shapecheck import api
+
+    batch = (case.INPUT_SHAPE[0] if isinstance(case.INPUT_SHAPE[0], tuple) else case.INPUT_SHAPE)[0]
+    labels = case.make_labels(batch)
+    labels_path = copy.parent / "labels.npy"
+    np.save(labels_path, labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels))
+    values = case.make_inputs(batch) if hasattr(case, "make_inputs") else None
+    input_file = corpus._save_inputs(values, copy.parent / "inputs.npz") if values is not None else None
+    inputs = [] if input_file else corpus._spec(case.INPUT_SHAPE, getattr(case, "INPUT_DTYPE", None))
+    options = api.Options.parse(inputs, case.LOSS, labels_file=str(labels_path),
+                                from_logits=getattr(case, "FROM_LOGITS", None), input_file=input_file)
+    return f"{copy}:build_model", options
+
+
+@contextlib.contextmanager
+def _working_directory(folder: str):
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ class Options:
     severity: dict[str, str] = field(default_factory=dict)   # per-rule severity overrides from the config
     timeout: float | None = DEFAULT_TIMEOUT                 # seconds a trace may take (None or 0: no limit)
     verify_fixes: bool = True                               # prove recipes by re-checking and one training step
+    loss_options: tuple = ()          # keyword arguments the loss is built with: (("ignore_index", 255),)
 
     @classmethod
     def parse(cls, inputs=(), loss=None, labels=None, labels_file=None, from_logits=None, select=None,
@@ -202,7 +203,8 @@ def _loss(loaded, options: Options) -> LossContract | None:
     framework = loaded.adapter.FRAMEWORK
     if options.loss:
         try:
-            return resolve_loss(options.loss, framework, options.from_logits)
+            return dataclasses.replace(resolve_loss(options.loss, framework, options.from_logits),
+                                       options=tuple(options.loss_options))
         except ShapecheckError:
             return None   # a loss shapecheck has no contract for: the layer and batch rules still run
     compiled = getattr(loaded.adapter, "compiled_loss", None)

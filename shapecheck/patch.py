@@ -126,16 +126,17 @@ def _changes(trace: Trace, chain: list) -> list[tuple[Location, Change]] | None:
     return [change for changes in found for change in changes] if found and None not in found else None
 
 
+def applied_chain(result: Result, finding) -> list:
+    """The fixes whose recipe the patch of `finding` applies (the first verified one that maps onto source)."""
+    return next((_chain(finding.fixes, fix) for fix in finding.fixes if fix.verified
+                 and result.trace is not None and _changes(result.trace, _chain(finding.fixes, fix))), [])
+
+
 def outside_source(results: list[Result]) -> list[str]:
     """The label and loss steps of the patched recipes, which the user applies in their training code."""
-    notes = []
-    for result in results:
-        for finding in result.findings:
-            chain = next((_chain(finding.fixes, fix) for fix in finding.fixes if fix.verified
-                          and result.trace is not None and _changes(result.trace, _chain(finding.fixes, fix))), [])
-            notes += [f"{finding.rule}: {fix}" for fix in chain
-                      if fix.edits and all(edit.on in ("labels", "loss") for edit in fix.edits)]
-    return notes
+    return [f"{finding.rule}: {fix}" for result in results for finding in result.findings
+            for fix in applied_chain(result, finding)
+            if fix.edits and all(edit.on in ("labels", "loss") for edit in fix.edits)]
 
 
 def _change(trace: Trace, edit: Edit, code: str) -> list[tuple[Location, Change]] | None:
@@ -150,6 +151,8 @@ def _one_change(trace: Trace, edit: Edit, code: str):
             return None
         if layer.source.defined_in is not None:   # built inside a library: change the user's call into it
             return _library_head(trace, layer.source, edit, code) if edit.op == "resize" else None
+        if _built_several(trace, layer):   # a loop or a helper builds them all: one literal would fit none
+            return None
         if edit.op == "set":
             (name, value), = edit.args
             return layer.source, Change(layer.source.line, "keyword", _callee(layer.type), keyword=name, value=value)
@@ -161,6 +164,10 @@ def _one_change(trace: Trace, edit: Edit, code: str):
     if edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim"):
         return _op_change(trace, edit)
     return None
+
+
+def _built_several(trace: Trace, layer) -> bool:
+    return sum(1 for other in trace.layers if other.source == layer.source and other.type == layer.type) > 1
 
 
 def _library_head(trace: Trace, where: Location, edit: Edit, code: str) -> list[tuple[Location, Change]] | None:
