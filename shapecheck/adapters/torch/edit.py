@@ -6,6 +6,7 @@ copied (small). Replaced layers are built on the meta device too; the training s
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
@@ -44,12 +45,13 @@ def edited(model: nn.Module, edits: tuple[Edit, ...], labels: LabelInfo | None) 
             after.append(edit)
         elif edit.on == "model" and edit.op == "add_classifier":
             features, outputs, activation = edit.args
-            head = [nn.Linear(features, outputs, device="meta")] + _activation_modules(activation)
-            after.append(Edit("output", "modules", (nn.Sequential(*head),)))
+            copied.add_module("shapecheck_classifier", nn.Sequential(
+                nn.Linear(features, outputs, device="meta"), *_activation_modules(activation)))
+            after.append(Edit("output", "modules", ("shapecheck_classifier",)))
         else:
             raise Unsupported(f"{edit.on} edit `{edit.op}`")
     if before or after or dropped:
-        copied = _Wrapped(copied, before, after, dropped, labels)
+        _rewire(copied, before, after, dropped, tuple(labels.shape) if labels is not None else ())
     return copied
 
 
@@ -133,31 +135,23 @@ def _activation_modules(activation: str | None) -> list[nn.Module]:
         activation or "", [])
 
 
-class _Wrapped(nn.Module):
-    """The model with input edits before it, output edits after it, and some of its ops replaced."""
+def _rewire(model: nn.Module, before: list[Edit], after: list[Edit], ops: list[Edit], label_shape: tuple):
+    """Input edits before the model's forward, output edits after it, some of its ops replaced during it. The
+    forward is replaced on this copy only, so every layer keeps its name (findings compare by layer)."""
+    original = model.forward
 
-    def __init__(self, inner: nn.Module, before: list[Edit], after: list[Edit], ops: list[Edit],
-                 labels: LabelInfo | None):
-        super().__init__()
-        self.inner = inner
-        self.before, self.after, self.ops = before, after, ops
-        self.label_shape = tuple(labels.shape) if labels is not None else ()
-        self.extra = nn.ModuleList([edit.args[0] for edit in after if edit.op == "modules"])
-
-    def forward(self, *args, **kwargs):
-        if args and self.before:
-            args = (_prepared(args[0], self.before), *args[1:])
-        if self.ops:
-            with _ReplacedOps(self.ops):
-                output = self.inner(*args, **kwargs)
-        else:
-            output = self.inner(*args, **kwargs)
-        if not self.after:
+    def forward(*args, **kwargs):
+        if args and before:
+            args = (_prepared(args[0], before), *args[1:])
+        with _ReplacedOps(ops) if ops else contextlib.nullcontext():
+            output = original(*args, **kwargs)
+        if not after:
             return output
         leaves = list(tensor_leaves(output))
         chosen = choose_output(leaves)
-        output = dict(leaves)[chosen] if chosen is not None else output
-        return _finished(output, self.after, self.label_shape, iter(self.extra))
+        return _finished(dict(leaves)[chosen] if chosen is not None else output, after, label_shape, model)
+
+    model.forward = forward
 
 
 def _prepared(x: torch.Tensor, edits: list[Edit]) -> torch.Tensor:
@@ -177,7 +171,7 @@ def _prepared(x: torch.Tensor, edits: list[Edit]) -> torch.Tensor:
     return x
 
 
-def _finished(output: torch.Tensor, edits: list[Edit], label_shape: tuple, modules) -> torch.Tensor:
+def _finished(output: torch.Tensor, edits: list[Edit], label_shape: tuple, model: nn.Module) -> torch.Tensor:
     for edit in edits:
         if edit.op == "permute":
             output = output.permute(*edit.args[0])
@@ -189,7 +183,7 @@ def _finished(output: torch.Tensor, edits: list[Edit], label_shape: tuple, modul
             size = label_shape[-(output.dim() - 2):]   # the labels' spatial axes, with or without a channel axis
             output = F.interpolate(output, size=size, mode="bilinear" if len(size) == 2 else "nearest")
         elif edit.op == "modules":
-            output = next(modules)(output)
+            output = model.get_submodule(edit.args[0])(output)
         else:
             raise Unsupported(f"output edit `{edit.op}`")
     return output

@@ -1,0 +1,173 @@
+"""Verified fix recipes and source patches (--fix-diff, --fix): every recipe is applied in memory, re-checked and
+trained once before it is called verified; patches change only the user's own lines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from shapecheck import api
+from shapecheck.cli import main
+from shapecheck.edits import Edit, parse_label_chain
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "fixtures" / "torch" / "fixes" / "models.py"
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A git project holding a copy of the fixture models, committed (so --fix may write it)."""
+    shutil.copy(MODELS, tmp_path / "models.py")
+    np.save(tmp_path / "ten_classes.npy", np.arange(4) % 10)
+    np.save(tmp_path / "binary.npy", np.array([0.0, 1.0, 1.0, 0.0], dtype=np.float32))
+    for command in (["git", "init", "-q"], ["git", "add", "."],
+                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "models"]):
+        subprocess.run(command, cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in sys.modules if n.startswith("_shapecheck_target_")]:
+        monkeypatch.delitem(sys.modules, name)   # each test imports its own copy
+    return tmp_path
+
+
+def json_findings(*args):
+    result = run("check", *args, "--format", "json")
+    return json.loads(result.output)["results"][0]["findings"]
+
+
+def test_label_chains_parse_into_edits():
+    assert parse_label_chain(".float().unsqueeze(1)") == (Edit("labels", "cast", ("float32",)),
+                                                         Edit("labels", "unsqueeze", (1,)))
+    assert parse_label_chain(" - 1") == (Edit("labels", "shift", (-1,)),)
+    assert parse_label_chain(".reshape(32,)") == (Edit("labels", "reshape", ((32,),)),)
+    assert parse_label_chain(".view(x.size(0))") == ()   # not plain data: the recipe stays unverified
+
+
+def test_seed_recipe_is_verified_by_a_training_step(project):
+    [finding] = json_findings(f"{MODELS}:single_class_resnet", "--input", "4,3,64,64", "--loss",
+                              "BCEWithLogitsLoss", "--labels-file", "binary.npy")
+    head, labels = finding["fixes"]
+    assert finding["rule"] == "SC101"
+    assert head["verified"] and labels["verified"]
+    assert "one training step on 2 samples" in head["evidence"]
+    assert head["edits"] == [{"on": "layer", "op": "resize", "args": [["out", 1]], "layer": "fc"}]
+
+
+def test_a_recipe_that_does_not_fix_the_finding_stays_unverified(project):
+    np.save("seven_ids.npy", np.array([0, 1, 2, 3, 4, 5, 6, 2]))
+    findings = json_findings(f"{MODELS}:softmax_head", "--input", "8,16", "--loss", "CrossEntropyLoss",
+                             "--labels-file", "seven_ids.npy")
+    by_rule = {f["rule"]: f for f in findings}
+    remap = [fix for fix in by_rule["SC110"]["fixes"] if "re-map" in fix["title"]]
+    assert remap and not remap[0]["verified"]   # 7 distinct ids stay 7 ids for a 4-class head
+    assert "still reported" in remap[0]["evidence"]
+    assert any(fix["verified"] for fix in by_rule["SC110"]["fixes"])   # the wider head is
+    # each finding's recipe is verified on its own while the other finding's error remains
+    assert "SC152 still to fix" in by_rule["SC110"]["fixes"][0]["evidence"]
+
+
+def test_verification_never_touches_the_users_weights():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(16, 4), torch.nn.Softmax(dim=1))
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    result = api.check_loaded(_loaded(model), api.Options.parse(["8,16"], "CrossEntropyLoss", labels="8"))
+    assert any(fix.verified for finding in result.findings for fix in finding.fixes)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_no_verify_fixes_leaves_recipes_untried(project):
+    [finding] = json_findings(f"{MODELS}:softmax_head", "--input", "8,16", "--loss", "CrossEntropyLoss",
+                              "--labels", "8", "--no-verify-fixes")
+    assert not any(fix["verified"] for fix in finding["fixes"])
+
+
+def test_fix_diff_changes_the_layer_line_and_the_patched_file_checks_clean(project):
+    args = (f"models.py:flattened_cnn", "--input", "4,1,28,28", "--loss", "CrossEntropyLoss",
+            "--labels-file", "ten_classes.npy")
+    diff = run("check", *args, "--fix-diff")
+    assert "-        self.fc = nn.Linear(1050, 10)   # the flattened map is 8 * 14 * 14 = 1568" in diff.output
+    assert "+        self.fc = nn.Linear(1568, 10)   # the flattened map is 8 * 14 * 14 = 1568" in diff.output
+    assert Path("models.py").read_text() == MODELS.read_text()   # --fix-diff writes nothing
+    written = run("check", *args, "--fix")
+    assert "fixed 1 finding in models.py" in written.stderr
+    _forget_imports()
+    assert run("check", *args).exit_code == 0
+
+
+def test_fix_drops_a_functional_softmax_and_a_sigmoid_module(project):
+    diff = run("check", "models.py:softmax_head", "--input", "8,16", "--loss", "CrossEntropyLoss", "--labels", "8",
+               "--fix-diff").output
+    assert "-        return F.softmax(self.fc(x), dim=1)   # CrossEntropyLoss applies its own" in diff
+    assert "+        return self.fc(x)   # CrossEntropyLoss applies its own" in diff
+    np.save("binary_column.npy", np.array([[0.0], [1.0], [1.0], [0.0]], dtype=np.float32))
+    diff = run("check", "models.py:sequential_sigmoid", "--input", "4,16", "--loss", "BCEWithLogitsLoss",
+               "--labels-file", "binary_column.npy", "--fix-diff").output
+    assert "-    return nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1), nn.Sigmoid())" in diff
+    assert "+    return nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1), nn.Identity())" in diff
+
+
+def test_library_head_is_replaced_after_the_users_call(project):
+    result = run("check", "models.py:single_class_resnet", "--input", "4,3,64,64", "--loss", "BCEWithLogitsLoss",
+                 "--labels", "4", "--fix-diff")
+    assert "+    model = torchvision.models.resnet18(weights=None)  # keeps its 1000-way head" in result.output
+    assert "+    model.fc = nn.Linear(model.fc.in_features, 1)" in result.output
+    assert "+    return model" in result.output
+    assert "also change your training code: SC101: Then match the labels" in result.stderr
+
+
+def test_fix_refuses_a_file_with_uncommitted_changes(project):
+    Path("models.py").write_text(Path("models.py").read_text() + "# local edit\n")
+    result = run("check", "models.py:flattened_cnn", "--input", "4,1,28,28", "--loss", "CrossEntropyLoss",
+                 "--labels-file", "ten_classes.npy", "--fix")
+    assert result.exit_code == 2
+    assert "uncommitted changes" in result.stderr
+    assert Path("models.py").read_text().endswith("# local edit\n")
+
+
+def test_fix_never_writes_library_code_or_outside_the_project(project, tmp_path_factory):
+    outside = tmp_path_factory.mktemp("elsewhere")
+    shutil.copy(MODELS, outside / "models.py")
+    result = run("check", f"{outside / 'models.py'}:flattened_cnn", "--input", "4,1,28,28", "--loss",
+                 "CrossEntropyLoss", "--labels-file", "ten_classes.npy", "--fix")
+    assert (outside / "models.py").read_text() == MODELS.read_text()
+    assert "no verified fix maps onto your own source files" in result.stderr
+
+
+def test_sarif_carries_the_patch_as_a_fix(project):
+    result = run("check", "models.py:flattened_cnn", "--input", "4,1,28,28", "--loss", "CrossEntropyLoss",
+                 "--labels-file", "ten_classes.npy", "--format", "sarif")
+    [entry] = json.loads(result.output)["runs"][0]["results"]
+    [fix] = entry["fixes"]
+    [change] = fix["artifactChanges"]
+    assert change["artifactLocation"]["uri"] == "models.py"
+    [replacement] = change["replacements"]
+    assert "nn.Linear(1568, 10)" in replacement["insertedContent"]["text"]
+
+
+def test_fix_diff_without_verification_is_a_usage_error():
+    result = run("check", f"{MODELS}:softmax_head", "--input", "8,16", "--fix-diff", "--no-verify-fixes")
+    assert result.exit_code == 2 and "verified fixes only" in result.stderr
+
+
+def _forget_imports():
+    for name in [n for n in sys.modules if n.startswith("_shapecheck_target_")]:
+        del sys.modules[name]
+
+
+def _loaded(model):
+    from shapecheck import targets
+    from shapecheck.adapters import torch as adapter
+
+    return targets.LoadedTarget("in-memory model", model, adapter)
