@@ -10,7 +10,6 @@ class SoftmaxOverBatchAxis(Rule):
     name = "softmax-over-batch-axis"
     category = "activation_vs_loss"
     summary = "A softmax or log_softmax normalises over the batch axis (dim=0, or no dim on a 3-D tensor)"
-    explains = frozenset({"batch"})
 
     def check(self, ctx):
         for op in ctx.trace.ops:
