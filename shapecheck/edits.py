@@ -45,7 +45,7 @@ def labels_edit(*steps: tuple) -> tuple[Edit, ...]:
     return tuple(Edit("labels", step[0], tuple(step[1:])) for step in steps)
 
 
-_CHAIN = re.compile(r"\.(\w+)\(([^()]*)\)|\s*-\s*(\d+)$|\[:, :(\d+)\]")
+_CHAIN = re.compile(r"\.(\w+)\(([^()]*)\)|\s*([-+])\s*(\d+)$|\s*/\s*(\d+(?:\.\d*)?)$|\[:, :(\d+)\]")
 _CASTS = {"float": "float32", "double": "float64", "long": "int64", "half": "float16", "int": "int32"}
 
 
@@ -56,9 +56,11 @@ def parse_label_chain(expression: str) -> tuple[Edit, ...]:
         if match.start() != position:
             return ()
         position = match.end()
-        method, argument, shift, channels = match.groups()
+        method, argument, sign, shift, divisor, channels = match.groups()
         if shift:
-            steps.append(("shift", -int(shift)))
+            steps.append(("shift", int(shift) if sign == "+" else -int(shift)))
+        elif divisor:
+            steps.append(("divide", float(divisor)))
         elif channels:
             steps.append(("first_channels", int(channels)))
         elif method in _CASTS and not argument:
@@ -79,14 +81,14 @@ def apply_to_labels(labels: LabelInfo | None, edits: tuple[Edit, ...]) -> LabelI
         return labels
     import numpy as np
 
-    if labels.array is not None and labels.dtype not in ("str", "object"):
+    if labels.array is not None and labels.dtype != "object":   # names (str) can be re-mapped to ids
         array = labels.array
         for step in steps:
             array = _LABEL_OPS[step.op](np, array, *step.args)
         return labels_mod.from_array(array, labels.source)
     dummy = np.zeros(labels.shape, dtype=_numpy_dtype(labels.dtype))   # shapes only: the values are unknown
     for step in steps:
-        if step.op in ("shift", "remap", "positive", "unscale"):
+        if step.op in ("shift", "remap", "positive", "unscale", "divide"):
             dummy = dummy.astype(_numpy_dtype(step.args[0])) if step.op == "positive" else dummy
             continue
         dummy = _LABEL_OPS[step.op](np, dummy, *step.args)
@@ -107,6 +109,7 @@ _LABEL_OPS = {
     "cast": lambda np, a, dtype: a.astype(dtype),
     "argmax": lambda np, a, axis: np.argmax(a, axis=axis).astype("int64"),
     "shift": lambda np, a, by: a + by,
+    "divide": lambda np, a, by: (a / by).astype("float32"),
     "remap": lambda np, a: np.unique(a, return_inverse=True)[1].reshape(a.shape).astype("int64"),
     "positive": lambda np, a, dtype: (a > 0).astype(dtype),
     "unscale": lambda np, a, scale: np.rint(a * scale).astype("int64"),

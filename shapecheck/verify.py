@@ -91,7 +91,7 @@ def _try(result: Result, loaded, example, recheck, finding: Finding, edits, befo
         if changes and editor is None:
             raise Unsupported(f"a {framework} graph cannot be edited in memory; apply it to the source model")
         # always a copy: the training step must never touch the user's weights
-        model = editor(loaded.model, changes, labels) if editor is not None else None
+        model = _copy(editor, loaded.model, changes, labels)
         retrace = changes or inputs
         trace, findings = recheck(dataclasses.replace(loaded, model=model or loaded.model), labels, loss,
                                   None if retrace else result.trace, inputs)
@@ -115,11 +115,26 @@ def _rules(keys) -> str:
     return ", ".join(sorted({rule for rule, _ in keys}))
 
 
+def _copy(editor, model, changes, labels):
+    """The edited copy; without changes a copy only serves the training step, so one that cannot be made (a
+    Keras Lambda that does not rebuild) means no step, not an unverified recipe."""
+    if editor is None:
+        return None
+    if changes:
+        return editor(model, changes, labels)
+    try:
+        return editor(model, changes, labels)
+    except Unsupported:
+        return None
+
+
 def _step(loaded, model, example, trace, labels, loss) -> tuple[bool, str]:
     """The real training step that confirms a re-checked recipe, where the framework and the model allow one."""
     stepper = getattr(loaded.adapter, "train_step", None)
-    if stepper is None or model is None:
+    if stepper is None:
         return True, "re-checked clean (no training step for this framework)"
+    if model is None:
+        return True, "re-checked clean (no training step: the model cannot be copied for one)"
     if labels is None or loss is None or trace.failure is not None:
         return True, "re-checked clean (no labels or loss to train with)"
     try:

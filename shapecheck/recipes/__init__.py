@@ -40,7 +40,12 @@ def _switch(torch_name, keras_name, from_logits=None):
 
 
 def _resize(key):
-    return lambda self, layer, size, *rest: (Edit("layer", "resize", ((key, size),), layer.name),)
+    def edits(self, layer, size, activation=None):
+        resized = (Edit("layer", "resize", ((key, size),), layer.name),)
+        if activation and self.framework == "keras":   # Keras writes the activation into the head itself
+            return resized + (Edit("layer", "set", (("activation", activation),), layer.name),)
+        return resized
+    return edits
 
 
 # recipe name -> its edits, computed from the recipe's own arguments
@@ -50,10 +55,13 @@ _EDITS = {
     "replace_conv_input": _resize("in"),
     "replace_norm": _resize("in"),
     "recurrent_input_size": _resize("in"),
+    "return_last_step": lambda self, layer: (Edit("layer", "set", (("return_sequences", False),), layer.name),)
+    if self.framework == "keras" else (),
     "recurrent_batch_first": lambda self, layer: (Edit("layer", "set", (("batch_first", True),), layer.name),),
     "add_classifier": lambda self, features, outputs, activation=None: (
         Edit("model", "add_classifier", (features, outputs, activation)),),
-    "pool_before": lambda self, layer: (Edit("layer", "pool_before", (), layer.name),),
+    "pool_before": lambda self, layer: (
+        Edit("layer", "pool_before", (len(layer.inputs[0].shape) if layer.inputs else 4,), layer.name),),
     "pool_after": lambda self, layer: (Edit("layer", "pool_after", (), layer.name),),
     "flatten_before": lambda self, layer, in_features: (Edit("layer", "flatten_before", (in_features,), layer.name),),
     "permute_output": lambda self, order: (Edit("output", "permute", (tuple(order),)),),

@@ -1,3 +1,4 @@
+from shapecheck.edits import labels_edit
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import class_axis, index_target_shape
@@ -23,7 +24,8 @@ class LabelDtype(Rule):
         if dtype == "str":
             yield self.finding(f"`{loss.name}` labels {fmt(labels.shape)} are strings; losses take numbers",
                                fixes=[Fix("Map each label name to a class index first",
-                                          "classes = sorted(set(names)); labels = [classes.index(n) for n in names]")])
+                                          "classes = sorted(set(names)); labels = [classes.index(n) for n in names]",
+                                          edits=labels_edit(("remap",)))])
             return
         if dtype == "object":
             cast = "int64" if loss.wants_class_indices else "float32"

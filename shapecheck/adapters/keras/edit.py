@@ -12,6 +12,7 @@ import warnings
 
 import keras
 import numpy as np
+from keras.src.saving.serialization_lib import SafeModeScope
 
 from shapecheck.adapters.keras.loss import CLASSES
 from shapecheck.edits import Edit, Unsupported
@@ -38,10 +39,14 @@ def edited(model, edits: tuple[Edit, ...], labels: LabelInfo | None):
             wraps.append(edit)
         else:
             raise Unsupported(f"{edit.on} edit `{edit.op}`")
+    for entry in _layer_configs(config):   # shapes recorded at build time no longer hold after an edit
+        entry.pop("build_config", None)
     try:
-        rebuilt = type(model).from_config(config)
+        # a Lambda in memory came from the user's own code or a file they trusted: rebuilding it runs nothing new
+        with SafeModeScope(False):
+            rebuilt = type(model).from_config(config)
     except Exception as exc:
-        raise Unsupported(f"the edited config does not rebuild: {type(exc).__name__}") from exc
+        raise Unsupported(f"the edited config does not rebuild: {type(exc).__name__}: {str(exc).strip()[:200]}") from exc
     return _wrapped(rebuilt, wraps) if wraps else rebuilt
 
 
@@ -72,12 +77,27 @@ def _edit_config(config: dict, edit: Edit, model):
         layer_config.update(dict(edit.args))
     elif edit.op in ("drop_op", "swap_op", "op_dim"):
         _edit_activation(config, index, entry, edit)
-    elif edit.op in ("pool_before", "flatten_before") and "inbound_nodes" not in entry:   # a Sequential model
-        inserted = {"class_name": "GlobalAveragePooling2D" if edit.op == "pool_before" else "Flatten",
-                    "config": {"name": f"shapecheck_{edit.op}"}, "module": "keras.layers"}
-        config["layers"].insert(index, inserted)
+    elif edit.op in ("pool_before", "flatten_before"):
+        pooling = f"GlobalAveragePooling{min(max((edit.args or (4,))[0] - 2, 1), 3)}D"   # by the map's rank
+        _insert_before(config, index, entry, pooling if edit.op == "pool_before" else "Flatten")
     else:
         raise Unsupported(f"layer edit `{edit.op}` on {entry.get('class_name')}")
+
+
+def _insert_before(config: dict, index: int, entry: dict, class_name: str):
+    """A new layer between `entry` and what fed it: in a Sequential list, or re-wired in a functional graph."""
+    name = f"shapecheck_{class_name.lower()}"
+    inserted = {"module": "keras.layers", "class_name": class_name, "config": {"name": name}, "registered_name": None}
+    if "inbound_nodes" in entry:   # functional: the new layer takes the inputs, the old one takes the new one
+        inserted["name"] = name
+        inserted["inbound_nodes"] = copy.deepcopy(entry["inbound_nodes"])
+        [node] = entry["inbound_nodes"] if len(entry["inbound_nodes"]) == 1 else [None]
+        if node is None or len(node["args"]) != 1:
+            raise Unsupported("a layer called on several inputs")
+        tensor = copy.deepcopy(node["args"][0])
+        tensor["config"]["keras_history"] = [name, 0, 0]
+        entry["inbound_nodes"] = [{"args": [tensor], "kwargs": node.get("kwargs", {})}]
+    config["layers"].insert(index, inserted)
 
 
 def _edit_activation(config: dict, index: int, entry: dict, edit: Edit):
