@@ -150,6 +150,8 @@ def _one_change(trace: Trace, edit: Edit, code: str):
         if layer is None or layer.source is None or not _is_project_file(layer.source):
             return None
         if layer.source.defined_in is not None:   # built inside a library: change the user's call into it
+            if edit.op == "set" and {name for name, _ in edit.args} == {"activation"}:
+                return []   # the new head the resize writes carries its activation
             return _library_head(trace, layer.source, edit, code) if edit.op == "resize" else None
         if _built_several(trace, layer):   # a loop or a helper builds them all: one literal would fit none
             return None
@@ -181,7 +183,8 @@ def _library_head(trace: Trace, where: Location, edit: Edit, code: str) -> list[
     if trace.library.startswith("timm"):
         return [(where, Change(line, "keyword", "create_model", keyword="num_classes", value=size))]
     if trace.library.startswith("transformers"):
-        return [(where, Change(line, "keyword", "from_pretrained", keyword="num_labels", value=size))]
+        return [(where, Change(line, "keyword", "from_pretrained", keyword="num_labels", value=size)),
+                (where, Change(line, "keyword", "from_pretrained", keyword="ignore_mismatched_sizes", value=True))]
     if trace.library.startswith("keras.applications"):
         function = trace.library.partition(":")[2]
         head = re.search(r"layers\.Dense\([^()]*\)", code)

@@ -171,3 +171,56 @@ def _loaded(model):
     from shapecheck.adapters import torch as adapter
 
     return targets.LoadedTarget("in-memory model", model, adapter)
+
+
+LIBRARY_FACTORIES = {
+    "timm_dla.py": ("timm", '''import timm
+
+
+def build():
+    return timm.create_model("dla34", pretrained=False)  # a 1000-way 1x1-conv head
+''', ["--input", "8,3,64,64", "--loss", "CrossEntropyLoss", "--labels-file", "five_ids.npy"]),
+    "bert.py": ("transformers", '''from transformers import BertConfig, BertForSequenceClassification
+
+
+def build():
+    config = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                        vocab_size=100)
+    BertForSequenceClassification(config).save_pretrained("tiny-bert")
+    model = BertForSequenceClassification.from_pretrained("tiny-bert")
+    return model
+''', ["--input", "8,16:int64", "--loss", "CrossEntropyLoss", "--labels-file", "five_ids.npy"]),
+    "mobilenet.py": ("keras", '''import keras
+
+
+def build():
+    model = keras.applications.MobileNetV2(weights=None, input_shape=(64, 64, 3))
+    model.compile(loss="sparse_categorical_crossentropy")
+    return model
+''', ["--labels-file", "five_ids.npy"]),
+}
+
+
+@pytest.mark.parametrize("name", list(LIBRARY_FACTORIES))
+def test_library_heads_are_fixed_the_librarys_way(project, name):
+    """timm: num_classes at create_model; transformers: num_labels at from_pretrained; keras.applications:
+    include_top=False, pooling="avg" and a new Dense. The patched file checks clean."""
+    library, source, args = LIBRARY_FACTORIES[name]
+    pytest.importorskip(library)
+    Path(name).write_text(source)
+    np.save("five_ids.npy", np.array([0, 1, 2, 3, 4, 2, 1, 0]))
+    subprocess.run(["git", "add", "."], check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", name], check=True)
+    report = run("check", f"{name}:build", *args)
+    expected = {"timm": "model.reset_classifier(5)", "transformers": "from_pretrained(checkpoint, num_labels=5, ignore_mismatched_sizes=True)",
+                "keras": 'keras.applications.MobileNetV2(include_top=False, pooling="avg"'}[library]
+    assert "help (verified):" in report.output and expected in report.output, report.output
+    fixed = run("check", f"{name}:build", *args, "--fix")
+    assert fixed.exit_code == 1 and "fixed 1 finding" in fixed.stderr, fixed.stderr
+    changed = {"timm": 'timm.create_model("dla34", pretrained=False, num_classes=5)',
+               "transformers": 'from_pretrained("tiny-bert", num_labels=5, ignore_mismatched_sizes=True)',
+               "keras": 'input_shape=(64, 64, 3), include_top=False, pooling="avg")'}[library]
+    assert changed in Path(name).read_text()
+    _forget_imports()
+    after = run("check", f"{name}:build", *args)
+    assert after.exit_code == 0, after.output

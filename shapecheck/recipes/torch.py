@@ -26,7 +26,9 @@ class TorchRecipes(Recipes):
         if self.library.startswith("transformers:"):   # the head is built from the config: ask for the labels there
             problem = ', problem_type="multi_label_classification"' if activation == "sigmoid" else ""
             model_class = self.library.partition(":")[2]
-            return f"model = {model_class}.from_pretrained(checkpoint, num_labels={outputs}{problem})"
+            # a checkpoint with another head loads only with ignore_mismatched_sizes=True
+            return (f"model = {model_class}.from_pretrained(checkpoint, num_labels={outputs}{problem}, "
+                    "ignore_mismatched_sizes=True)")
         path = self.path(layer.name)
         if layer.kind == "linear":
             in_features = layer.config.get("in_features")
