@@ -94,7 +94,7 @@ def test_no_verify_fixes_leaves_recipes_untried(project):
 
 
 def test_fix_diff_changes_the_layer_line_and_the_patched_file_checks_clean(project):
-    args = (f"models.py:flattened_cnn", "--input", "4,1,28,28", "--loss", "CrossEntropyLoss",
+    args = ("models.py:flattened_cnn", "--input", "4,1,28,28", "--loss", "CrossEntropyLoss",
             "--labels-file", "ten_classes.npy")
     diff = run("check", *args, "--fix-diff")
     assert "-        self.fc = nn.Linear(1050, 10)   # the flattened map is 8 * 14 * 14 = 1568" in diff.output
