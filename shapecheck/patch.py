@@ -163,7 +163,7 @@ def _one_change(trace: Trace, edit: Edit, code: str):
         if slot is None:
             return None
         return layer.source, Change(layer.source.line, "argument", _callee(layer.type), slot[0], slot[1], size)
-    if edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim"):
+    if edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim", "flatten_op", "permute_op"):
         return _op_change(trace, edit)
     return None
 
@@ -216,6 +216,10 @@ def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
     if op.source is None or op.source.defined_in is not None:
         return None
     where = op.source
+    if edit.op == "flatten_op":   # x.view(-1, k) -> x.view(x.size(0), -1)
+        return where, Change(where.line, "method", name, value=(name, "{x}.size(0), -1"))
+    if edit.op == "permute_op":   # x.view(t, n, c) -> x.permute(1, 0, 2)
+        return where, Change(where.line, "method", name, value=("permute", ", ".join(map(str, edit.args[2]))))
     if edit.op == "drop_op":
         return where, Change(where.line, "unwrap", name)
     if edit.op == "swap_op":
@@ -369,6 +373,13 @@ def _apply(cst, change: Change, call):
         if isinstance(func, cst.Attribute):
             return call.with_changes(func=func.with_changes(attr=cst.Name(change.value)))
         return call.with_changes(func=cst.Name(change.value))
+    if change.kind == "method":   # `x.view(...)` becomes `x.<method>(<arguments>)`, `{x}` the receiver's code
+        func = call.func
+        if not isinstance(func, cst.Attribute):
+            return None
+        receiver = cst.Module([]).code_for_node(func.value)
+        method, arguments = change.value
+        return cst.parse_expression(f"{receiver}.{method}({arguments.format(x=receiver)})")
     if change.kind == "replace_call":
         return cst.parse_expression(change.value)
     return None

@@ -224,3 +224,14 @@ def test_library_heads_are_fixed_the_librarys_way(project, name):
     _forget_imports()
     after = run("check", f"{name}:build", *args)
     assert after.exit_code == 0, after.output
+
+
+def test_a_reshape_that_folds_the_batch_is_patched_with_the_layer_it_feeds(project):
+    args = ("models.py:folded_batch", "--input", "4,1,8,8", "--loss", "CrossEntropyLoss", "--labels-file",
+            "ten_classes.npy")
+    diff = run("check", *args, "--fix-diff").output
+    assert "+        x = x.view(x.size(0), -1)" in diff
+    assert "+        self.fc = nn.Linear(256, 10)   # sized for a batch of 4 folded into the features" in diff
+    assert run("check", *args, "--fix").exit_code == 1
+    _forget_imports()
+    assert run("check", *args).exit_code == 0

@@ -2,7 +2,7 @@ import math
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import op_site
+from shapecheck.rules.common import op_edit, op_site
 from shapecheck.shapes import batch_axis, fmt
 
 RESHAPES = ("view", "reshape", "unflatten", "Reshape")
@@ -27,9 +27,11 @@ class ReshapeMovesBatchAxis(Rule):
                    "different samples")
         order = [i for i in range(len(x)) if i != before]
         order.insert(after, before)
+        same_rank = len(x) == len(y)
         fixes = [Fix("Swap axes with a transpose, which moves whole samples",
-                     f"x = x.permute({', '.join(map(str, order))})" if len(x) == len(y)
-                     else "x = x.transpose(...)  # then reshape the other axes"),
+                     f"x = x.permute({', '.join(map(str, order))})" if same_rank
+                     else "x = x.transpose(...)  # then reshape the other axes",
+                     edits=op_edit(ctx, op, "permute_op", tuple(order)) if same_rank else ()),
                  Fix("Or keep the batch first and build the recurrent or attention layer with batch_first=True")]
         yield self.finding(message, layer, fixes, location=op.source if layer is None else None)
 

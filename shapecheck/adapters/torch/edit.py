@@ -24,7 +24,7 @@ from shapecheck.losses import LossContract
 from shapecheck.oracle import first_line
 from shapecheck.shapes import TensorMeta
 
-OP_EDITS = ("drop_op", "swap_op", "op_dim", "flatten_op")
+OP_EDITS = ("drop_op", "swap_op", "op_dim", "flatten_op", "permute_op")
 STEP_BATCH = 2   # samples in the real training step: enough for batch statistics, cheap for any model
 
 
@@ -212,6 +212,8 @@ class _ReplacedOps(TorchFunctionMode):
             return getattr(F, edit.args[2])(args[0], dim=_dim(args, kwargs, args[0]))
         if edit.op == "flatten_op":   # a reshape that keeps axis 0 and folds the rest
             return args[0].reshape(args[0].shape[0], -1)
+        if edit.op == "permute_op":   # a reshape that was meant as a transpose
+            return args[0].permute(*edit.args[2])
         kwargs.pop("dim", None)
         return func(args[0], *args[2:], dim=edit.args[2], **kwargs) if len(args) > 1 and isinstance(
             args[1], int) else func(args[0], dim=edit.args[2], **kwargs)
