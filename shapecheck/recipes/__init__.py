@@ -31,6 +31,22 @@ def _keyword_arguments(text: str) -> tuple | None:
         return None
 
 
+# what a PyTorch loss a rule names is in Keras: (name, from_logits)
+_KERAS_EQUIVALENTS = {"BCEWithLogitsLoss": ("binary_crossentropy", True), "BCELoss": ("binary_crossentropy", False),
+                      "CrossEntropyLoss": ("sparse_categorical_crossentropy", None),
+                      "NLLLoss": ("sparse_categorical_crossentropy", None), "MSELoss": ("mean_squared_error", None)}
+_KERAS_OPTION_NAMES = {"ignore_index": "ignore_class"}
+
+
+def _named_loss(framework: str, name: str, options: tuple | None) -> tuple[Edit, ...]:
+    if options is None:   # arguments that are not plain literals: the recipe stays unverified
+        return ()
+    if framework != "keras":
+        return _loss_use(name, None, options)
+    keras_name, from_logits = _KERAS_EQUIVALENTS.get(name, (name, None))
+    return _loss_use(keras_name, from_logits, tuple((_KERAS_OPTION_NAMES.get(k, k), v) for k, v in options))
+
+
 def _switch(torch_name, keras_name, from_logits=None):
     """A loss switch that reads as `torch_name` in PyTorch and `keras_name(from_logits=...)` in Keras."""
     return lambda self, *args: (
@@ -86,8 +102,7 @@ _EDITS = {
     "positive_mask": lambda self, dtype: labels_edit(("positive", dtype)),
     "unscale_ids": lambda self, scale: labels_edit(("unscale", scale)),
     "one_hot": lambda self, ids, classes: labels_edit(("one_hot", classes)) if ids == "labels" else (),
-    "loss": lambda self, name, argument="": (
-        _loss_use(name, None, _keyword_arguments(argument)) if _keyword_arguments(argument) is not None else ()),
+    "loss": lambda self, name, argument="": _named_loss(self.framework, name, _keyword_arguments(argument)),
     "logits_loss": _switch(lambda loss: "BCEWithLogitsLoss" if loss.family == "binary" else "CrossEntropyLoss",
                            lambda loss: loss.name, True),
     "probability_loss": _switch(lambda loss: "BCELoss" if loss.family == "binary" else "NLLLoss",

@@ -25,7 +25,8 @@ class BinaryTargetsOutOfRange(Rule):
             head, classes = ctx.trace.head_layer(), int(stats.maximum) + 1
             if head is not None and ctx.output is not None and ctx.output.shape[-1 if loss.lenient else 1] < classes:
                 softmax = "softmax" if loss.framework == "keras" else None   # Keras' class-index loss takes probabilities
-                fixes.append(Fix(f"with one output per class ({classes})", ctx.recipes.replace_head(head, classes, softmax)))
+                fixes.append(Fix(f"with one output per class ({classes})", ctx.recipes.replace_head(head, classes, softmax),
+                                 joins=True))
         else:
             fixes = [Fix("Binarise the targets", ctx.recipes.positive_mask("float32"))]
         yield self.finding(message, ctx.trace.head_layer(), fixes)

@@ -21,7 +21,7 @@ from shapecheck.losses import LossContract
 from shapecheck.shapes import TensorMeta
 
 STEP_BATCH = 2
-MAX_PARAMETERS = 50_000_000
+MAX_PARAMETERS = 100_000_000   # as for PyTorch models: a step on two samples stays within seconds
 _SIZE_KEYS = {"out": ("units", "filters")}
 
 

@@ -32,6 +32,8 @@ def edited(model, edits: tuple[Edit, ...], labels: LabelInfo | None):
             _change_op(nodes[ordinal], edit)
         elif edit.on == "output" and edit.op in ("activation", "permute"):
             _append(copied, edit)
+        elif edit.on == "model" and edit.op == "add_classifier":
+            _append(copied, edit)
         else:
             raise Unsupported(f"{edit.on} edit `{edit.op}` on an ONNX graph; apply it to the source model")
     return copied
@@ -95,6 +97,11 @@ def _append(model, edit: Edit):
         activation, axis = edit.args
         extra = {"axis": 1 if axis is None else axis} if activation != "sigmoid" else {}
         node = helper.make_node(_ACTIVATIONS[activation], [produced], [output.name], **extra)
+    elif edit.op == "add_classifier":   # a new linear layer on the graph's features
+        features, outputs, _ = edit.args
+        weight = numpy_helper.from_array(np.zeros((features, outputs), dtype=np.float32), "shapecheck_classifier")
+        model.graph.initializer.append(weight)
+        node = helper.make_node("MatMul", [produced, weight.name], [output.name])
     else:
         node = helper.make_node("Transpose", [produced], [output.name], perm=list(edit.args[0]))
     model.graph.node.append(node)
