@@ -41,6 +41,7 @@ class Options:
     timeout: float | None = DEFAULT_TIMEOUT                 # seconds a trace may take (None or 0: no limit)
     verify_fixes: bool = True                               # prove recipes by re-checking and one training step
     loss_options: tuple = ()          # keyword arguments the loss is built with: (("ignore_index", 255),)
+    post: object = None               # the user's code between the model and the loss (PyTorch), from `run`
 
     @classmethod
     def parse(cls, inputs=(), loss=None, labels=None, labels_file=None, from_logits=None, select=None,
@@ -216,8 +217,11 @@ def _trace(loaded: targets.LoadedTarget, options: Options, labels: LabelInfo | N
     declared input. Values reach the forward of PyTorch models; other frameworks take their shapes."""
     example = None if options.inputs else options.example or loaded.example
     inputs = options.inputs or (example.specs() if example else _declared_inputs(loaded, labels))
+    post = {"post": options.post} if options.post is not None else {}
     if example is not None and loaded.adapter.FRAMEWORK == "torch":
-        trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, example=example)
+        trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, example=example, **post)
+    elif post:
+        trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, **post)
     else:
         trace = loaded.adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
     trace.notes[:0] = loaded.notes

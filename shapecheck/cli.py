@@ -103,6 +103,42 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     sys.exit(EXIT_FINDINGS if any(r.has_errors for r in results) else EXIT_CLEAN)
 
 
+@main.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("script")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--format", "output_format", type=click.Choice(["text", "json", "sarif", "github"]), default="text",
+              show_default=True)
+@click.option("--continue", "keep_going", is_flag=True, help="Let the script go on training after the report.")
+@click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS", default=600, show_default=True,
+              help="Stop a script that has not reached its first training step by then (0: no limit).")
+@click.option("--select", multiple=True, metavar="CODE", help="Only these rules (code prefixes, e.g. SC1).")
+@click.option("--ignore", multiple=True, metavar="CODE", help="Skip these rules (code prefixes).")
+@click.option("--verify-fixes/--no-verify-fixes", default=True, show_default=True,
+              help="Prove each fix recipe: apply it to an in-memory copy, re-check, and run one training step.")
+def run_command(script, script_args, output_format, keep_going, timeout, select, ignore, verify_fixes):
+    """Run SCRIPT [ARGS...] until its first training step and check that step.
+
+    The script runs as `python SCRIPT ARGS...` would, up to its first loss evaluation (PyTorch), `fit` or
+    `train_on_batch` batch (Keras) or `Trainer.compute_loss` (Hugging Face); that step is checked with its real
+    batch, labels and loss object, and the script is stopped before backward and the optimiser step (--continue
+    lets it go on). Data it downloads or a GPU it needs are its own business. Exit status as `check`.
+    """
+    from shapecheck import render
+    from shapecheck.watch import run_script
+
+    report, note = _guard(lambda: run_script(script, list(script_args), stop=not keep_going,
+                                             timeout=timeout or None, select=_codes(select) or None,
+                                             ignore=_codes(ignore), verify_fixes=verify_fixes))
+    if report is None:
+        _usage_error(f"{script}: {note}")
+    renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
+                 "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
+    click.echo(renderers[output_format](report.results))
+    for message in report.load_errors:
+        click.echo(f"shapecheck: {message}", err=True)
+    sys.exit(EXIT_USAGE if report.load_errors else EXIT_FINDINGS if report.errors else EXIT_CLEAN)
+
+
 @main.command("trace")
 @click.argument("target")
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]", help="Dummy batch shape (repeatable).")

@@ -220,7 +220,7 @@ def _materialize_lazy_modules(model: nn.Module, specs: list[TensorMeta]) -> str 
 
 
 def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping | None = None,
-          example=None) -> Trace:
+          example=None, post=None) -> Trace:
     """Trace at the requested batch and at batch + 1 (an output that does not follow the batch shows up).
     `example` holds input values the forward reads (lengths, masks); they are fed as they are."""
     sites = sites if sites is not None else {}
@@ -234,7 +234,7 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
         notes.append("the model is too large to run with real weights: example values and lazy modules are "
                      "traced symbolically")
     notes.append(_materialize_lazy_modules(model, specs) if example is None else None)
-    primary = run_once(model, specs, batch, target, sites, example=example)
+    primary = run_once(model, specs, batch, target, sites, example=example, post=post)
     needs_values = primary.failure is not None and primary.failure.needs_values
     if needs_values and not materialize(model):
         notes.append(f"the forward reads tensor values, and the model is too large to run with real weights "
@@ -243,17 +243,17 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
     on_meta = model_device(model).type == "meta"
     real = needs_values and not on_meta
     if real:
-        primary = run_once(model, specs, batch, target, sites, real=True, example=example)
+        primary = run_once(model, specs, batch, target, sites, real=True, example=example, post=post)
         values = "the given input values" if example is not None else "random data"
         primary.notes.append(f"traced with {values} at batch {batch}: forward reads tensor values (data-dependent "
                              "control flow, `.item()`, `.numpy()`), which a symbolic trace cannot do")
         if primary.failure is not None and example is None:
             primary.failure.random_values = True
-    primary.alternate = run_once(model, specs, batch + 1, target, sites, real=real, example=example)
+    primary.alternate = run_once(model, specs, batch + 1, target, sites, real=real, example=example, post=post)
     if isinstance(model, torch.jit.ScriptModule):
         primary.notes.append("TorchScript archive: layers take no hooks, so only the output shape is recorded")
     if primary.failure is None:
-        _count_eval_mode_calls(primary, model, specs, target, sites, example, real)
+        _count_eval_mode_calls(primary, model, specs, target, sites, example, real, post)
         if unproven_op(primary, primary.alternate, batch) is not None:   # else no sample can reach another
             materialize(model)   # the probe runs the model for real; too large a model is skipped by it, noted
             primary.probe, note = probe_batch_mixing(model, specs, example, _layer_batch_axes(primary))
@@ -280,13 +280,14 @@ def _layer_batch_axes(primary: Trace) -> dict[str, tuple[int, int]]:
     return axes
 
 
-def _count_eval_mode_calls(primary: Trace, model: nn.Module, specs, target, sites, example, real: bool):
+def _count_eval_mode_calls(primary: Trace, model: nn.Module, specs, target, sites, example, real: bool, post=None):
     """A layer is unused only if it is unused in every mode: training mode may skip layers at random (LayerDrop)
     or on purpose (auxiliary heads), so weighted layers that did not run get a second chance in eval mode."""
     idle = [layer for layer in primary.layers if layer.params and not layer.calls and not layer.weights_used]
     if not idle:
         return
-    evaluated = run_once(model, specs, primary.batch, target, sites, real=real, example=example, training=False)
+    evaluated = run_once(model, specs, primary.batch, target, sites, real=real, example=example, training=False,
+                         post=post)
     ran = {layer.name for layer in evaluated.layers if layer.calls or layer.weights_used}
     for layer in idle:
         layer.eval_only = layer.name in ran

@@ -360,9 +360,11 @@ def is_data_dependent(exc: BaseException) -> bool:
 
 
 def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str, sites: Mapping,
-             real: bool = False, example=None, training: bool = True) -> Trace:
+             real: bool = False, example=None, training: bool = True, post=None) -> Trace:
     """One forward pass at `batch`; never raises for an error inside the model, it records it. Example input
-    values (lengths, masks, ids) enter as real tensors even in a symbolic run, so code that reads them works."""
+    values (lengths, masks, ids) enter as real tensors even in a symbolic run, so code that reads them works.
+    `post` is the user's code between the model and the loss (`.logits`, `.view(-1, C)`), applied to the output
+    while ops are still recorded."""
     keep_triton_out_after_tensorflow()   # the fake mode imports dynamo, which imports triton when it can
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -391,6 +393,7 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
             try:
                 with _OpRecorder(run):
                     output = model(*inputs, **keywords)
+                    output = post(output) if post is not None else output
             except Exception as exc:  # the model's own error is the finding, not ours
                 trace.failure = _failure(run, exc)
             else:

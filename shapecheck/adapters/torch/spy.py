@@ -1,0 +1,163 @@
+"""PyTorch hooks for `shapecheck run` / `watch()`: find the first loss evaluation of a training script and the model
+call that fed it, then check that step with its real tensors."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shapecheck.adapters.sources import user_frame
+from shapecheck.adapters.torch.post import learn
+from shapecheck.adapters.torch.tracer import TORCH_DIR
+
+_LOSS_FUNCTIONS = {"cross_entropy": "CrossEntropyLoss", "nll_loss": "NLLLoss", "binary_cross_entropy": "BCELoss",
+                   "binary_cross_entropy_with_logits": "BCEWithLogitsLoss", "mse_loss": "MSELoss",
+                   "l1_loss": "L1Loss", "smooth_l1_loss": "SmoothL1Loss", "huber_loss": "HuberLoss",
+                   "kl_div": "KLDivLoss"}
+_FUNCTIONAL_OPTIONS = ("ignore_index", "label_smoothing")
+
+
+def _is_loss_module(module: nn.Module) -> bool:
+    return isinstance(module, nn.modules.loss._Loss) or type(module).__name__.endswith(("Loss", "Criterion"))
+
+
+class TorchSpy:
+    """Tracks top-level module calls (the model) and catches the first loss computed outside them."""
+
+    def __init__(self, state):
+        self.state = state
+        self.depth = 0
+        self.last_call = None      # (module, args, kwargs, output) of the last top-level model call
+        self.in_loss = False
+        self.done = False
+
+    def install(self):
+        original_call = nn.Module.__call__
+        spy = self
+
+        def call(module, *args, **kwargs):
+            if spy.done or spy.in_loss or spy.state.report is not None:
+                return original_call(module, *args, **kwargs)
+            if spy.depth == 0 and _is_loss_module(module):
+                return spy.loss(module, args, kwargs, lambda: original_call(module, *args, **kwargs))
+            return spy.model_call(module, args, kwargs, lambda: original_call(module, *args, **kwargs))
+
+        nn.Module.__call__ = call
+        originals = {name: getattr(F, name) for name in _LOSS_FUNCTIONS}
+        for name, function in originals.items():
+            setattr(F, name, self._functional(name, function))
+
+        def remove():
+            nn.Module.__call__ = original_call
+            for name, function in originals.items():
+                setattr(F, name, function)
+        return remove
+
+    def _functional(self, name: str, function):
+        @functools.wraps(function)
+        def loss(*args, **kwargs):
+            if self.done or self.in_loss or self.depth or self.state.report is not None:
+                return function(*args, **kwargs)
+            options = tuple((k, kwargs[k]) for k in _FUNCTIONAL_OPTIONS if k in kwargs)
+            return self.loss((_LOSS_FUNCTIONS[name], options), args, kwargs, lambda: function(*args, **kwargs))
+        return loss
+
+    def model_call(self, module, args, kwargs, forward):
+        top = self.depth == 0
+        self.depth += 1
+        try:
+            output = forward()
+        except Exception:
+            self.depth -= 1
+            if top and not self.done:   # the forward pass raised: diagnose it with the batch that caused it
+                self._check(module, args, kwargs, None, None, None)
+            raise
+        self.depth -= 1
+        if top:
+            self.last_call = (module, args, kwargs, output)
+            carried = getattr(output, "loss", None)
+            if isinstance(carried, torch.Tensor) and "labels" in kwargs and not self.done:
+                self._model_computed_loss(module, args, kwargs, output)
+        return output
+
+    def loss(self, loss, args, kwargs, compute):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)] + \
+            [kwargs[k] for k in ("input", "target") if isinstance(kwargs.get(k), torch.Tensor)]
+        if len(tensors) < 2 or self.last_call is None:
+            return compute()   # not a loss on a model's output (or no model ran yet)
+        model, model_args, model_kwargs, output = self.last_call
+        prediction, target = tensors[:2]
+        self.in_loss = True
+        try:
+            self._check(model, model_args, model_kwargs, loss, target, learn(output, prediction))
+        finally:
+            self.in_loss = False
+        return compute()
+
+    def _model_computed_loss(self, model, args, kwargs, output):
+        """A Hugging Face model given `labels` computes its loss inside forward: the loss its config implies."""
+        config = getattr(model, "config", None)
+        problem = getattr(config, "problem_type", None)
+        labels = getattr(config, "num_labels", 2)
+        name = {"regression": "MSELoss", "multi_label_classification": "BCEWithLogitsLoss"}.get(
+            problem, "MSELoss" if labels == 1 else "CrossEntropyLoss")
+        inputs = {k: v for k, v in kwargs.items() if k != "labels"}
+        self._check(model, args, inputs, name, kwargs["labels"], learn(output, output.logits)
+                    if hasattr(output, "logits") else None)
+
+    def _check(self, model, args, kwargs, loss, target, post):
+        from shapecheck.inprocess import check
+
+        self.done = True
+        where = user_frame((TORCH_DIR,), depth=3)
+        name, options = (loss if isinstance(loss, tuple) else (loss, None))
+        inputs = dict(kwargs) if kwargs and not args else (list(args) if not kwargs else None)
+        if inputs is None:   # positional and keyword tensors: the keywords as keyword inputs after the positional
+            inputs = {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
+        report = check(model, input=_detached(inputs), loss=name, labels=_detached(target),
+                       target=_label(model, where), sites=self.state.sites, post=post, loss_options=options,
+                       **self.state.check_options)
+        self.state.checked(report, str(where) if where else "")
+
+
+def _detached(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, dict):
+        return {k: _detached(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_detached(v) for v in value]
+    return value
+
+
+def _label(model, where) -> str:
+    return f"{type(model).__name__} (trained at {where})" if where else type(model).__name__
+
+
+def install_trainer(state):
+    """Hugging Face `Trainer.compute_loss`: its first call is the training step to check."""
+    from transformers import Trainer
+
+    original = Trainer.compute_loss
+
+    @functools.wraps(original)
+    def compute_loss(self, model, inputs, *args, **kwargs):
+        if state.report is None and "labels" in inputs:
+            from shapecheck.inprocess import check
+
+            unwrapped = getattr(model, "module", model)
+            config = getattr(unwrapped, "config", None)
+            problem, count = getattr(config, "problem_type", None), getattr(config, "num_labels", 2)
+            name = {"regression": "MSELoss", "multi_label_classification": "BCEWithLogitsLoss"}.get(
+                problem, "MSELoss" if count == 1 else "CrossEntropyLoss")
+            features = {k: v for k, v in inputs.items() if k != "labels"}
+            report = check(unwrapped, input=_detached(features), loss=name, labels=_detached(inputs["labels"]),
+                           target=f"{type(unwrapped).__name__} (Trainer.compute_loss)", **state.check_options)
+            state.checked(report, "transformers.Trainer.compute_loss")
+        return original(self, model, inputs, *args, **kwargs)
+
+    Trainer.compute_loss = compute_loss
+    return lambda: setattr(Trainer, "compute_loss", original)

@@ -1,0 +1,133 @@
+"""The Python API: `shapecheck.check(model, input=..., loss=..., labels=...)` on objects a notebook, a test or a
+training script already has. Inputs and labels may be shapes, real tensors or arrays, or a batch from a DataLoader;
+the loss a name or the loss object itself (its `ignore_index`, `label_smoothing`, `from_logits` are read)."""
+
+from __future__ import annotations
+
+from shapecheck import api
+from shapecheck import inputs as inputs_mod
+from shapecheck import labels as labels_mod
+from shapecheck.errors import ShapecheckError
+from shapecheck.report import Report
+
+# torch.nn.functional names -> the module losses shapecheck has contracts for
+_FUNCTIONAL_LOSSES = {
+    "cross_entropy": "CrossEntropyLoss", "nll_loss": "NLLLoss", "binary_cross_entropy": "BCELoss",
+    "binary_cross_entropy_with_logits": "BCEWithLogitsLoss", "mse_loss": "MSELoss", "l1_loss": "L1Loss",
+    "smooth_l1_loss": "SmoothL1Loss", "huber_loss": "HuberLoss", "kl_div": "KLDivLoss",
+}
+# loss attributes that change what the loss accepts, read from a PyTorch loss object (with their defaults)
+_TORCH_OPTIONS = {"ignore_index": -100, "label_smoothing": 0.0}
+
+
+def check(model, input=None, loss=None, labels=None, *, batch=None, from_logits=None, select=None, ignore=(),
+          verify_fixes: bool = True, timeout: float | None = api.DEFAULT_TIMEOUT, target: str | None = None,
+          sites=None, post=None, loss_options: tuple | None = None) -> Report:
+    """Check a model object. `input`: a shape (`(16, 3, 224, 224)`, `"16,3,224,224"`), several shapes, a tensor or
+    array, a tuple/dict of them, or a DataLoader (its first batch); `batch`: an `(inputs, labels)` pair as a
+    DataLoader yields it. `labels`: a shape or real values. `loss`: a name or a loss object. `run`/`watch()` also
+    pass where the script built each module (`sites`), what it did to the output before the loss (`post`) and the
+    functional loss's keyword arguments (`loss_options`)."""
+    from shapecheck.targets import LoadedTarget, adapter_for
+
+    if batch is None and _is_loader(input):
+        batch = next(iter(input))
+    if batch is not None:
+        input, labels = _split_batch(batch, labels)
+    adapter = adapter_for(model)
+    name, options_of_loss, logits = describe_loss(loss)
+    labels_spec = _spec_text(labels) if isinstance(labels, str) or _is_shape(labels) else None
+    options = api.Options.parse(inputs=_specs(input), loss=name, labels=labels_spec, select=select, ignore=ignore,
+                                from_logits=from_logits if from_logits is not None else logits, timeout=timeout)
+    options.loss_options = options_of_loss + tuple(loss_options or ())
+    options.verify_fixes, options.post = verify_fixes, post
+    if labels is not None and labels_spec is None:
+        options.labels_file = _labels(labels)
+    loaded = LoadedTarget(target or type(model).__name__, model, adapter, sites=sites or {}, example=_example(input))
+    return Report([api.check_loaded(loaded, options)])
+
+
+def describe_loss(loss) -> tuple[str | None, tuple, bool | None]:
+    """(name, options, from_logits) of a loss given as a name, a `torch.nn` loss, a Keras loss object or function,
+    or a `torch.nn.functional` loss."""
+    if loss is None or isinstance(loss, str):
+        return loss, (), None
+    if hasattr(loss, "get_config"):   # a Keras loss object
+        config = loss.get_config()
+        options = (("ignore_class", config["ignore_class"]),) if config.get("ignore_class") is not None else ()
+        return config.get("name") or type(loss).__name__, options, config.get("from_logits")
+    function = getattr(loss, "__name__", "")
+    if function in _FUNCTIONAL_LOSSES:
+        return _FUNCTIONAL_LOSSES[function], (), None
+    if function:   # a Keras loss function such as keras.losses.binary_crossentropy
+        return function, (), None
+    options = tuple((key, getattr(loss, key)) for key, default in _TORCH_OPTIONS.items()
+                    if getattr(loss, key, default) != default)
+    return type(loss).__name__, options, None
+
+
+def _is_loader(value) -> bool:
+    return value is not None and hasattr(value, "__iter__") and hasattr(value, "batch_size") and \
+        hasattr(value, "dataset")
+
+
+def _split_batch(batch, labels):
+    """A DataLoader's batch: `(inputs, labels)`, or a dict with a `labels` entry (Hugging Face)."""
+    if isinstance(batch, dict):
+        inputs = {k: v for k, v in batch.items() if k not in ("labels", "label")}
+        return inputs, labels if labels is not None else batch.get("labels", batch.get("label"))
+    if isinstance(batch, (tuple, list)) and len(batch) == 2:
+        return batch[0], labels if labels is not None else batch[1]
+    raise ShapecheckError("a batch must be (inputs, labels) or a dict with a `labels` entry")
+
+
+def _is_shape(value) -> bool:
+    return isinstance(value, (tuple, list)) and bool(value) and all(isinstance(d, int) for d in value)
+
+
+def _spec_text(value) -> str:
+    return value if isinstance(value, str) else ",".join(map(str, value))
+
+
+def _specs(value) -> list[str]:
+    """Shape specs for `Options.parse`; [] when the input is values (they give their own shapes)."""
+    if value is None or _example(value) is not None:
+        return []
+    if isinstance(value, str):
+        return [value]
+    if _is_shape(value):
+        return [",".join(map(str, value))]
+    return [v if isinstance(v, str) else ",".join(map(str, v)) for v in value]
+
+
+def _example(value):
+    """Real input values as example inputs; None for shapes."""
+    if value is None or isinstance(value, str) or _is_shape(value):
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, (tuple, list)) else [value]
+    if not all(hasattr(item, "shape") and hasattr(item, "dtype") for item in items):
+        return None
+    return inputs_mod.from_value(_as_numpy_like(value), "the given inputs")
+
+
+def _as_numpy_like(value):
+    """Tensors stay tensors (PyTorch models read their values); TensorFlow tensors become NumPy arrays."""
+    def convert(item):
+        return item.numpy() if hasattr(item, "numpy") and not hasattr(item, "detach") else item
+    if isinstance(value, dict):
+        return {k: convert(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [convert(v) for v in value]
+    return convert(value)
+
+
+def _labels(value):
+    import numpy as np
+
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    elif hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+        value = value.numpy()
+    return labels_mod.from_array(np.asarray(value), "labels")
+
+
