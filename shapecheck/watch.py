@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from shapecheck.errors import ShapecheckError
 from shapecheck.report import Report
 
+
 class StopTraining(BaseException):
     """Raised at the checked step to stop the user's code before backward and the optimiser step. A
     BaseException, so the user's `except Exception` does not swallow it."""
@@ -39,6 +40,21 @@ class Watch:
     report: Report | None = None
     where: str = ""          # the user's line that computed the checked loss
     sites: object = None     # where the user's code created each module (PyTorch)
+    busy: bool = False       # a check is running: its own training steps (verification) are not the user's
+
+    @property
+    def waiting(self) -> bool:
+        """Still waiting for the user's first training step."""
+        return self.report is None and not self.busy
+
+    def check(self, *args, **kwargs) -> Report:
+        from shapecheck.inprocess import check
+
+        self.busy = True
+        try:
+            return check(*args, **kwargs, **self.check_options)
+        finally:
+            self.busy = False
 
     def checked(self, report: Report, where: str):
         self.report, self.where = report, where

@@ -51,11 +51,10 @@ def _with_application(location: Location) -> Location:
 
 
 @contextlib.contextmanager
-def recording_definition_sites():
-    """While a factory runs: the line that created each layer, and the layer being built if the factory fails."""
+def recording_sites():
+    """While user code runs: the line that created each layer."""
     sites = weakref.WeakKeyDictionary()
     original_init = keras.layers.Layer.__init__
-    recorder = Recorder()
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
@@ -66,16 +65,25 @@ def recording_definition_sites():
 
     keras.layers.Layer.__init__ = init
     try:
-        with recorder.watching_calls():
-            yield sites
-    except Exception as exc:
-        # Keras raises shape errors while a functional model is being built: that is a finding, not a load error
-        failure_trace = recorder.build_failure(exc, sites)
-        if failure_trace is None:
-            raise
-        raise BuildFailure(failure_trace) from exc
+        yield sites
     finally:
         keras.layers.Layer.__init__ = original_init
+
+
+@contextlib.contextmanager
+def recording_definition_sites():
+    """While a factory runs: the line that created each layer, and the layer being built if the factory fails."""
+    recorder = Recorder()
+    with recording_sites() as sites:
+        try:
+            with recorder.watching_calls():
+                yield sites
+        except Exception as exc:
+            # Keras raises shape errors while a functional model is being built: that is a finding, not a load error
+            failure_trace = recorder.build_failure(exc, sites)
+            if failure_trace is None:
+                raise
+            raise BuildFailure(failure_trace) from exc
 
 
 class BuildFailure(Exception):

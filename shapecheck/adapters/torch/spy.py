@@ -39,7 +39,7 @@ class TorchSpy:
         spy = self
 
         def call(module, *args, **kwargs):
-            if spy.done or spy.in_loss or spy.state.report is not None:
+            if spy.done or spy.in_loss or not spy.state.waiting:
                 return original_call(module, *args, **kwargs)
             if spy.depth == 0 and _is_loss_module(module):
                 return spy.loss(module, args, kwargs, lambda: original_call(module, *args, **kwargs))
@@ -59,7 +59,7 @@ class TorchSpy:
     def _functional(self, name: str, function):
         @functools.wraps(function)
         def loss(*args, **kwargs):
-            if self.done or self.in_loss or self.depth or self.state.report is not None:
+            if self.done or self.in_loss or self.depth or not self.state.waiting:
                 return function(*args, **kwargs)
             options = tuple((k, kwargs[k]) for k in _FUNCTIONAL_OPTIONS if k in kwargs)
             return self.loss((_LOSS_FUNCTIONS[name], options), args, kwargs, lambda: function(*args, **kwargs))
@@ -109,17 +109,15 @@ class TorchSpy:
                     if hasattr(output, "logits") else None)
 
     def _check(self, model, args, kwargs, loss, target, post):
-        from shapecheck.inprocess import check
-
         self.done = True
         where = user_frame((TORCH_DIR,), depth=3)
         name, options = (loss if isinstance(loss, tuple) else (loss, None))
         inputs = dict(kwargs) if kwargs and not args else (list(args) if not kwargs else None)
         if inputs is None:   # positional and keyword tensors: the keywords as keyword inputs after the positional
             inputs = {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
-        report = check(model, input=_detached(inputs), loss=name, labels=_detached(target),
-                       target=_label(model, where), sites=self.state.sites, post=post, loss_options=options,
-                       **self.state.check_options)
+        report = self.state.check(model, input=_detached(inputs), loss=name, labels=_detached(target),
+                                  target=_label(model, where), sites=self.state.sites, post=post,
+                                  loss_options=options)
         self.state.checked(report, str(where) if where else "")
 
 
@@ -145,17 +143,15 @@ def install_trainer(state):
 
     @functools.wraps(original)
     def compute_loss(self, model, inputs, *args, **kwargs):
-        if state.report is None and "labels" in inputs:
-            from shapecheck.inprocess import check
-
+        if state.waiting and "labels" in inputs:
             unwrapped = getattr(model, "module", model)
             config = getattr(unwrapped, "config", None)
             problem, count = getattr(config, "problem_type", None), getattr(config, "num_labels", 2)
             name = {"regression": "MSELoss", "multi_label_classification": "BCEWithLogitsLoss"}.get(
                 problem, "MSELoss" if count == 1 else "CrossEntropyLoss")
             features = {k: v for k, v in inputs.items() if k != "labels"}
-            report = check(unwrapped, input=_detached(features), loss=name, labels=_detached(inputs["labels"]),
-                           target=f"{type(unwrapped).__name__} (Trainer.compute_loss)", **state.check_options)
+            report = state.check(unwrapped, input=_detached(features), loss=name, labels=_detached(inputs["labels"]),
+                                 target=f"{type(unwrapped).__name__} (Trainer.compute_loss)")
             state.checked(report, "transformers.Trainer.compute_loss")
         return original(self, model, inputs, *args, **kwargs)
 
