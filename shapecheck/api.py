@@ -118,7 +118,7 @@ def check_loaded(loaded: targets.LoadedTarget, options: Options) -> Result:
         try:
             with deadline(options.timeout):
                 example = None if options.inputs else options.example or loaded.example
-                verify(result, loaded, example, lambda *args: _recheck(*args, options=options))
+                verify(result, loaded, example, lambda *args: _recheck(*args, options=options), options.post)
         except TraceTimeout:
             result.trace.notes.append("verifying the fix recipes took longer than --timeout; they are unverified")
     return result

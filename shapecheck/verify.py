@@ -31,7 +31,7 @@ class Attempt:
     model: object = None
 
 
-def verify(result: Result, loaded, example, recheck) -> None:
+def verify(result: Result, loaded, example, recheck, post=None) -> None:
     """Mark the fixes of `result.findings` verified or not (in place) and list verified ones first.
 
     `example` holds the input values the trace used, if any; `recheck(loaded, labels, loss, trace, inputs)` traces
@@ -52,7 +52,7 @@ def verify(result: Result, loaded, example, recheck) -> None:
                 verified_fixes.append(_marked(chain, False, "not tried: the verification budget was spent"))
                 continue
             attempts += 1
-            ok, evidence = _try(result, loaded, example, recheck, finding, edits, before)
+            ok, evidence = _try(result, loaded, example, recheck, finding, edits, before, post)
             verified_fixes.append(_marked(chain, ok, evidence))
         verified_fixes.sort(key=lambda chain: not chain[0].verified)   # stable: the rule's order otherwise
         finding.fixes = [fix for chain in verified_fixes for fix in chain]
@@ -77,7 +77,7 @@ def _error_keys(findings: list[Finding]) -> set[tuple[str, str | None]]:
     return {(f.rule, f.layer) for f in findings if f.severity == "error"}
 
 
-def _try(result: Result, loaded, example, recheck, finding: Finding, edits, before) -> tuple[bool, str]:
+def _try(result: Result, loaded, example, recheck, finding: Finding, edits, before, post) -> tuple[bool, str]:
     """(verified, evidence) for one recipe's edits."""
     framework = result.trace.framework
     editor = getattr(loaded.adapter, "edited", None)
@@ -108,7 +108,7 @@ def _try(result: Result, loaded, example, recheck, finding: Finding, edits, befo
         return False, f"re-checked with it applied: new error {', '.join(sorted(rule for rule, _ in left - before))}"
     if left:   # other findings' errors remain: a training step would fail on them, not on this recipe
         return True, f"re-checked: {finding.rule} is gone and nothing new appears ({_rules(left)} still to fix)"
-    return _step(loaded, model, example, trace, labels, loss)
+    return _step(loaded, model, example, trace, labels, loss, post)
 
 
 def _rules(keys) -> str:
@@ -128,7 +128,7 @@ def _copy(editor, model, changes, labels):
         return None
 
 
-def _step(loaded, model, example, trace, labels, loss) -> tuple[bool, str]:
+def _step(loaded, model, example, trace, labels, loss, post) -> tuple[bool, str]:
     """The real training step that confirms a re-checked recipe, where the framework and the model allow one."""
     stepper = getattr(loaded.adapter, "train_step", None)
     if stepper is None:
@@ -138,7 +138,8 @@ def _step(loaded, model, example, trace, labels, loss) -> tuple[bool, str]:
     if labels is None or loss is None or trace.failure is not None:
         return True, "re-checked clean (no labels or loss to train with)"
     try:
-        return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss)}"
+        extra = {"post": post} if post is not None else {}   # the user's code between the model and the loss
+        return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss, **extra)}"
     except Unsupported as why:
         return True, f"re-checked clean (no training step: {why})"
     except Exception as exc:

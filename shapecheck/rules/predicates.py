@@ -207,9 +207,14 @@ def folding_op(trace, batch: int):
 
 
 def flattened_on_purpose(ctx) -> bool:
-    """Output rows = batch x positions, and the labels are flattened the same way (a token-level head)."""
+    """Output rows = batch x positions, and the labels hold those positions: flattened the same way (a token-level
+    head), or still [N, L] (then the labels need the same flatten, which the loss rules say)."""
     out, labels = ctx.trace.output.shape, ctx.labels
-    return bool(out) and out[0] % ctx.trace.batch == 0 and labels is not None and labels.shape[:1] == out[:1]
+    if not out or out[0] % ctx.trace.batch or labels is None:
+        return False
+    per_position = len(labels.shape) >= 2 and labels.shape[0] == ctx.trace.batch and \
+        math.prod(labels.shape[:2]) == out[0]
+    return labels.shape[:1] == out[:1] or per_position
 
 
 def frozen_graph_batch(trace) -> bool:

@@ -1,3 +1,6 @@
+import math
+
+from shapecheck.edits import labels_edit
 from shapecheck.findings import Fix
 from shapecheck.oracle import simulate
 from shapecheck.rules import Rule
@@ -43,7 +46,10 @@ class LossRejectsOutput(Rule):
             wanted, needed, kind = out, fmt(lab), "targets"
         # more axes than a head's outputs: a map or a sequence that was never pooled or flattened
         reshape = "flatten or pool the extra axes before the head" if len(out) > max(len(lab), 2) else "change the head"
-        fixes = [Fix(f"Make the labels {fmt(wanted)}: `{loss.name}` wants {kind} shaped like that for this output"),
+        # labels holding as many values as wanted (positions not flattened like the output's): a reshape
+        flattened = labels_edit(("reshape", tuple(wanted))) if wanted and math.prod(wanted) == math.prod(lab) else ()
+        fixes = [Fix(f"Make the labels {fmt(wanted)}: `{loss.name}` wants {kind} shaped like that for this output",
+                     edits=flattened),
                  Fix(f"Or make the model output {needed} for labels {fmt(lab)}: {reshape}")]
         if ctx.trace.framework == "onnx" and len(out) > len(lab) + loss.wants_class_indices:
             fixes.insert(0, Fix("The graph outputs more axes than a prediction for these labels has (hidden states or "

@@ -225,7 +225,8 @@ def _dim(args, kwargs, tensor: torch.Tensor) -> int:
     return given if given is not None else (0 if tensor.dim() in (0, 1, 3) else 1)
 
 
-def train_step(model: nn.Module, specs: list[TensorMeta], example, labels: LabelInfo, loss: LossContract) -> str:
+def train_step(model: nn.Module, specs: list[TensorMeta], example, labels: LabelInfo, loss: LossContract,
+               post=None) -> str:
     """One real forward, loss and backward pass of an edited copy on a tiny batch; a line saying how it went.
     Raises Unsupported when the model is too large or its loss is not a `torch.nn` class."""
     loss_class = getattr(nn, loss.name, None)
@@ -235,7 +236,9 @@ def train_step(model: nn.Module, specs: list[TensorMeta], example, labels: Label
     if parameters > MAX_PARAMETERS:
         raise Unsupported(f"{parameters / 1e6:.0f}M parameters is too large for a real step here")
     _materialize_copy(model)
-    batch = min(STEP_BATCH, specs[0].shape[0]) if specs and specs[0].shape else STEP_BATCH
+    full = specs[0].shape[0] if specs and specs[0].shape else STEP_BATCH
+    # two samples, unless the labels are not one row per sample (positions flattened by the user's code)
+    batch = min(STEP_BATCH, full) if not labels.shape or labels.shape[0] == full else full
     if example is not None:
         args, kwargs = example_tensors(example, batch)
     else:
@@ -246,6 +249,7 @@ def train_step(model: nn.Module, specs: list[TensorMeta], example, labels: Label
         warnings.simplefilter("ignore")   # framework deprecation notes are not the step's business
         warnings.filterwarnings("error", message=".*broadcast", category=UserWarning)   # the step is not right
         output = model(*args, **kwargs)
+        output = post(output) if post is not None else output
         leaves = list(tensor_leaves(output))
         chosen = choose_output(leaves)
         prediction = dict(leaves)[chosen] if chosen is not None else output

@@ -150,9 +150,11 @@ def install_trainer(state):
             name = {"regression": "MSELoss", "multi_label_classification": "BCEWithLogitsLoss"}.get(
                 problem, "MSELoss" if count == 1 else "CrossEntropyLoss")
             features = {k: v for k, v in inputs.items() if k != "labels"}
+            where = user_frame((TORCH_DIR,), depth=2)
+            where = f"{where} (Trainer.compute_loss)" if where else "Trainer.compute_loss"
             report = state.check(unwrapped, input=_detached(features), loss=name, labels=_detached(inputs["labels"]),
-                                 target=f"{type(unwrapped).__name__} (Trainer.compute_loss)")
-            state.checked(report, "transformers.Trainer.compute_loss")
+                                 target=f"{type(unwrapped).__name__} (trained at {where})", sites=state.sites)
+            state.checked(report, where)
         return original(self, model, inputs, *args, **kwargs)
 
     Trainer.compute_loss = compute_loss
