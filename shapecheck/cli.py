@@ -134,7 +134,7 @@ def run_command(script, script_args, output_format, keep_going, timeout, select,
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
     click.echo(renderers[output_format](report.results))
-    for message in report.load_errors:
+    for message in report.load_errors + ([f"{script}: {note}"] if note else []):
         click.echo(f"shapecheck: {message}", err=True)
     sys.exit(EXIT_USAGE if report.load_errors else EXIT_FINDINGS if report.errors else EXIT_CLEAN)
 

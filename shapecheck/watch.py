@@ -82,7 +82,8 @@ def watch(stop: bool = True, **check_options):
 def run_script(path: str, argv: list[str], stop: bool = True, timeout: float | None = None,
                **check_options) -> tuple[Report | None, str]:
     """Run a training script as `python path argv...` until its first training step; (report, note). The report is
-    None when the script never reached one (note says why)."""
+    None when the script never reached one (note says why); with `stop=False` the note says how the script ended
+    when it raised after the checked step."""
     from shapecheck.deadline import TraceTimeout, deadline
 
     if not os.path.isfile(path):
@@ -103,15 +104,16 @@ def run_script(path: str, argv: list[str], stop: bool = True, timeout: float | N
         if state.report is None:
             return None, f"the script exited (status {exit_.code}) before its first training step"
     except Exception as exc:
+        text = str(exc).strip().splitlines()
+        raised = f"the script raised {type(exc).__name__} " + "{when}" + (f": {text[0]}" if text else "")
         if state.report is None:
-            text = str(exc).strip().splitlines()
-            return None, f"the script raised {type(exc).__name__} before its first training step: " + \
-                (text[0] if text else "")
+            return None, raised.format(when="before its first training step")
+        return state.report, raised.format(when="after the checked step")
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
     if state.report is None:
         return None, "the script finished without a training step: no loss was computed"
-    return state.report, state.where
+    return state.report, ""
 
 
 @contextlib.contextmanager
