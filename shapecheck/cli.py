@@ -124,7 +124,7 @@ def run_command(script, script_args, output_format, keep_going, timeout, select,
     lets it go on). Data it downloads or a GPU it needs are its own business. Exit status as `check`.
     """
     from shapecheck import render
-    from shapecheck.watch import run_script
+    from shapecheck.runner import run_script
 
     report, note = _guard(lambda: run_script(script, list(script_args), stop=not keep_going,
                                              timeout=timeout or None, select=_codes(select) or None,

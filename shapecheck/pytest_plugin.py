@@ -50,57 +50,21 @@ class ShapecheckFailure(Exception):
 
 
 class Checker:
-    """`shapecheck(model, input=(16, 3, 224, 224), loss=nn.BCEWithLogitsLoss(), labels=torch.zeros(16, 1))`."""
+    """`shapecheck(model, input=(16, 3, 224, 224), loss=nn.BCEWithLogitsLoss(), labels=torch.zeros(16, 1))`: the
+    Python API's `shapecheck.check`, failing the test when the report has an error."""
 
-    def __call__(self, model, input=None, loss=None, labels=None, from_logits=None, select=None, ignore=()):
-        result = check_object(model, input, loss, labels, from_logits, select, ignore)
-        if result.error or result.has_errors:
-            pytest.fail(render.to_text([result]), pytrace=False)
-        return result
+    def __call__(self, model, input=None, loss=None, labels=None, **options):
+        from shapecheck.inprocess import check
+
+        report = check(model, input, loss, labels, **options)
+        if not report.ok:
+            pytest.fail(str(report), pytrace=False)
+        return report
 
 
 @pytest.fixture
 def shapecheck():
     return Checker()
-
-
-def check_object(model, input=None, loss=None, labels=None, from_logits=None, select=None, ignore=()):
-    """Check a model object with the loss object (or name) and labels (tensor, array or spec) a test has."""
-    from shapecheck import labels as labels_mod
-    from shapecheck.targets import LoadedTarget, adapter_for
-
-    adapter = adapter_for(model)
-    options = api.Options.parse(inputs=_input_specs(input), loss=_loss_name(loss), from_logits=from_logits,
-                                labels=labels if isinstance(labels, str) else None, select=select, ignore=ignore)
-    if labels is not None and not isinstance(labels, str):
-        options.labels_file = labels_mod.from_array(_to_numpy(labels), "labels")
-    if from_logits is None and hasattr(loss, "get_config"):   # a Keras loss object knows its from_logits
-        options.from_logits = loss.get_config().get("from_logits")
-    loaded = LoadedTarget(type(model).__name__, model, adapter)
-    return api.check_loaded(loaded, options)
-
-
-def _input_specs(value) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    if value and all(isinstance(d, int) for d in value):
-        return [",".join(map(str, value))]
-    return [v if isinstance(v, str) else ",".join(map(str, v)) for v in value]
-
-
-def _loss_name(loss) -> str | None:
-    if loss is None or isinstance(loss, str):
-        return loss
-    config = loss.get_config() if hasattr(loss, "get_config") else {}
-    return config.get("name") or getattr(loss, "__name__", None) or type(loss).__name__
-
-
-def _to_numpy(labels):
-    if hasattr(labels, "detach"):
-        return labels.detach().cpu().numpy()
-    return labels.numpy() if hasattr(labels, "numpy") and not hasattr(labels, "__array__") else labels
 
 
 def pytest_collect_file(file_path, parent):

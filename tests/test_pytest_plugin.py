@@ -32,8 +32,8 @@ def test_fixture_reports_findings_without_a_traceback(pytester):
 
 
         def test_labels_as_spec(shapecheck):
-            result = shapecheck(build_classifier(), input="4,3,2,2", loss="CrossEntropyLoss", labels="4")
-            assert result.trace.output.shape == (4, 10)
+            report = shapecheck(build_classifier(), input="4,3,2,2", loss="CrossEntropyLoss", labels="4")
+            assert report.ok and report.results[0].trace.output.shape == (4, 10)
     """))
     outcome = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     outcome.assert_outcomes(passed=2, failed=1)

@@ -1,0 +1,85 @@
+"""The Python API: `shapecheck.check(model, input=..., loss=..., labels=...)` on objects a notebook or a test has,
+its Report, and `shapecheck.watch()` around a training loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import shapecheck
+
+
+def softmax_classifier():
+    return nn.Sequential(nn.Linear(8, 4), nn.Softmax(dim=1))
+
+
+def test_check_takes_real_tensors_and_a_loss_object():
+    report = shapecheck.check(softmax_classifier(), input=torch.randn(6, 8), loss=nn.CrossEntropyLoss(),
+                              labels=torch.randint(0, 4, (6,)))
+    assert not report.ok and [f.rule for f in report.errors] == ["SC152"]
+    assert report.results[0].trace.inputs[0].shape == (6, 8)
+    assert "error[SC152]" in str(report) and "help (verified)" in str(report)
+    with pytest.raises(shapecheck.ShapeMismatchError, match="SC152"):
+        report.raise_for_errors()
+
+
+def test_check_takes_shapes_and_names():
+    report = shapecheck.check(nn.Linear(8, 1), input=(16, 8), loss="BCEWithLogitsLoss", labels=(16,))
+    assert [f.rule for f in report.errors] == ["SC102"]
+    assert shapecheck.check(nn.Linear(8, 1), input="16,8", loss="BCEWithLogitsLoss", labels="16,1").ok
+
+
+def test_check_takes_a_dataloader_batch():
+    data = TensorDataset(torch.randn(12, 8), torch.randint(0, 4, (12,)).float())
+    loader = DataLoader(data, batch_size=4)
+    report = shapecheck.check(nn.Linear(8, 4), input=loader, loss=nn.CrossEntropyLoss())
+    assert [f.rule for f in report.errors] == ["SC107"]   # float class ids from the loader's labels
+    assert report.results[0].labels.shape == (4,)
+    assert shapecheck.check(nn.Linear(8, 4), batch=next(iter(loader)), loss=nn.CrossEntropyLoss()).errors
+
+
+def test_loss_object_options_reach_the_checks():
+    labels = torch.tensor([0, 1, 2, 255, 1, 0])
+    model = nn.Linear(8, 3)
+    plain = shapecheck.check(model, input=(6, 8), loss=nn.CrossEntropyLoss(), labels=labels)
+    skipping = shapecheck.check(model, input=(6, 8), loss=nn.CrossEntropyLoss(ignore_index=255), labels=labels)
+    assert any(f.rule == "SC110" for f in plain.findings)
+    assert not any(f.rule == "SC110" for f in skipping.findings)
+
+
+def test_report_shows_a_table_with_the_layers_in_jupyter():
+    report = shapecheck.check(softmax_classifier(), input=(6, 8), loss="CrossEntropyLoss", labels=(6,))
+    page = report._repr_html_()
+    assert "<table>" in page and "SC152" in page and "&#10003;" in page   # a verified fix is ticked
+    assert "<summary>layers</summary>" in page and "[6, 4]" in page
+    assert repr(report).startswith("<shapecheck.Report errors: 1 error(s)")
+
+
+def test_watch_checks_the_first_step_and_stops_before_the_optimiser():
+    model = softmax_classifier()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    steps = 0
+    with shapecheck.watch() as watched:
+        for _ in range(3):
+            loss = nn.functional.cross_entropy(model(torch.randn(4, 8)), torch.randint(0, 4, (4,)))
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    assert steps == 0 and [f.rule for f in watched.report.errors] == ["SC152"]
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p.grad is None for p in model.parameters())
+    # the hooks are gone: training runs normally after the block
+    nn.functional.cross_entropy(model(torch.randn(4, 8)), torch.randint(0, 4, (4,))).backward()
+    assert nn.Module.__call__.__name__ != "call"
+
+
+def test_watch_without_stopping_lets_training_go_on():
+    model, steps = nn.Linear(8, 4), 0
+    with shapecheck.watch(stop=False) as watched:
+        for _ in range(3):
+            nn.CrossEntropyLoss()(model(torch.randn(4, 8)), torch.randint(0, 4, (4,))).backward()
+            steps += 1
+    assert steps == 3 and watched.report.ok
