@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/shapecheck check fixtures/torch/resnet50_single_class.py:build_model \
 		--input 16,3,224,224 --loss BCEWithLogitsLoss --labels 16 || [ $$? -eq 1 ]
 
+# Every test, whatever its markers (slow, subprocess, network); the quick loop is `pytest -m "not slow"`.
 test: $(STAMP)
 	$(BIN)/python -m pytest
 

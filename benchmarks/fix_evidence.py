@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -66,7 +67,7 @@ def _verified_recipes(path: Path, verbose: bool) -> Counter:
 def _source_patch(path: Path) -> Counter:
     """Copy the case into a project folder, check it, write the --fix patch, and check and train the patched file
     with the labels and loss the patched recipes leave (their label and loss steps applied as the user would)."""
-    from shapecheck import api, patch
+    from shapecheck import patch, pipeline
     from shapecheck.edits import apply_to_labels, apply_to_loss
 
     counts = Counter()
@@ -74,8 +75,8 @@ def _source_patch(path: Path) -> Counter:
         copy = Path(folder) / path.name
         shutil.copy(path, copy)
         case = corpus._load(copy)
-        target, options = _target(case, copy)
-        [result] = api.check_all([target], options)
+        request = _request(case, copy)
+        result = pipeline.run(request)
         patches = patch.plan([result])
         if not patches:
             return counts
@@ -84,15 +85,16 @@ def _source_patch(path: Path) -> Counter:
         for name in [n for n in sys.modules if n.startswith("_shapecheck_target_")]:   # import the patched file
             del sys.modules[name]
         steps = tuple(edit for fix in _patched_fixes(result) for edit in fix.edits if edit.on in ("labels", "loss"))
-        options.labels_file = apply_to_labels(options.labels_file, steps)
+        [head] = request.heads
         loss = apply_to_loss(result.loss, steps, result.trace.framework)
-        options.loss = loss.name if loss else options.loss
-        options.loss_options = loss.options if loss else ()
-        options.from_logits = loss.from_logits if loss else options.from_logits
-        [after] = api.check_all([target], options)
+        head = dataclasses.replace(head, labels=apply_to_labels(head.labels, steps),
+                                   loss=loss.name if loss else head.loss, loss_options=loss.options if loss else (),
+                                   from_logits=loss.from_logits if loss else head.from_logits)
+        request = dataclasses.replace(request, heads=(head,))
+        after = pipeline.run(request)
         errors = [f.rule for f in after.findings if f.severity == "error"] or ([after.error["message"]] if after.error
                                                                               else [])
-        trained = _train(after, loss, options) if not errors else "not trained"
+        trained = _train(after, loss, request) if not errors else "not trained"
         clean = not errors and trained.startswith("one training step")
         counts["patch_clean"] += clean
         print(f"{'ok  ' if clean else 'FAIL'} patch {path.stem:<44} {', '.join(p.shown for p in patches)}: "
@@ -106,22 +108,23 @@ def _patched_fixes(result):
     return [fix for finding in result.findings for fix in patch.applied_chain(result, finding)]
 
 
-def _train(result, loss, options) -> str:
+def _train(result, loss, request) -> str:
     from shapecheck import targets
 
     loaded = targets.load(result.target, False)
     adapter = loaded.adapter
     try:
-        model = adapter.edited(loaded.model, (), options.labels_file)
-        return adapter.train_step(model, result.trace.inputs, options.example, options.labels_file, loss)
+        [head] = request.heads
+        model = adapter.edited(loaded.model, (), head.labels)
+        return adapter.train_step(model, result.trace.inputs, request.example, head.labels, loss)
     except Exception as exc:
         return f"training failed: {type(exc).__name__}: {exc}"
 
 
-def _target(case, copy: Path):
+def _request(case, copy: Path):
     import numpy as np
 
-    from shapecheck import api
+    from shapecheck.request import Flags
 
     batch = (case.INPUT_SHAPE[0] if isinstance(case.INPUT_SHAPE[0], tuple) else case.INPUT_SHAPE)[0]
     labels = case.make_labels(batch)
@@ -130,9 +133,9 @@ def _target(case, copy: Path):
     values = case.make_inputs(batch) if hasattr(case, "make_inputs") else None
     input_file = corpus._save_inputs(values, copy.parent / "inputs.npz") if values is not None else None
     inputs = [] if input_file else corpus._spec(case.INPUT_SHAPE, getattr(case, "INPUT_DTYPE", None))
-    options = api.Options.parse(inputs, case.LOSS, labels_file=str(labels_path),
-                                from_logits=getattr(case, "FROM_LOGITS", None), input_file=input_file)
-    return f"{copy}:build_model", options
+    flags = Flags(inputs=inputs, loss=case.LOSS, labels_file=str(labels_path),
+                  from_logits=getattr(case, "FROM_LOGITS", None), input_file=input_file)
+    return flags.request(f"{copy}:build_model")
 
 
 @contextlib.contextmanager

@@ -31,7 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from shapecheck import adapters, api, targets  # noqa: E402
+from shapecheck import adapters, pipeline, targets  # noqa: E402
+from shapecheck.request import Flags  # noqa: E402
 
 adapters.quiet_frameworks()
 
@@ -212,9 +213,9 @@ def run_case(case: Case, workdir: Path, verbose: bool) -> Outcome:
             inputs = case.inputs or keras_input(model)
             labels_path = workdir / f"labels_{abs(hash(case.name))}.npy"
             np.save(labels_path, case.labels)
-            options = api.Options.parse(inputs=inputs, loss=case.loss, labels_file=str(labels_path))
             loaded = targets.LoadedTarget(case.name, model, targets.adapter_for(model), sites)
-            result = api.check_loaded(loaded, options)
+            flags = Flags(inputs=inputs, loss=case.loss, labels_file=str(labels_path))
+            result = pipeline.run(flags.request(loaded.target, loaded))
         except Exception as exc:
             outcome.failure = f"shapecheck raised {type(exc).__name__}: {first_line(exc)}"
             if verbose:

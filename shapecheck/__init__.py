@@ -15,10 +15,10 @@ __all__ = ["Report", "ShapeMismatchError", "check", "watch"]
 def __getattr__(name):
     # imported on first use: `import shapecheck` stays as cheap as the CLI's --help
     if name == "check":
-        from shapecheck.inprocess import check
+        from shapecheck.python_api import check
         return check
     if name == "watch":
-        from shapecheck.runner import watch
+        from shapecheck.run import watch
         return watch
     if name in ("Report", "ShapeMismatchError"):
         from shapecheck import report

@@ -80,14 +80,15 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     stands for the configured targets defined in it. Command-line options override the configuration.
     Exit status: 0 no errors, 1 findings of severity error, 2 usage error or a target that could not be loaded.
     """
-    from shapecheck import api, config, render
+    from shapecheck import config, render
+    from shapecheck.request import Flags, plan
 
     if (fix_diff or apply_fixes) and not verify_fixes:
         _usage_error("--fix-diff and --fix apply verified fixes only: drop --no-verify-fixes")
-    cli = {"inputs": list(inputs), "input_file": input_file, "loss": loss, "labels": labels_spec, "labels_file": labels_file,
-           "from_logits": from_logits, "select": _codes(select), "ignore": _codes(ignore), "trust": trust,
-           "timeout": timeout, "verify_fixes": verify_fixes}
-    planned = _guard(lambda: api.plan(list(targets), cli, config.load()))
+    flags = Flags(inputs=inputs, input_file=input_file, loss=loss, labels=labels_spec, labels_file=labels_file,
+                  from_logits=from_logits, select=_codes(select), ignore=_codes(ignore), trust=trust, timeout=timeout,
+                  verify_fixes=verify_fixes, compute_patches=output_format == "sarif" and not (fix_diff or apply_fixes))
+    planned = _guard(lambda: plan(list(targets), flags, config.load()))
     results = _guard(lambda: _check_with_progress(planned))
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
@@ -124,11 +125,12 @@ def run_command(script, script_args, output_format, keep_going, timeout, select,
     lets it go on). Data it downloads or a GPU it needs are its own business. Exit status as `check`.
     """
     from shapecheck import render
-    from shapecheck.runner import run_script
+    from shapecheck.run import run_script
 
     report, note = _guard(lambda: run_script(script, list(script_args), stop=not keep_going,
-                                             timeout=timeout or None, select=_codes(select) or None,
-                                             ignore=_codes(ignore), verify_fixes=verify_fixes))
+                                             timeout=timeout or None, compute_patches=output_format == "sarif",
+                                             select=_codes(select) or None, ignore=_codes(ignore),
+                                             verify_fixes=verify_fixes))
     if report is None:
         _usage_error(f"{script}: {note}")
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
@@ -149,11 +151,12 @@ def run_command(script, script_args, output_format, keep_going, timeout, select,
               help="Stop a trace that runs longer and say where it was (default 60; 0: no limit).")
 def trace_command(target, inputs, input_file, trust, timeout):
     """Print TARGET's per-layer shape table, the layer where the forward pass failed marked."""
-    from shapecheck import api, config, render
+    from shapecheck import config, render
+    from shapecheck.request import Flags, plan
 
-    cli = {"inputs": list(inputs), "input_file": input_file, "trust": trust, "timeout": timeout}
-    [(name, options)] = _guard(lambda: api.plan([target], cli, config.load()))
-    [result] = _guard(lambda: _check_with_progress([(name, options)]))
+    flags = Flags(inputs=inputs, input_file=input_file, trust=trust, timeout=timeout)
+    [request] = _guard(lambda: plan([target], flags, config.load()))
+    [result] = _guard(lambda: _check_with_progress([request]))
     if result.error:
         click.echo(f"shapecheck: error: {result.error['message']}", err=True)
         sys.exit(EXIT_USAGE)
@@ -201,16 +204,16 @@ def _usage_error(message: str):
 
 
 def _check_with_progress(planned: list) -> list:
-    """Check every planned target in this one process (one framework import for all), showing on a terminal
+    """Check every planned request in this one process (one framework import for all), showing on a terminal
     which target and stage a long check is in."""
-    from shapecheck import api, progress
+    from shapecheck import pipeline, progress
 
     results = []
     with progress.reporting(len(planned)) as shown:
-        for index, (name, options) in enumerate(planned, 1):
+        for index, request in enumerate(planned, 1):
             if shown:
-                shown.start_target(index, name)
-            results.append(api.check_target(name, options))
+                shown.start_target(index, request.target)
+            results.append(pipeline.run(request))
     return results
 
 

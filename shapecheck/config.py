@@ -25,7 +25,7 @@ from pathlib import Path
 
 from shapecheck.deadline import DEFAULT_SECONDS as DEFAULT_TIMEOUT
 from shapecheck.errors import ShapecheckError
-from shapecheck.findings import SEVERITIES
+from shapecheck.findings import SEVERITIES, Severity
 from shapecheck.targets import is_file_path, split
 
 TOP_KEYS = {"select", "ignore", "severity", "targets", "timeout"}
@@ -48,7 +48,7 @@ class Config:
     path: Path | None = None
     select: list[str] | None = None
     ignore: list[str] = field(default_factory=list)
-    severity: dict[str, str] = field(default_factory=dict)
+    severity: dict[str, Severity] = field(default_factory=dict)
     targets: list[TargetConfig] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT   # seconds a trace may take; 0 for no limit
 
@@ -73,7 +73,7 @@ def load(path: Path | None = None) -> Config:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+        import tomli as tomllib  # type: ignore[no-redef]
     text = path.read_text(encoding="utf-8")
     try:
         data = tomllib.loads(text)

@@ -8,21 +8,29 @@ the framework's adapter to an in-memory copy.
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any, Literal, get_args
 
 from shapecheck import labels as labels_mod
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import LossContract, resolve_loss
 from shapecheck.shapes import TensorMeta
 
-ON = ("labels", "loss", "layer", "output", "input", "model")
+On = Literal["labels", "loss", "layer", "output", "input", "model"]
+LabelOp = Literal["unsqueeze", "squeeze", "cast", "argmax", "shift", "divide", "remap", "positive", "unscale",
+                  "first_channels", "reshape", "one_hot", "move_axis"]
+ModelOp = Literal["resize", "set", "assign", "pool_before", "pool_after", "flatten_before", "flatten_per_sample",
+                  "drop_op", "swap_op", "op_dim", "flatten_op", "permute_op", "permute", "swap", "cast",
+                  "repeat_channels", "pad", "activation", "resize_to_labels", "modules", "add_classifier"]
+Op = LabelOp | ModelOp | Literal["use"]   # `use`: the loss a recipe switches to
+ON: tuple[On, ...] = get_args(On)
 
 
 @dataclass(frozen=True)
 class Edit:
-    on: str                  # one of ON
-    op: str                  # e.g. "unsqueeze", "use", "resize", "drop_op", "permute"
+    on: On
+    op: Op                   # e.g. "unsqueeze", "use", "resize", "drop_op", "permute"
     args: tuple = ()
     layer: str = ""          # the layer a `layer` edit changes (its dotted path in the model)
 
@@ -33,6 +41,34 @@ class Edit:
         return {"on": self.on, "op": self.op, "args": [_plain(a) for a in self.args], "layer": self.layer or None}
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A fix recipe as a value: the code a finding shows and the edits that verification and patches apply, made by
+    one `Recipes` call so that they cannot disagree. `insert` is the statement a patch adds after the user's line
+    when the recipe replaces a layer a library built (`model.fc = nn.Linear(...)`); "" when it has none."""
+
+    text: str
+    edits: tuple[Edit, ...] = ()
+    insert: str = ""
+
+    def __str__(self) -> str:
+        return self.text
+
+    def commented(self, note: str | Recipe) -> Recipe:
+        """This recipe with `note` as a trailing comment; a note that is a recipe (`labels.float()`) is applied too."""
+        added = note.edits if isinstance(note, Recipe) else ()
+        return replace(self, text=f"{self.text}  # {note}", edits=self.edits + added)
+
+    def applied_as(self, edits: tuple[Edit, ...]) -> Recipe:
+        """The same code, verified and patched as `edits`: the rule knows the exact op of the forward to change."""
+        return replace(self, edits=edits)
+
+
+# a label step as data: an op with its arguments, e.g. ("cast", "float32"), ("unsqueeze", 1), ("shift", -1);
+# `view` (a reshape that only reads as code) is shown but not applied
+LabelStep = tuple
+
+
 class Unsupported(Exception):
     """An edit this framework (or this model) cannot apply in memory: the recipe stays unverified."""
 
@@ -41,37 +77,11 @@ def _plain(value):
     return [_plain(v) for v in value] if isinstance(value, tuple) else value
 
 
-def labels_edit(*steps: tuple) -> tuple[Edit, ...]:
+def labels_edit(*steps: LabelStep) -> tuple[Edit, ...]:
+    """The steps as label edits; () when one of them is not applied (`view`), so the recipe stays unverified."""
+    if not all(step[0] in _LABEL_OPS for step in steps):
+        return ()
     return tuple(Edit("labels", step[0], tuple(step[1:])) for step in steps)
-
-
-_CHAIN = re.compile(r"\.(\w+)\(([^()]*)\)|\s*([-+])\s*(\d+)$|\s*/\s*(\d+(?:\.\d*)?)$|\[:, :(\d+)\]")
-_CASTS = {"float": "float32", "double": "float64", "long": "int64", "half": "float16", "int": "int32"}
-
-
-def parse_label_chain(expression: str) -> tuple[Edit, ...]:
-    """`.float().unsqueeze(1)`, `.squeeze(1)`, ` - 1`, `[:, :1]` as label edits; () when any part is not known."""
-    steps, position = [], 0
-    for match in _CHAIN.finditer(expression):
-        if match.start() != position:
-            return ()
-        position = match.end()
-        method, argument, sign, shift, divisor, channels = match.groups()
-        if shift:
-            steps.append(("shift", int(shift) if sign == "+" else -int(shift)))
-        elif divisor:
-            steps.append(("divide", float(divisor)))
-        elif channels:
-            steps.append(("first_channels", int(channels)))
-        elif method in _CASTS and not argument:
-            steps.append(("cast", _CASTS[method]))
-        elif method in ("unsqueeze", "squeeze", "argmax") and re.fullmatch(r"-?\d+", argument.strip()):
-            steps.append((method, int(argument)))
-        elif method == "reshape":
-            steps.append(("reshape", tuple(int(d) for d in argument.replace(" ", "").strip(",").split(","))))
-        else:
-            return ()
-    return labels_edit(*steps) if position == len(expression) and steps else ()
 
 
 def apply_to_labels(labels: LabelInfo | None, edits: tuple[Edit, ...]) -> LabelInfo | None:
@@ -103,7 +113,7 @@ def _one_hot(np, array, classes):
     return np.eye(classes, dtype="float32")[array.astype("int64")]
 
 
-_LABEL_OPS = {
+_LABEL_OPS: dict[str, Callable[..., Any]] = {
     "unsqueeze": lambda np, a, axis: np.expand_dims(a, axis),
     "squeeze": lambda np, a, axis: np.squeeze(a, axis) if a.shape[axis] == 1 else a,
     "cast": lambda np, a, dtype: a.astype(dtype),

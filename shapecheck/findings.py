@@ -3,59 +3,77 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
-from shapecheck.edits import Edit
+from shapecheck.edits import Edit, Recipe
 from shapecheck.trace import Location
 
-CATEGORIES = (
-    "output_vs_loss", "labels_vs_loss", "activation_vs_loss", "label_range", "dtype", "internal_layer",
-    "input_shape", "batch_dim",
-)
-SEVERITIES = ("error", "warning", "info")
+Category = Literal["output_vs_loss", "labels_vs_loss", "activation_vs_loss", "label_range", "dtype",
+                   "internal_layer", "input_shape", "batch_dim"]
+Severity = Literal["error", "warning", "info"]
+SubjectKind = Literal["loss", "forward", "batch", "op", "layer", "labels"]
+Aspect = Literal["", "shape", "dtype", "values"]
+CATEGORIES: tuple[Category, ...] = get_args(Category)
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+SUBJECT_KINDS: tuple[SubjectKind, ...] = get_args(SubjectKind)
+ASPECTS: tuple[Aspect, ...] = get_args(Aspect)
 
 
-class Snippet(str):
-    """Recipe code that knows its edit: what `Fix` shows and what verification applies come from one call."""
+@dataclass(frozen=True)
+class Subject:
+    """What a finding is about, so that the engine can keep one explanation per thing: a head's loss (and which
+    aspect the loss rejects: shape, dtype or values; "" for the pairing as a whole), the forward pass that raised,
+    the batch the probe saw mixed, an op or a layer of the forward pass, the labels."""
 
-    edits: tuple[Edit, ...] = ()
+    kind: SubjectKind
+    aspect: Aspect = ""      # only a loss has aspects
+    name: str = ""           # the head of a loss, the op's index or the layer's name
 
-    def __new__(cls, text: str, edits: tuple[Edit, ...] = ()):
-        snippet = super().__new__(cls, text)
-        snippet.edits = edits
-        return snippet
+    def __post_init__(self):
+        assert self.kind in SUBJECT_KINDS and self.aspect in ASPECTS, self
+
+    def covers(self, other: Subject) -> bool:
+        """The same thing; a whole covers each of its aspects (and an aspect the whole)."""
+        same_thing = (self.kind, self.name) == (other.kind, other.name)
+        return same_thing and (self.aspect == other.aspect or "" in (self.aspect, other.aspect))
 
 
 @dataclass(frozen=True)
 class Fix:
     title: str
-    code: str = ""
-    edits: tuple[Edit, ...] = ()     # what the recipe changes, as data; () when it is advice only
+    code: Recipe | str = ""          # the recipe (what it shows and changes), or plain text for advice only
     joins: bool = False              # applies together with the fix before it ("Then match the labels ...")
     verified: bool | None = None     # None: not tried; True: re-checked clean (and trained) with it applied
     evidence: str = ""               # how it was verified, or why it failed
 
-    def __post_init__(self):
-        if not self.edits and isinstance(self.code, Snippet):
-            object.__setattr__(self, "edits", self.code.edits)
+    @property
+    def recipe(self) -> Recipe:
+        return self.code if isinstance(self.code, Recipe) else Recipe(self.code)
+
+    @property
+    def edits(self) -> tuple[Edit, ...]:
+        """What the recipe changes, as data; () when it is advice only."""
+        return self.recipe.edits
 
     def to_json(self) -> dict:
-        return {"title": self.title, "code": str(self.code), "verified": bool(self.verified),
+        return {"title": self.title, "code": self.recipe.text, "verified": bool(self.verified),
                 "evidence": self.evidence or None, "edits": [edit.to_json() for edit in self.edits]}
 
     def __str__(self) -> str:
-        return f"{self.title}: `{self.code}`" if self.code else self.title
+        return f"{self.title}: `{self.recipe.text}`" if self.recipe.text else self.title
 
 
 @dataclass
 class Finding:
     rule: str
     name: str
-    severity: str
-    category: str
+    severity: Severity
+    category: Category
     message: str
     layer: str | None = None
     location: Location | None = None
     fixes: list[Fix] = field(default_factory=list)
+    subject: Subject | None = None   # set by the rule, else by the engine from the rule's declared subject
 
     def to_json(self) -> dict:
         return {

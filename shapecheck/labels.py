@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from shapecheck.errors import ShapecheckError
 from shapecheck.shapes import TensorMeta, normalize_dtype, parse_spec
@@ -47,7 +48,7 @@ class LabelInfo:
     source: str                         # "spec" or the file it was read from
     stats: LabelStats | None = None
     per_output: int = 0                 # > 0: these are the first of that many label arrays, one per model output
-    array: object = field(default=None, repr=False, compare=False)   # kept to split per-output stacks; rules never read it
+    array: Any = field(default=None, repr=False, compare=False)   # kept to split per-output stacks; rules never read it
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -58,16 +59,30 @@ class LabelInfo:
         return self.meta.dtype
 
     def to_json(self) -> dict:
-        data = {"shape": list(self.shape), "dtype": self.dtype}
+        data: dict[str, object] = {"shape": list(self.shape), "dtype": self.dtype}
         if self.stats:
             data["values"] = {"min": self.stats.minimum, "max": self.stats.maximum,
                               "distinct": self.stats.distinct or None}
         return data
 
 
+@dataclass(frozen=True)
+class LabelSpec:
+    """Labels given as a shape (`--labels 16,1:float32`); without a dtype, they take the loss's label dtype."""
+
+    shape: tuple[int, ...]
+    dtype: str | None = None
+
+    @classmethod
+    def parse(cls, text: str, what: str = "shape") -> LabelSpec:
+        return cls(*parse_spec(text, what=what))
+
+    def info(self, default_dtype: str) -> LabelInfo:
+        return LabelInfo(TensorMeta(self.shape, self.dtype or default_dtype), "spec")
+
+
 def from_spec(text: str, default_dtype: str) -> LabelInfo:
-    shape, dtype = parse_spec(text, default_dtype)
-    return LabelInfo(TensorMeta(shape, dtype), "spec")
+    return LabelSpec.parse(text).info(default_dtype)
 
 
 def from_file(path_text: str) -> LabelInfo:

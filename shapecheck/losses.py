@@ -7,6 +7,13 @@ from dataclasses import dataclass, replace
 
 from shapecheck.errors import ShapecheckError
 
+# torch.nn.functional names -> the module losses shapecheck has contracts for (the Python API and `run` read them)
+FUNCTIONAL_LOSSES = {
+    "cross_entropy": "CrossEntropyLoss", "nll_loss": "NLLLoss", "binary_cross_entropy": "BCELoss",
+    "binary_cross_entropy_with_logits": "BCEWithLogitsLoss", "mse_loss": "MSELoss", "l1_loss": "L1Loss",
+    "smooth_l1_loss": "SmoothL1Loss", "huber_loss": "HuberLoss", "kl_div": "KLDivLoss",
+}
+
 
 @dataclass(frozen=True)
 class LossContract:
@@ -145,7 +152,7 @@ def known_loss(name: str) -> bool:
 def _torch_loss(name: str) -> LossContract | None:
     key = _key(_clean(name))
     canonical = next((c for c in TORCH_LOSSES if _key(c) == key), _TORCH_ALIASES.get(key))
-    return TORCH_LOSSES.get(canonical)
+    return TORCH_LOSSES.get(canonical) if canonical else None
 
 
 def _keras(name: str, from_logits: bool | None) -> LossContract | None:

@@ -39,11 +39,6 @@ class LossCheck:
     def rejected(self) -> bool:
         return self.status != "ok"
 
-    @property
-    def explanation_key(self) -> str:
-        """What a rule declares it explains to take this rejection's place (`loss:shape`)."""
-        return f"loss:{self.aspect}"
-
     def to_json(self) -> dict:
         data = {"status": self.status, "evaluated_by": self.evaluated_by}
         if self.rejected:

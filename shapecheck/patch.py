@@ -121,7 +121,7 @@ def _chain(fixes, first) -> list:
 def _changes(trace: Trace, chain: list) -> list[tuple[Location, Change]] | None:
     """The source changes for a recipe's model edits, or None when one of them has no place in the user's code.
     Its label and loss edits live in the training code shapecheck does not see: `plan` lists them as notes."""
-    found = [_change(trace, edit, str(fix.code)) for fix in chain for edit in fix.edits
+    found = [_change(trace, edit, fix.recipe.insert) for fix in chain for edit in fix.edits
              if edit.on not in ("labels", "loss")]
     return [change for changes in found for change in changes] if found and None not in found else None
 
@@ -139,12 +139,12 @@ def outside_source(results: list[Result]) -> list[str]:
             if fix.edits and all(edit.on in ("labels", "loss") for edit in fix.edits)]
 
 
-def _change(trace: Trace, edit: Edit, code: str) -> list[tuple[Location, Change]] | None:
-    found = _one_change(trace, edit, code)
+def _change(trace: Trace, edit: Edit, insert: str) -> list[tuple[Location, Change]] | None:
+    found = _one_change(trace, edit, insert)
     return [found] if isinstance(found, tuple) else found
 
 
-def _one_change(trace: Trace, edit: Edit, code: str):
+def _one_change(trace: Trace, edit: Edit, insert: str):
     if edit.on == "layer" and edit.op in ("resize", "set"):
         layer = trace.layer(edit.layer)
         if layer is None or layer.source is None or not _is_project_file(layer.source):
@@ -152,17 +152,17 @@ def _one_change(trace: Trace, edit: Edit, code: str):
         if layer.source.defined_in is not None:   # built inside a library: change the user's call into it
             if edit.op == "set" and {name for name, _ in edit.args} == {"activation"}:
                 return []   # the new head the resize writes carries its activation
-            return _library_head(trace, layer.source, edit, code) if edit.op == "resize" else None
+            return _library_head(trace, layer.source, edit, insert) if edit.op == "resize" else None
         if _built_several(trace, layer):   # a loop or a helper builds them all: one literal would fit none
             return None
         if edit.op == "set":
             (name, value), = edit.args
-            return layer.source, Change(layer.source.line, "keyword", _callee(layer.type), keyword=name, value=value)
+            return layer.source, Change(layer.source.line, "keyword", layer.type, keyword=name, value=value)
         (key, size), = edit.args
         slot = _size_slot(key, layer.type)
         if slot is None:
             return None
-        return layer.source, Change(layer.source.line, "argument", _callee(layer.type), slot[0], slot[1], size)
+        return layer.source, Change(layer.source.line, "argument", layer.type, slot[0], slot[1], size)
     if edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim", "flatten_op", "permute_op"):
         return _op_change(trace, edit)
     return None
@@ -172,10 +172,11 @@ def _built_several(trace: Trace, layer) -> bool:
     return sum(1 for other in trace.layers if other.source == layer.source and other.type == layer.type) > 1
 
 
-def _library_head(trace: Trace, where: Location, edit: Edit, code: str) -> list[tuple[Location, Change]] | None:
+def _library_head(trace: Trace, where: Location, edit: Edit, insert: str) -> list[tuple[Location, Change]] | None:
     """A head a library built, resized the library's way at the user's line: `num_classes=` for timm,
     `num_labels=` for transformers' `from_pretrained`, `include_top=False` and a new head for keras.applications,
-    else a replacement statement after the line (`model.fc = nn.Linear(model.fc.in_features, 1)`)."""
+    else a replacement statement after the line (`model.fc = nn.Linear(model.fc.in_features, 1)`). `insert` is the
+    recipe's statement for after the line, "" when it has none."""
     (key, size), = edit.args
     line = where.line
     if key != "out":
@@ -187,16 +188,12 @@ def _library_head(trace: Trace, where: Location, edit: Edit, code: str) -> list[
                 (where, Change(line, "keyword", "from_pretrained", keyword="ignore_mismatched_sizes", value=True))]
     if trace.library.startswith("keras.applications"):
         function = trace.library.partition(":")[2]
-        head = re.search(r"layers\.Dense\([^()]*\)", code)
-        if not function or head is None:
+        if not function or not insert:
             return None
         return [(where, Change(line, "keyword", function, keyword="include_top", value=False)),
                 (where, Change(line, "keyword", function, keyword="pooling", value="avg")),
-                (where, Change(line, "insert_after", value=f"{MODEL} = keras.Model({MODEL}.input, "
-                                                          f"{head.group(0)}({MODEL}.output))"))]
-    if re.fullmatch(rf"{MODEL}[.\w\[\]]* = .+", code):
-        return [(where, Change(line, "insert_after", value=code))]
-    return None
+                (where, Change(line, "insert_after", value=insert))]
+    return [(where, Change(line, "insert_after", value=insert))] if insert else None
 
 
 def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
@@ -228,10 +225,6 @@ def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
 
 
 _MODULE_NAMES = {"log_softmax": "LogSoftmax", "softmax": "Softmax"}
-
-
-def _callee(type_name: str) -> str:
-    return type_name
 
 
 def _size_slot(key: str, type_name: str) -> tuple[int, str] | None:

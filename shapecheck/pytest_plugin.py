@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shapecheck import api, render
 from shapecheck import config as config_mod
+from shapecheck import pipeline, render
 from shapecheck.errors import ShapecheckError
+from shapecheck.request import Flags, plan
 
 PLANNED = pytest.StashKey["Planned"]()
 
@@ -18,7 +19,7 @@ PLANNED = pytest.StashKey["Planned"]()
 @dataclass
 class Planned:
     pyproject: Path
-    targets: list       # (target, Options) pairs, as `shapecheck check` plans them
+    requests: list      # a Request per target, as `shapecheck check` plans them
 
 
 def pytest_configure(config):
@@ -33,7 +34,7 @@ def _plan(rootpath: Path, trust: bool) -> Planned:
     --trust: the configuration alone, which a pull request can change, cannot allow them."""
     try:
         project = config_mod.load(config_mod.find_pyproject(rootpath))
-        return Planned(project.path, api.plan([], {"trust": trust}, project))
+        return Planned(project.path, plan([], Flags(trust=trust), project))
     except ShapecheckError as exc:
         raise pytest.UsageError(f"shapecheck: {exc}") from exc
 
@@ -54,7 +55,7 @@ class Checker:
     Python API's `shapecheck.check`, failing the test when the report has an error."""
 
     def __call__(self, model, input=None, loss=None, labels=None, **options):
-        from shapecheck.inprocess import check
+        from shapecheck.python_api import check
 
         report = check(model, input, loss, labels, **options)
         if not report.ok:
@@ -85,19 +86,18 @@ def pytest_collection_modifyitems(session, config, items):
 
 class ShapecheckTargets(pytest.File):
     def collect(self):
-        for target, options in self.config.stash[PLANNED].targets:
-            yield ShapecheckItem.from_parent(self, name=target, target=target, options=options)
+        for request in self.config.stash[PLANNED].requests:
+            yield ShapecheckItem.from_parent(self, name=request.target, request=request)
 
 
 class ShapecheckItem(pytest.Item):
-    def __init__(self, *, target: str, options, **kwargs):
+    def __init__(self, *, request, **kwargs):
         super().__init__(**kwargs)
-        self.target = target
-        self.options = options
+        self.request = request
         self.add_marker("shapecheck")
 
     def runtest(self):
-        result = api.check_target(self.target, self.options)
+        result = pipeline.run(self.request)
         if result.error or result.has_errors:
             raise ShapecheckFailure(render.to_text([result]))
 
@@ -107,4 +107,4 @@ class ShapecheckItem(pytest.Item):
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self):
-        return self.path, None, f"shapecheck {self.target}"
+        return self.path, None, f"shapecheck {self.request.target}"

@@ -154,8 +154,8 @@ def to_sarif(results: list[Result]) -> str:
     catalogue = load_rules()
     codes = list(catalogue)
     root = Path.cwd()
-    sarif_results = [_sarif_result(result, finding, codes.index(finding.rule), root)
-                     for result in results for finding in result.findings]
+    sarif_results = [_sarif_result(result, index, codes.index(finding.rule), root)
+                     for result in results for index, finding in enumerate(result.findings)]
     failures = [{"level": "error", "message": {"text": f"{result.target}: {result.error['message']}"},
                  "descriptor": {"id": result.error["kind"]}} for result in results if result.error]
     run = {"tool": {"driver": {"name": "shapecheck", "version": __version__,
@@ -180,11 +180,12 @@ def _sarif_rule(code: str, rule) -> dict:
             "properties": {"category": rule.category}}
 
 
-def _sarif_result(result: Result, finding, rule_index: int, root: Path) -> dict:
+def _sarif_result(result: Result, index: int, rule_index: int, root: Path) -> dict:
+    finding = result.findings[index]
     entry = {"ruleId": finding.rule, "ruleIndex": rule_index, "level": _sarif_level(finding.severity),
              "message": {"text": "\n".join([finding.message] + [_help(fix) for fix in finding.fixes])},
              "properties": {"target": result.target, "layer": finding.layer, "category": finding.category}}
-    fixes = _sarif_fixes(result, finding, root)
+    fixes = _sarif_fixes(finding, result.patches.get(index, []), root)
     if fixes:
         entry["fixes"] = fixes
     if finding.location:
@@ -195,17 +196,12 @@ def _sarif_result(result: Result, finding, rule_index: int, root: Path) -> dict:
     return entry
 
 
-def _sarif_fixes(result: Result, finding, root: Path) -> list[dict]:
-    """The verified recipe as a SARIF fix, when it maps onto the user's own source (never library code)."""
-    from shapecheck import patch
+def _sarif_fixes(finding, patches: list, root: Path) -> list[dict]:
+    """The verified recipe as a SARIF fix: the pipeline's patch of the user's own source (never library code)."""
     from shapecheck.trace import Location
 
     verified = next((fix for fix in finding.fixes if fix.verified), None)
     if verified is None:
-        return []
-    try:
-        patches = patch.for_finding(result, finding)
-    except Exception:   # source that libcst cannot parse: the report still goes out, without a fix
         return []
     changes = [{"artifactLocation": _artifact(Location(p.shown, 1, str(p.path)), root),
                 "replacements": p.replacements()} for p in patches]

@@ -66,9 +66,7 @@ def parse_spec(text: str, default_dtype: str | None = None, what: str = "shape")
     if bad is not None:
         problem = "a size is missing" if bad == "" else f"`{bad}` is not a size"
         raise ShapecheckError(f"invalid {what} `{shown}`: {problem}; expected sizes like `16,3,224,224` or `8,128:int64`")
-    shape = tuple(int(s) for s in sizes)
-    if any(d == 0 or d > MAX_DIM for d in shape):
-        raise ShapecheckError(f"invalid {what} `{shown}`: sizes must be between 1 and {MAX_DIM}")
+    shape = check_sizes(tuple(int(s) for s in sizes), shown, what)
     if colon and not dtype_part.strip():
         raise ShapecheckError(f"invalid {what} `{shown}`: no dtype after `:` (e.g. `:int64`)")
     try:
@@ -76,6 +74,13 @@ def parse_spec(text: str, default_dtype: str | None = None, what: str = "shape")
     except ShapecheckError as exc:
         raise ShapecheckError(f"invalid {what} `{shown}`: {exc}") from None
     return shape, dtype
+
+
+def check_sizes(shape: tuple[int, ...], shown: str, what: str = "shape") -> tuple[int, ...]:
+    """`shape` when every size is one a tensor can have; `shown` is how the user wrote it."""
+    if any(d < 1 or d > MAX_DIM for d in shape):
+        raise ShapecheckError(f"invalid {what} `{shown}`: sizes must be between 1 and {MAX_DIM}")
+    return shape
 
 
 def fmt(shape) -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from shapecheck import inputs as inputs_mod
 from shapecheck import progress
-from shapecheck.adapters import keep_triton_out_after_tensorflow
+from shapecheck.adapters import Adapter, keep_triton_out_after_tensorflow
 from shapecheck.errors import ShapecheckError
+from shapecheck.trace import Trace
 
 TORCH_FILES = (".pt2", ".pt", ".pth", ".ts", ".jit")
 KERAS_FILES = (".keras", ".h5", ".hdf5")
@@ -28,10 +29,10 @@ FRAMEWORKS = ("keras", "torch", "onnx")   # Keras first: on its torch backend a 
 class LoadedTarget:
     target: str
     model: object
-    adapter: object                      # the adapter module (`shapecheck.adapters.torch`)
+    adapter: Adapter                     # the adapter module (`shapecheck.adapters.torch`)
     sites: dict = field(default_factory=dict)
-    failed_trace: object = None          # a Keras factory that raised while building: the trace of that failure
-    example: object = None               # input values from a factory returning (model, example_inputs)
+    failed_trace: Trace | None = None          # a Keras factory that raised while building: the trace of that failure
+    example: inputs_mod.ExampleInputs | None = None               # input values from a factory returning (model, example_inputs)
     notes: list = field(default_factory=list)   # how the model was built, when it matters to the output
 
 
@@ -148,8 +149,7 @@ def _recording_sites():
     """Record definition sites for every framework the user's module imported."""
     with contextlib.ExitStack() as stack:
         adapters = [_adapter(name) for name in _imported_frameworks()]
-        maps = [stack.enter_context(a.recording_definition_sites()) for a in adapters
-                if hasattr(a, "recording_definition_sites")]
+        maps = [stack.enter_context(a.recording_definition_sites()) for a in adapters]
         yield maps[0] if len(maps) == 1 else _Merged(*maps)
 
 

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from shapecheck.shapes import TensorMeta
+
+# What a layer is, whatever its framework's class: adapters map their classes onto these.
+LayerKind = Literal["linear", "conv", "rnn", "embedding", "norm", "pool", "activation", "flatten", "dropout",
+                    "container", "other"]
 
 # Ops that move or relabel values without computing new ones: walking back through them from the output finds the
 # op that really produced the values (the final activation, the head).
@@ -35,19 +41,38 @@ class Location:
         return {**place, "defined_in": self.defined_in.to_json()} if self.defined_in else place
 
 
+SPATIAL_KEYS = ("kernel_size", "stride", "padding", "dilation")
+
+
+def per_axis(value: int | tuple | list, rank: int) -> tuple[int, ...]:
+    """A window setting as one int per spatial axis: `2` -> (2, 2); `(3,)` -> (3, 3) for a 2-d layer."""
+    values = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    return tuple(int(v) for v in (values * rank if len(values) == 1 else values[:rank]))
+
+
+def spatial_config(rank: int, **settings) -> dict:
+    """The normal form of a conv's or pool's window settings (`SPATIAL_KEYS`): tuples of ints, one per spatial
+    axis, height first. Padding is the leading side's; a padding a framework names ("same", "valid", "causal")
+    stays that string, since what it resolves to depends on the input size. Unset settings are left out."""
+    return {key: value if key == "padding" and isinstance(value, str) else per_axis(value, rank)
+            for key, value in settings.items() if value is not None}
+
+
 @dataclass
 class Layer:
-    """One module / layer / node; `calls == 0` means it exists in the model but never ran."""
+    """One module / layer / node; `calls == 0` means it exists in the model but never ran.
+
+    `config` is filled the same way by every adapter: `in_features`/`out_features`, `in_channels`/`out_channels`
+    (from the weights, which are what runs), `channel_axis` (1 or -1), the window settings of `spatial_config`,
+    and framework-neutral extras (`groups`, `input_size`, `hidden_size`, `batch_first`, `num_embeddings`).
+    """
 
     name: str
     type: str
-    # shared by all frameworks, adapters map their classes onto it: linear, conv, rnn, embedding, norm, pool,
-    # activation, flatten, dropout, container, other
-    kind: str = "other"
+    kind: LayerKind = "other"
     inputs: list[TensorMeta] = field(default_factory=list)
     outputs: list[TensorMeta] = field(default_factory=list)
     params: dict[str, TensorMeta] = field(default_factory=dict)
-    # sizes come from the weights, which are what runs: in_features/out_features, in_channels/out_channels
     config: dict = field(default_factory=dict)
     declared: dict = field(default_factory=dict)   # the same sizes as the layer's attributes claim them
     source: Location | None = None
@@ -84,6 +109,7 @@ class Layer:
 class Op:
     """A functional operation seen during the forward pass (`softmax`, `view`, `linear`, ...).
 
+    `name` is canonical (`shapecheck.ops`), `spelling` the framework's own name, for messages and op edits.
     `producers` holds, per tensor input, the index of the op that made it; -1 for a model input, None for a
     parameter or a constant.
     """
@@ -96,6 +122,10 @@ class Op:
     producers: list[int | None]
     args: dict = field(default_factory=dict)
     source: Location | None = None
+    spelling: str = ""
+
+    def __post_init__(self):
+        self.spelling = self.spelling or self.name
 
 
 @dataclass
@@ -113,6 +143,10 @@ class Failure:
     source: Location | None = None      # the line of user code that called the failing op
     producers: list[int | None] = field(default_factory=list)   # as `Op.producers`, for the failing op's inputs
     random_values: bool = False         # it failed on random input values that the forward reads (lengths, masks)
+    op_spelling: str | None = None      # `op` as the framework spells it (`op` is canonical), for messages
+
+    def __post_init__(self):
+        self.op_spelling = self.op_spelling or self.op
 
     def to_json(self) -> dict:
         return {"layer": self.layer, "op": self.op, "exception": self.exception, "message": self.message,
@@ -163,7 +197,7 @@ class Trace:
             return None
         return next((layer for layer in self.layers if layer.name == name), None)
 
-    def producer_chain(self, op_index: int | None):
+    def producer_chain(self, op_index: int | None) -> Iterator[Op]:
         """Yield the ops that produced a tensor, following each op's first tensor input upstream."""
         while op_index is not None and op_index >= 0:
             op = self.ops[op_index]
@@ -189,3 +223,11 @@ class Trace:
             if layer is not None and layer.is_leaf and layer.name != exclude and layer.name:
                 return layer
         return None
+
+
+def traced_at_two_batches(trace_at: Callable[[int], Trace], batch: int) -> Trace:
+    """Trace at batch N and again at N + 1, the second as `alternate`: an axis whose size follows the batch is a
+    batch axis, one that does not is fixed (a reshape with the batch written in, an output that ignores it)."""
+    primary = trace_at(batch)
+    primary.alternate = trace_at(batch + 1)
+    return primary

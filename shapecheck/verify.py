@@ -9,16 +9,24 @@ compiled graph, advice such as "read the mask without scaling") stays unverified
 from __future__ import annotations
 
 import dataclasses
-import time
+from typing import TYPE_CHECKING, Protocol
 
 from shapecheck import progress
 from shapecheck.edits import Unsupported, apply_to_inputs, apply_to_labels, apply_to_loss, model_edits
 from shapecheck.engine import Result
 from shapecheck.errors import ShapecheckError
 from shapecheck.findings import Finding, Fix
+from shapecheck.labels import LabelInfo
+from shapecheck.losses import LossContract
+from shapecheck.shapes import TensorMeta
+from shapecheck.trace import Trace
 
-MAX_ATTEMPTS = 16        # recipes tried per target: a finding rarely has more than three
-BUDGET_SECONDS = 60.0    # verification stops trying new recipes after this long
+if TYPE_CHECKING:
+    from shapecheck.targets import LoadedTarget
+
+# Recipes tried per target (a finding rarely has more than three): a count, not seconds, so that the output never
+# depends on the machine's speed; the user's --timeout still bounds the wall time.
+MAX_ATTEMPTS = 16
 
 
 @dataclasses.dataclass
@@ -31,16 +39,25 @@ class Attempt:
     model: object = None
 
 
-def verify(result: Result, loaded, example, recheck, post=None) -> None:
+class Recheck(Protocol):
+    """The pipeline, re-entered for an edited copy: trace it (unless `trace` is given: the model and its inputs
+    are unchanged; at `inputs` when given) and check it as the first run did; returns (trace, findings)."""
+
+    def __call__(self, loaded: LoadedTarget, labels: LabelInfo | None, loss: LossContract | None,
+                 trace: Trace | None, inputs: list[TensorMeta] | None) -> tuple[Trace, list[Finding]]: ...
+
+
+def verify(result: Result, loaded: LoadedTarget, example, recheck: Recheck, post=None) -> None:
     """Mark the fixes of `result.findings` verified or not (in place) and list verified ones first.
 
-    `example` holds the input values the trace used, if any; `recheck(loaded, labels, loss, trace, inputs)` traces
-    (unless `trace` is given; at `inputs` when given) and checks like the original run, returning (trace, findings)."""
-    if result.trace is None or loaded.model is None or not any(f.fixes for f in result.findings):
+    `example` holds the input values the trace used, if any; `post` the user's code between the model and the
+    loss, which the training step replays."""
+    trace = result.trace
+    if trace is None or loaded.model is None or not any(f.fixes for f in result.findings):
         return
     progress.stage("verify fixes")
     before = _error_keys(result.findings)
-    started, attempts = time.monotonic(), 0
+    attempts = 0
     for finding in result.findings:
         verified_fixes = []
         for chain in _chains(finding.fixes):
@@ -48,11 +65,11 @@ def verify(result: Result, loaded, example, recheck, post=None) -> None:
             if not edits or not all(fix.edits for fix in chain):
                 verified_fixes.append(chain)
                 continue
-            if attempts >= MAX_ATTEMPTS or time.monotonic() - started > BUDGET_SECONDS:
+            if attempts >= MAX_ATTEMPTS:
                 verified_fixes.append(_marked(chain, False, "not tried: the verification budget was spent"))
                 continue
             attempts += 1
-            ok, evidence = _try(result, loaded, example, recheck, finding, edits, before, post)
+            ok, evidence = _try(result, trace, loaded, example, recheck, finding, edits, before, post)
             verified_fixes.append(_marked(chain, ok, evidence))
         verified_fixes.sort(key=lambda chain: not chain[0].verified)   # stable: the rule's order otherwise
         finding.fixes = [fix for chain in verified_fixes for fix in chain]
@@ -77,24 +94,23 @@ def _error_keys(findings: list[Finding]) -> set[tuple[str, str | None]]:
     return {(f.rule, f.layer) for f in findings if f.severity == "error"}
 
 
-def _try(result: Result, loaded, example, recheck, finding: Finding, edits, before, post) -> tuple[bool, str]:
+def _try(result: Result, trace: Trace, loaded: LoadedTarget, example, recheck: Recheck, finding: Finding, edits,
+         before, post) -> tuple[bool, str]:
     """(verified, evidence) for one recipe's edits."""
-    framework = result.trace.framework
-    editor = getattr(loaded.adapter, "edited", None)
+    framework = trace.framework
+    editor = loaded.adapter.edited
     # data transforms change the shapes fed in; with input values (PyTorch only) the model's copy applies them
-    inputs = apply_to_inputs(result.trace.inputs, edits, -1 if framework == "keras" else 1) \
+    inputs = apply_to_inputs(trace.inputs, edits, -1 if framework == "keras" else 1) \
         if example is None else None
     changes = model_edits(edits, inputs_applied=inputs is not None)
     try:
         labels = apply_to_labels(result.labels, edits)
         loss = apply_to_loss(result.loss, edits, framework)
-        if changes and editor is None:
-            raise Unsupported(f"a {framework} graph cannot be edited in memory; apply it to the source model")
         # always a copy: the training step must never touch the user's weights
         model = _copy(editor, loaded.model, changes, labels)
         retrace = changes or inputs
         trace, findings = recheck(dataclasses.replace(loaded, model=model or loaded.model), labels, loss,
-                                  None if retrace else result.trace, inputs)
+                                  None if retrace else trace, inputs)
     except Unsupported as why:
         return False, f"not verified: {why}"
     except ShapecheckError as exc:
@@ -118,8 +134,6 @@ def _rules(keys) -> str:
 def _copy(editor, model, changes, labels):
     """The edited copy; without changes a copy only serves the training step, so one that cannot be made (a
     Keras Lambda that does not rebuild) means no step, not an unverified recipe."""
-    if editor is None:
-        return None
     if changes:
         return editor(model, changes, labels)
     try:
@@ -130,16 +144,17 @@ def _copy(editor, model, changes, labels):
 
 def _step(loaded, model, example, trace, labels, loss, post) -> tuple[bool, str]:
     """The real training step that confirms a re-checked recipe, where the framework and the model allow one."""
-    stepper = getattr(loaded.adapter, "train_step", None)
-    if stepper is None:
+    stepper = loaded.adapter.train_step
+    if not loaded.adapter.TRAINS:
         return True, "re-checked clean (no training step for this framework)"
     if model is None:
         return True, "re-checked clean (no training step: the model cannot be copied for one)"
     if labels is None or loss is None or trace.failure is not None:
         return True, "re-checked clean (no labels or loss to train with)"
     try:
-        extra = {"post": post} if post is not None else {}   # the user's code between the model and the loss
-        return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss, **extra)}"
+        if loaded.adapter.TAKES_VALUES:
+            return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss, post=post)}"
+        return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss)}"
     except Unsupported as why:
         return True, f"re-checked clean (no training step: {why})"
     except Exception as exc:

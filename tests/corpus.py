@@ -77,21 +77,23 @@ def _spec(shape, dtype: str | None) -> list[str]:
     return [",".join(map(str, s)) + suffix for s in shapes]
 
 
-def run_case(path: Path) -> CaseRun:
+def run_case(path: Path, verify_fixes: bool = False) -> CaseRun:
+    """The buggy and fixed variants' findings; recipes are proven only when asked, as nothing here reads them."""
     saved_environ = dict(os.environ)
     try:
-        return _run_case(path)
+        return _run_case(path, verify_fixes)
     finally:   # cases may set variables such as KERAS_BACKEND for their own run
         os.environ.clear()
         os.environ.update(saved_environ)
 
 
-def _run_case(path: Path) -> CaseRun:
+def _run_case(path: Path, verify_fixes: bool) -> CaseRun:
     import numpy as np
 
-    from shapecheck import api
+    from shapecheck import pipeline
     from shapecheck.engine import Result
     from shapecheck.errors import ShapecheckError
+    from shapecheck.request import Flags
 
     case = _load(path)
     expected = case.EXPECTED["kind"]
@@ -126,9 +128,9 @@ def _run_case(path: Path) -> CaseRun:
             np.save(labels_path, array)
             input_file = _save_inputs(values, Path(tmp) / f"{factory}_inputs.npz") if values is not None else None
             try:
-                options = api.Options.parse([] if input_file else inputs, loss, labels_file=str(labels_path),
-                                            from_logits=from_logits, input_file=input_file)
-                [result] = api.check_all([target], options)
+                flags = Flags(inputs=[] if input_file else inputs, loss=loss, labels_file=str(labels_path),
+                              from_logits=from_logits, input_file=input_file, verify_fixes=verify_fixes)
+                result = pipeline.run(flags.request(target))
             except ShapecheckError as exc:   # what the CLI reports as a usage error (exit 2)
                 result = Result(target, error={"kind": "usage", "message": str(exc)})
             outcomes.append(result)
@@ -159,12 +161,13 @@ def case_kind(path: Path) -> str:
     return ""
 
 
-def run_exported(path: Path) -> CaseRun | None:
+def run_exported(path: Path, verify_fixes: bool = False) -> CaseRun | None:
     """Export a PyTorch case's buggy model to ONNX (batch dynamic) and check the file like the original."""
     import numpy as np
     import torch
 
-    from shapecheck import api
+    from shapecheck import pipeline
+    from shapecheck.request import Flags
 
     case = _load(path)
     shape = case.INPUT_SHAPE
@@ -183,8 +186,9 @@ def run_exported(path: Path) -> CaseRun | None:
         labels = case.make_labels(shape[0])
         labels_path = Path(tmp) / "labels.npy"
         np.save(labels_path, labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels))
-        options = api.Options.parse([",".join(map(str, shape))], case.LOSS, labels_file=str(labels_path))
-        [result] = api.check_all([str(onnx_path)], options)
+        flags = Flags(inputs=[",".join(map(str, shape))], loss=case.LOSS, labels_file=str(labels_path),
+                      verify_fixes=verify_fixes)
+        result = pipeline.run(flags.request(str(onnx_path)))
     return CaseRun(path.stem, case.EXPECTED["kind"], result.findings, [], buggy_error=result.error and result.error["message"])
 
 

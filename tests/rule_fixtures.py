@@ -40,11 +40,13 @@ def load_module(path: Path):
     return module
 
 
-def run_fixture(path: Path, variant: str, tmp_path: Path):
-    """Check `bad` or `good` from a fixture with shapecheck's own API; returns the Result."""
+def run_fixture(path: Path, variant: str, tmp_path: Path, verify_fixes: bool = True):
+    """Check `bad` or `good` from a fixture with shapecheck's own API; returns the Result. `verify_fixes=False`
+    skips proving the recipes (a re-check and a training step each) for callers that never look at them."""
     import numpy as np
 
-    from shapecheck import api
+    from shapecheck import pipeline
+    from shapecheck.request import Flags
 
     module = load_module(path)
     good = variant == "good"
@@ -60,7 +62,6 @@ def run_fixture(path: Path, variant: str, tmp_path: Path):
         labels_file = tmp_path / f"{variant}_labels.npy"
         np.save(labels_file, np.asarray(make_labels()))
     target = f"{path.relative_to(ROOT)}:{variant}"
-    options = api.Options.parse(inputs, pick("LOSS"), None if labels_file else pick("LABELS"),
-                                str(labels_file) if labels_file else None)
-    [result] = api.check_all([target], options)
-    return result
+    flags = Flags(inputs=inputs, loss=pick("LOSS"), labels=None if labels_file else pick("LABELS"),
+                  labels_file=str(labels_file) if labels_file else None, verify_fixes=verify_fixes)
+    return pipeline.run(flags.request(target))

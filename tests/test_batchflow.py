@@ -102,6 +102,7 @@ def test_a_proven_model_skips_the_probe(monkeypatch):
     assert len(calls) == 1
 
 
+@pytest.mark.slow   # every PyTorch corpus case, twice
 def test_the_proof_never_contradicts_the_probe_on_the_corpus(monkeypatch):
     """Every PyTorch case, buggy and fixed, runs with the probe forced; a model proven to keep samples apart must
     never be caught mixing them."""

@@ -160,6 +160,8 @@ def test_select_and_ignore():
     assert run(*args, "--select", "SC1").exit_code == 1
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_real_process_exit_codes_and_no_traceback():
     """The installed entry point, as a user runs it."""
     done = subprocess.run([sys.executable, "-m", "shapecheck", "check", f"{MODELS}:raises", "--input", "2,3,8,8"],

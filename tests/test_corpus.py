@@ -8,7 +8,8 @@ import pytest
 from corpus import CORPUS, case_files, case_kind, run_case, run_exported
 
 CASES = case_files("pytorch") + case_files("keras") + case_files("onnx")
-pytestmark = pytest.mark.skipif(not CASES, reason=f"no corpus cases in {CORPUS} (set SHAPECHECK_CORPUS)")
+pytestmark = [pytest.mark.skipif(not CASES, reason=f"no corpus cases in {CORPUS} (set SHAPECHECK_CORPUS)"),
+              pytest.mark.slow]   # hundreds of real models
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shapecheck import api
+from shapecheck import pipeline
 from shapecheck.cli import main
-from shapecheck.edits import Edit, parse_label_chain
+from shapecheck.request import Flags
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "fixtures" / "torch" / "fixes" / "models.py"
@@ -45,14 +45,7 @@ def json_findings(*args):
     return json.loads(result.output)["results"][0]["findings"]
 
 
-def test_label_chains_parse_into_edits():
-    assert parse_label_chain(".float().unsqueeze(1)") == (Edit("labels", "cast", ("float32",)),
-                                                         Edit("labels", "unsqueeze", (1,)))
-    assert parse_label_chain(" - 1") == (Edit("labels", "shift", (-1,)),)
-    assert parse_label_chain(".reshape(32,)") == (Edit("labels", "reshape", ((32,),)),)
-    assert parse_label_chain(".view(x.size(0))") == ()   # not plain data: the recipe stays unverified
-
-
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_seed_recipe_is_verified_by_a_training_step(project):
     [finding] = json_findings(f"{MODELS}:single_class_resnet", "--input", "4,3,64,64", "--loss",
                               "BCEWithLogitsLoss", "--labels-file", "binary.npy")
@@ -63,6 +56,7 @@ def test_seed_recipe_is_verified_by_a_training_step(project):
     assert head["edits"] == [{"on": "layer", "op": "resize", "args": [["out", 1]], "layer": "fc"}]
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_a_recipe_that_does_not_fix_the_finding_stays_unverified(project):
     np.save("seven_ids.npy", np.array([0, 1, 2, 3, 4, 5, 6, 2]))
     findings = json_findings(f"{MODELS}:softmax_head", "--input", "8,16", "--loss", "CrossEntropyLoss",
@@ -81,18 +75,21 @@ def test_verification_never_touches_the_users_weights():
 
     model = torch.nn.Sequential(torch.nn.Linear(16, 4), torch.nn.Softmax(dim=1))
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    result = api.check_loaded(_loaded(model), api.Options.parse(["8,16"], "CrossEntropyLoss", labels="8"))
+    loaded = _loaded(model)
+    result = pipeline.run(Flags(inputs=["8,16"], loss="CrossEntropyLoss", labels="8").request(loaded.target, loaded))
     assert any(fix.verified for finding in result.findings for fix in finding.fixes)
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
     assert all(p.grad is None for p in model.parameters())
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_no_verify_fixes_leaves_recipes_untried(project):
     [finding] = json_findings(f"{MODELS}:softmax_head", "--input", "8,16", "--loss", "CrossEntropyLoss",
                               "--labels", "8", "--no-verify-fixes")
     assert not any(fix["verified"] for fix in finding["fixes"])
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_fix_diff_changes_the_layer_line_and_the_patched_file_checks_clean(project):
     args = ("models.py:flattened_cnn", "--input", "4,1,28,28", "--loss", "CrossEntropyLoss",
             "--labels-file", "ten_classes.npy")
@@ -106,6 +103,7 @@ def test_fix_diff_changes_the_layer_line_and_the_patched_file_checks_clean(proje
     assert run("check", *args).exit_code == 0
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_fix_drops_a_functional_softmax_and_a_sigmoid_module(project):
     diff = run("check", "models.py:softmax_head", "--input", "8,16", "--loss", "CrossEntropyLoss", "--labels", "8",
                "--fix-diff").output
@@ -118,6 +116,7 @@ def test_fix_drops_a_functional_softmax_and_a_sigmoid_module(project):
     assert "+    return nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 1), nn.Identity())" in diff
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_library_head_is_replaced_after_the_users_call(project):
     result = run("check", "models.py:single_class_resnet", "--input", "4,3,64,64", "--loss", "BCEWithLogitsLoss",
                  "--labels", "4", "--fix-diff")
@@ -127,6 +126,7 @@ def test_library_head_is_replaced_after_the_users_call(project):
     assert "also change your training code: SC101: Then match the labels" in result.stderr
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_fix_refuses_a_file_with_uncommitted_changes(project):
     Path("models.py").write_text(Path("models.py").read_text() + "# local edit\n")
     result = run("check", "models.py:flattened_cnn", "--input", "4,1,28,28", "--loss", "CrossEntropyLoss",
@@ -136,6 +136,7 @@ def test_fix_refuses_a_file_with_uncommitted_changes(project):
     assert Path("models.py").read_text().endswith("# local edit\n")
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_fix_never_writes_library_code_or_outside_the_project(project, tmp_path_factory):
     outside = tmp_path_factory.mktemp("elsewhere")
     shutil.copy(MODELS, outside / "models.py")
@@ -145,6 +146,7 @@ def test_fix_never_writes_library_code_or_outside_the_project(project, tmp_path_
     assert "no verified fix maps onto your own source files" in result.stderr
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_sarif_carries_the_patch_as_a_fix(project):
     result = run("check", "models.py:flattened_cnn", "--input", "4,1,28,28", "--loss", "CrossEntropyLoss",
                  "--labels-file", "ten_classes.npy", "--format", "sarif")
@@ -201,7 +203,9 @@ def build():
 }
 
 
+@pytest.mark.slow   # real library models (MobileNetV2, DLA-34, BERT), each verified and patched
 @pytest.mark.parametrize("name", list(LIBRARY_FACTORIES))
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_library_heads_are_fixed_the_librarys_way(project, name):
     """timm: num_classes at create_model; transformers: num_labels at from_pretrained; keras.applications:
     include_top=False, pooling="avg" and a new Dense. The patched file checks clean."""
@@ -226,6 +230,7 @@ def test_library_heads_are_fixed_the_librarys_way(project, name):
     assert after.exit_code == 0, after.output
 
 
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_a_reshape_that_folds_the_batch_is_patched_with_the_layer_it_feeds(project):
     args = ("models.py:folded_batch", "--input", "4,1,8,8", "--loss", "CrossEntropyLoss", "--labels-file",
             "ten_classes.npy")

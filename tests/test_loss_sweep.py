@@ -3,9 +3,15 @@ nothing (one class), over a generated sweep of output shapes, label shapes and e
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from loss_sweep import sweep
+import loss_sweep
+
+# Both tests judge the same combinations: build them once per framework (the sweep is the file's whole cost).
+sweep = functools.cache(loss_sweep.sweep)
+pytestmark = pytest.mark.slow   # hundreds of real loss calls per framework
 
 
 @pytest.mark.parametrize("framework", ["torch", "keras"])

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from shapecheck import api, targets
+from shapecheck import pipeline, targets
+from shapecheck.request import Flags
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def factory_file(tmp_path, monkeypatch):
 
 
 def check(target: str, *inputs: str, loss=None, labels=None):
-    [result] = api.check_all([target], api.Options.parse(list(inputs), loss, labels))
+    result = pipeline.run(Flags(inputs=inputs, loss=loss, labels=labels).request(target))
     assert result.error is None, result.error
     return result
 
@@ -113,7 +114,7 @@ def test_findings_are_the_same_as_with_a_real_build(factory_file, factory, input
     real_model = getattr(module, factory)()
     assert not any(p.is_meta for p in real_model.parameters())
     loaded = targets.LoadedTarget(f"{path}:{factory}", real_model, targets.adapter_for(real_model))
-    real = api.check_loaded(loaded, api.Options.parse([inputs], loss, labels))
+    real = pipeline.run(Flags(inputs=[inputs], loss=loss, labels=labels).request(loaded.target, loaded))
 
     def described(result):
         return [(f.rule, f.message, [str(fix) for fix in f.fixes]) for f in result.findings]
@@ -130,5 +131,5 @@ def test_the_users_own_model_object_is_not_touched():
     model = nn.Linear(8, 3)
     before = model.weight.detach().clone()
     loaded = targets.LoadedTarget("model", model, targets.adapter_for(model))
-    api.check_loaded(loaded, api.Options.parse(["4,8"], "CrossEntropyLoss", "4:int64"))
+    pipeline.run(Flags(inputs=["4,8"], loss="CrossEntropyLoss", labels="4:int64").request(loaded.target, loaded))
     assert torch.equal(model.weight, before) and not model.weight.is_meta

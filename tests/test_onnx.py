@@ -81,6 +81,7 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path):
     assert result.exit_code == 2 and "outside its folder" in result.stderr
 
 
+@pytest.mark.subprocess   # a fresh interpreter, to see what it imports (about 1 s: no framework)
 def test_checking_onnx_imports_neither_torch_nor_tensorflow(tmp_path):
     path = classifier(tmp_path / "m.onnx")
     code = textwrap.dedent(f"""
@@ -129,6 +130,8 @@ def test_a_graph_is_read_without_its_weight_payloads(tmp_path, monkeypatch):
     assert stripped.output == whole.output and stripped.exit_code == whole.exit_code
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_reading_a_graph_with_400_mb_of_weights_stays_far_below_its_size(tmp_path):
     import numpy as np
 

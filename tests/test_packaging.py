@@ -21,13 +21,17 @@ def wheel(tmp_path_factory):
     return built
 
 
-def test_wheel_ships_every_rule_doc(wheel):
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_wheel_ships_every_rule_doc(wheel):   # pip builds the wheel: a process, and seconds under load
     names = zipfile.ZipFile(wheel).namelist()
     docs = {n.rsplit("/", 1)[1] for n in names if n.startswith("shapecheck/ruledocs/")}
     assert docs == {p.name for p in (ROOT / "rules").glob("SC*.md")}
     assert "shapecheck/cli.py" in names
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_installed_wheel_prints_a_rule_doc(wheel, tmp_path):
     site = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
@@ -56,3 +60,4 @@ def test_no_rule_imports_another_rule():
             offenders += [f"{module.name} imports {name}" for name in names
                           if name.startswith("shapecheck.rules.sc")]
     assert not offenders, offenders
+

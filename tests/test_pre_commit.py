@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "fixtures" / "onnx" / "rules"))
 
 PRE_COMMIT = shutil.which("pre-commit") or str(Path(sys.executable).parent / "pre-commit")
-pytestmark = pytest.mark.skipif(not (ROOT / ".git").exists(), reason="the hook is installed from this git checkout")
+pytestmark = [pytest.mark.skipif(not (ROOT / ".git").exists(), reason="the hook is installed from this git checkout"),
+              pytest.mark.slow, pytest.mark.subprocess, pytest.mark.network]   # pre-commit pip-installs from PyPI
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:

@@ -8,6 +8,8 @@ import pty
 import subprocess
 import sys
 
+import pytest
+
 from shapecheck import progress
 
 
@@ -44,6 +46,8 @@ def test_nothing_when_stderr_is_not_a_terminal():
     assert shown is None and stream.getvalue() == ""
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_the_cli_shows_progress_on_a_terminal_stderr_and_keeps_stdout_clean(request):
     """A real run with stderr on a pseudo-terminal: the import of torch alone outlasts the one-second delay."""
     leader, follower = pty.openpty()

@@ -6,6 +6,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+# every test runs pytest in a child process (runpytest_subprocess); those that check a model there are slow
+pytestmark = pytest.mark.subprocess
+
 MODEL = textwrap.dedent("""
     import torch
     from torch import nn
@@ -16,6 +21,7 @@ MODEL = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_fixture_reports_findings_without_a_traceback(pytester):
     pytester.makepyfile(models=MODEL, test_models=textwrap.dedent("""
         import torch
@@ -44,6 +50,7 @@ def test_fixture_reports_findings_without_a_traceback(pytester):
     assert "Traceback" not in outcome.stdout.str()
 
 
+@pytest.mark.slow
 def test_option_collects_configured_targets_as_items(pytester):
     pytester.makepyfile(models=MODEL + textwrap.dedent("""
 
@@ -81,6 +88,7 @@ def test_option_collects_configured_targets_as_items(pytester):
         passed=1, deselected=1)
 
 
+@pytest.mark.slow
 def test_targets_run_when_pyproject_is_outside_the_collected_paths(pytester):
     pytester.makepyfile(models=MODEL)
     pytester.makepyprojecttoml(textwrap.dedent("""
@@ -112,6 +120,7 @@ def test_bad_configuration_is_a_usage_error(pytester):
     outcome.stderr.fnmatch_lines(["*pyproject.toml:2: `selct` is not a shapecheck setting*"])
 
 
+@pytest.mark.slow
 def test_a_configured_pickled_module_loads_only_with_shapecheck_trust(pytester):
     # saved by another process: pytester drops modules a test imports, and torch cannot be imported twice
     subprocess.run([sys.executable, "-c", "import sys, torch; torch.save(torch.nn.Sequential(torch.nn.Linear(4, 2)), "

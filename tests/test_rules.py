@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from rule_fixtures import ROOT, fixture_id, fixture_paths, rule_code, run_fixture
-from shapecheck import render
+from shapecheck import engine, pipeline, render
 from shapecheck.cli import main
 from shapecheck.docs import doc_path
 from shapecheck.rules import load_rules
@@ -40,11 +40,20 @@ def test_bad_fixture_reports_the_rule(path, tmp_path):
         if not UPDATE:
             pytest.fail(f"new snapshot written to {snapshot.relative_to(ROOT)}; review it and re-run")
     assert text + "\n" == snapshot.read_text()
+    assert code in _reported_alone(result, code), f"--select {code} alone does not report {code}"
+
+
+def _reported_alone(result, code: str) -> set[str]:
+    """The rules reported when only `code` is selected (the engine again, on the same trace, loss and labels)."""
+    trace = result.trace
+    recipes = pipeline.recipes_for(trace.framework, trace.producer, trace.library)
+    return {f.rule for f in engine.check(trace, result.loss, result.labels, recipes, select={code},
+                                         loss_check=result.loss_check)}
 
 
 @pytest.mark.parametrize("path", FIXTURES, ids=fixture_id)
 def test_good_fixture_is_clean(path, tmp_path):
-    result = run_fixture(path, "good", tmp_path)
+    result = run_fixture(path, "good", tmp_path, verify_fixes=False)   # asserts on findings, never on fixes
     assert result.error is None, result.error
     code = rule_code(path)
     assert code not in {f.rule for f in result.findings}, render.to_text([result])

@@ -14,6 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "fixtures" / "scripts"
+# every test runs `python -m shapecheck run` on a real training script
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
 
 def shapecheck(*args, cwd):

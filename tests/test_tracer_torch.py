@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from shapecheck.adapters import torch as torch_adapter
-from shapecheck.api import Options, check_all
+from shapecheck.pipeline import run
+from shapecheck.request import Flags
 from shapecheck.shapes import TensorMeta
 
 sys.path.insert(0, "fixtures/torch")
@@ -36,7 +37,7 @@ def test_model_is_left_as_it_was():
 
 
 def test_every_layer_is_recorded_with_shapes_and_definition_line():
-    loaded = check_all(["fixtures/torch/cli_models.py:classifier"], Options.parse(["4,3,16,16"]))[0]
+    loaded = run(Flags(inputs=["4,3,16,16"]).request("fixtures/torch/cli_models.py:classifier"))
     layers = {layer.name: layer for layer in loaded.trace.layers}
     assert layers["features.0"].inputs[0].shape == (4, 3, 16, 16)
     assert layers["features.0"].output.shape == (4, 8, 16, 16)
@@ -104,9 +105,9 @@ def test_torchscript_and_exported_programs(tmp_path):
     batch = torch.export.Dim("batch")
     torch.export.save(torch.export.export(model, example, dynamic_shapes=({0: batch},)), tmp_path / "model.pt2")
     torch.export.save(torch.export.export(model, example), tmp_path / "static.pt2")
-    scripted, exported, static = check_all(
-        [str(tmp_path / "model.ts.pt"), str(tmp_path / "model.pt2"), str(tmp_path / "static.pt2")],
-        Options.parse(["4,3,16,16"], "BCEWithLogitsLoss", "4"))
+    flags = Flags(inputs=["4,3,16,16"], loss="BCEWithLogitsLoss", labels="4")
+    scripted, exported, static = [run(flags.request(str(tmp_path / name)))
+                                  for name in ("model.ts.pt", "model.pt2", "static.pt2")]
     assert scripted.trace.output.shape == (4, 10) and "SC101" in {f.rule for f in scripted.findings}
     assert exported.trace.layer("fc").inputs[0].shape == (4, 8)
     assert [f.layer for f in exported.findings if f.rule == "SC101"] == ["fc"]

@@ -1,34 +1,32 @@
 """Fix recipes: the code a finding suggests, written in the user's framework.
 
 Rules decide *what* to change; a `Recipes` subclass per framework decides how that reads in code. The base class
-is the contract every framework implements. Each recipe that changes something the verifier can apply also carries
-that change as data (`shapecheck.edits`): `_EDITS` below turns a recipe call into its edits, whatever the framework,
-so the text shown and the change verified come from the same call.
+is the contract every framework implements: each method annotated `-> Recipe` returns a `Recipe` value (its text
+and its edits, `shapecheck.edits`). A framework writes only the text; `_EDITS` below gives the edits of a recipe
+call, whatever the framework, so the text shown and the change verified come from the same call. Label recipes are
+built from label steps as data (`labels_steps(("cast", "float32"), ("unsqueeze", 1))`), never parsed from text.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import replace
 
-from shapecheck.edits import Edit, labels_edit, parse_label_chain
-from shapecheck.findings import Snippet
+from shapecheck.edits import Edit, LabelStep, Recipe, labels_edit
 from shapecheck.trace import Layer
+
+# PyTorch's cast methods; other dtypes are written `.to(torch.<dtype>)`
+TORCH_CASTS = {"float32": "float()", "float64": "double()", "int64": "long()", "float16": "half()"}
+
+
+def keyword_arguments(options: dict) -> str:
+    """`ignore_index=255`, as a call writes its keyword arguments."""
+    return ", ".join(f"{key}={value!r}" for key, value in options.items())
 
 
 def _loss_use(name: str, from_logits: bool | None = None, options: tuple = ()) -> tuple[Edit, ...]:
     return (Edit("loss", "use", (name, from_logits, options)),)
-
-
-def _keyword_arguments(text: str) -> tuple | None:
-    """`ignore_index=225` as (("ignore_index", 225),); None when it is not plain literals."""
-    import ast
-
-    try:
-        call = ast.parse(f"f({text})", mode="eval").body
-        return tuple((k.arg, ast.literal_eval(k.value)) for k in call.keywords) if not call.args else None
-    except (SyntaxError, ValueError):
-        return None
 
 
 # what a PyTorch loss a rule names is in Keras: (name, from_logits)
@@ -38,9 +36,7 @@ _KERAS_EQUIVALENTS = {"BCEWithLogitsLoss": ("binary_crossentropy", True), "BCELo
 _KERAS_OPTION_NAMES = {"ignore_index": "ignore_class"}
 
 
-def _named_loss(framework: str, name: str, options: tuple | None) -> tuple[Edit, ...]:
-    if options is None:   # arguments that are not plain literals: the recipe stays unverified
-        return ()
+def _named_loss(framework: str, name: str, options: tuple) -> tuple[Edit, ...]:
     if framework != "keras":
         return _loss_use(name, None, options)
     keras_name, from_logits = _KERAS_EQUIVALENTS.get(name, (name, None))
@@ -93,7 +89,6 @@ _EDITS = {
     "cast_input": lambda self, dtype: (Edit("input", "cast", (dtype,)),),
     "pad_spatial": lambda self, padding: (Edit("input", "pad", (tuple(padding),)),),
     "flatten_per_sample": lambda self: (Edit("layer", "flatten_per_sample"),),
-    "labels": lambda self, expression: parse_label_chain(expression),
     "squeeze": lambda self, axis: labels_edit(("squeeze", axis)),
     "unsqueeze": lambda self, axis: labels_edit(("unsqueeze", axis)),
     "to_dtype": lambda self, dtype: labels_edit(("cast", dtype)),
@@ -102,7 +97,7 @@ _EDITS = {
     "positive_mask": lambda self, dtype: labels_edit(("positive", dtype)),
     "unscale_ids": lambda self, scale: labels_edit(("unscale", scale)),
     "one_hot": lambda self, ids, classes: labels_edit(("one_hot", classes)) if ids == "labels" else (),
-    "loss": lambda self, name, argument="": _named_loss(self.framework, name, _keyword_arguments(argument)),
+    "loss": lambda self, name, **options: _named_loss(self.framework, name, tuple(options.items())),
     "logits_loss": _switch(lambda loss: "BCEWithLogitsLoss" if loss.family == "binary" else "CrossEntropyLoss",
                            lambda loss: loss.name, True),
     "probability_loss": _switch(lambda loss: "BCELoss" if loss.family == "binary" else "NLLLoss",
@@ -115,18 +110,21 @@ _EDITS = {
 }
 
 
-def _with_edits(name: str, method):
+def _as_recipe(name: str, method):
+    """`method` returning a `Recipe`: its text (or the recipe it composed) with the edits `_EDITS` gives for it."""
     signature = inspect.signature(method)
+    edits_of = _EDITS.get(name)
 
     @functools.wraps(method)
-    def recipe(self, *args, **kwargs):
-        text = method(self, *args, **kwargs)
-        if not isinstance(text, str):
-            return text
+    def recipe(self, *args, **kwargs) -> Recipe:
+        made = method(self, *args, **kwargs)
+        made = made if isinstance(made, Recipe) else Recipe(made)
+        if edits_of is None:   # advice, or a recipe composed of others that carries their edits
+            return made
         bound = signature.bind(self, *args, **kwargs)
         bound.apply_defaults()
-        return Snippet(text, _EDITS[name](*bound.args))
-    recipe.edits_of = name
+        return replace(made, edits=edits_of(*bound.args, **bound.kwargs))
+    recipe.recipe_of = name
     return recipe
 
 
@@ -139,7 +137,7 @@ class Recipes:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        _attach_edits(cls)
+        _attach_recipes(cls)
 
     def path(self, layer_name: str) -> str:
         """The expression that reaches a layer from the model object."""
@@ -149,194 +147,231 @@ class Recipes:
         """How messages name a layer: its dotted name, unless that would read as a bare number."""
         return layer_name
 
-    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
+    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> Recipe:
         """A layer like `layer` with `outputs` outputs, followed by `activation` where the framework puts it there."""
         raise NotImplementedError
 
-    def add_classifier(self, features: int, outputs: int, activation: str | None = None) -> str:
+    def add_classifier(self, features: int, outputs: int, activation: str | None = None) -> Recipe:
         """A new classifier on the model's `features`-wide output (it returns features, not class scores)."""
         raise NotImplementedError
 
-    def join_features(self, op: str) -> str:
+    def join_features(self, op: str) -> Recipe:
         """Join several per-sample feature tensors along the feature axis."""
         raise NotImplementedError
 
-    def pad_spatial(self, padding: tuple[int, ...]) -> str:
+    def pad_spatial(self, padding: tuple[int, ...]) -> Recipe:
         """Pad the input's spatial sides at the end by `padding` (height first)."""
         raise NotImplementedError
 
-    def embed_columns(self) -> str:
+    def embed_columns(self) -> Recipe:
         """One embedding per integer column of the input, joined per sample."""
         raise NotImplementedError
 
-    def same_padding(self) -> str:
+    def same_padding(self) -> Recipe:
         """Convolutions that keep the map size."""
         raise NotImplementedError
 
-    def crop_labels(self, margins: list[int]) -> str:
+    def crop_labels(self, margins: list[int]) -> Recipe:
         """Cut `margins` off each side of the labels' spatial axes."""
         raise NotImplementedError
 
-    def permute_output(self, order: tuple[int, ...]) -> str:
+    def permute_output(self, order: tuple[int, ...]) -> Recipe:
         """Reorder the output's axes before the loss."""
         raise NotImplementedError
 
-    def remap_labels(self) -> str:
+    def remap_labels(self) -> Recipe:
         """Renumber the label values as 0..C-1, in their sorted order."""
         raise NotImplementedError
 
-    def finite_rows(self) -> str:
+    def finite_rows(self) -> Recipe:
         """Keep only the samples whose labels are all finite."""
         raise NotImplementedError
 
-    def linear(self, in_features: int, out_features: int) -> str:
+    def linear(self, in_features: int, out_features: int) -> Recipe:
         raise NotImplementedError
 
-    def replace_linear_input(self, layer: Layer, in_features: int) -> str:
+    def replace_linear_input(self, layer: Layer, in_features: int) -> Recipe:
         raise NotImplementedError
 
-    def replace_conv_input(self, layer: Layer, in_channels: int) -> str:
+    def replace_conv_input(self, layer: Layer, in_channels: int) -> Recipe:
         raise NotImplementedError
 
-    def labels(self, expression: str) -> str:
-        """Code that transforms the labels, e.g. `.float().unsqueeze(1)`."""
-        return f"labels = labels{expression}"
+    def labels_steps(self, *steps: LabelStep) -> Recipe:
+        """The labels transformed by `steps`, as a statement: `labels = labels.float().unsqueeze(1)`."""
+        expression = self.labels_expression(*steps)
+        return replace(expression, text=f"labels = {expression.text}")
 
-    def squeeze(self, axis: int) -> str:
+    def labels_expression(self, *steps: LabelStep) -> Recipe:
+        """The labels transformed by `steps`, as an expression: `labels.float().unsqueeze(1)`."""
+        return Recipe("labels" + "".join(self.label_step(*step) for step in steps), labels_edit(*steps))
+
+    def label_step(self, op: str, *args) -> str:
+        """One label step as it chains onto the labels. Tensor methods in every framework today: NumPy arrays share
+        most of them (`.squeeze(1)`, `.reshape(...)`, ` - 1`)."""
+        return _CHAINED_STEPS[op](*args)
+
+    def squeeze(self, axis: int) -> Recipe:
         raise NotImplementedError
 
-    def unsqueeze(self, axis: int) -> str:
+    def unsqueeze(self, axis: int) -> Recipe:
         raise NotImplementedError
 
-    def to_dtype(self, dtype: str) -> str:
+    def to_dtype(self, dtype: str) -> Recipe:
         raise NotImplementedError
 
-    def argmax(self, axis: int) -> str:
+    def argmax(self, axis: int) -> Recipe:
         raise NotImplementedError
 
-    def logits_loss(self, loss) -> str:
+    def logits_loss(self, loss) -> Recipe:
         """The form of `loss` that takes raw logits."""
         raise NotImplementedError
 
-    def probability_loss(self, loss) -> str:
+    def probability_loss(self, loss) -> Recipe:
         """The form of `loss` that takes probabilities (or log-probabilities)."""
         raise NotImplementedError
 
-    def binary_loss(self, from_logits: bool) -> str:
+    def binary_loss(self, from_logits: bool) -> Recipe:
         """A binary cross-entropy with per-sample 0/1 labels shaped like the output."""
         raise NotImplementedError
 
-    def class_index_loss(self, loss) -> str:
+    def class_index_loss(self, loss) -> Recipe:
         """The form of a one-hot loss that takes class ids, keeping its from_logits."""
         raise NotImplementedError
 
-    def one_hot(self, ids: str, classes: int) -> str:
+    def one_hot(self, ids: str, classes: int) -> Recipe:
         raise NotImplementedError
 
-    def drop_first_class(self, axis: int) -> str:
+    def drop_first_class(self, axis: int) -> Recipe:
         raise NotImplementedError
 
-    def pool_after(self, layer: Layer) -> str:
+    def pool_after(self, layer: Layer) -> Recipe:
         raise NotImplementedError
 
-    def activation_call(self, activation: str, axis: int) -> str:
+    def activation_call(self, activation: str, axis: int) -> Recipe:
         """An inline call such as `F.softmax(x, dim=1)`."""
         raise NotImplementedError
 
-    def one_hot_loss(self, loss) -> str:
+    def one_hot_loss(self, loss) -> Recipe:
         """The form of a class-index loss that takes one-hot (per-class) labels."""
         raise NotImplementedError
 
-    def end_with(self, activation: str, axis: int = 1) -> str:
+    def end_with(self, activation: str, axis: int = 1) -> Recipe:
         """Code that applies `activation` (sigmoid, softmax, log_softmax) to the model's logits."""
         raise NotImplementedError
 
-    def positive_mask(self, dtype: str) -> str:
+    def positive_mask(self, dtype: str) -> Recipe:
         """Labels become 1 where they are > 0, in `dtype`."""
         raise NotImplementedError
 
-    def unscale_ids(self, scale: int) -> str:
+    def unscale_ids(self, scale: int) -> Recipe:
         """Class ids that were divided by `scale` (a mask read as an image) become whole ids again."""
         raise NotImplementedError
 
-    def loss(self, name: str, argument: str = "") -> str:
+    def loss(self, name: str, **options) -> Recipe:
+        """The loss `name` (a PyTorch class name, translated where the framework differs) with keyword `options`."""
         raise NotImplementedError
 
-    def move_class_axis(self, rank: int) -> str:
+    def move_class_axis(self, rank: int) -> Recipe:
         raise NotImplementedError
 
-    def resize_output(self) -> str:
+    def resize_output(self) -> Recipe:
         raise NotImplementedError
 
-    def flatten_before(self, layer: Layer, in_features: int) -> str:
+    def flatten_before(self, layer: Layer, in_features: int) -> Recipe:
         raise NotImplementedError
 
-    def gray_to_rgb(self, channels: int) -> str:
+    def gray_to_rgb(self, channels: int) -> Recipe:
         raise NotImplementedError
 
-    def repeat_channels(self, channels: int) -> str:
+    def repeat_channels(self, channels: int) -> Recipe:
         """A one-channel image batch repeated to `channels` channels, on the framework's channel axis."""
         raise NotImplementedError
 
-    def channels_first(self, rank: int) -> str:
+    def channels_first(self, rank: int) -> Recipe:
         """Code that moves the input's last axis to axis 1."""
         raise NotImplementedError
 
-    def swap_axes(self, first: int, second: int) -> str:
+    def swap_axes(self, first: int, second: int) -> Recipe:
         raise NotImplementedError
 
-    def time_major(self, rank: int) -> str:
+    def time_major(self, rank: int) -> Recipe:
         """[N, C, L] features to the [L, N, C] a time-major recurrent layer reads."""
         raise NotImplementedError
 
-    def replace_norm(self, layer: Layer, features: int) -> str:
+    def replace_norm(self, layer: Layer, features: int) -> Recipe:
         raise NotImplementedError
 
-    def channels_last(self, rank: int) -> str:
+    def channels_last(self, rank: int) -> Recipe:
         """Code that moves the input's axis 1 last."""
         raise NotImplementedError
 
-    def cast_input(self, dtype: str) -> str:
+    def cast_input(self, dtype: str) -> Recipe:
         raise NotImplementedError
 
-    def recurrent_batch_first(self, layer: Layer) -> str:
+    def recurrent_batch_first(self, layer: Layer) -> Recipe:
         raise NotImplementedError
 
-    def recurrent_input_size(self, layer: Layer, input_size: int) -> str:
+    def recurrent_input_size(self, layer: Layer, input_size: int) -> Recipe:
         raise NotImplementedError
 
-    def return_last_step(self, layer: Layer) -> str:
+    def return_last_step(self, layer: Layer) -> Recipe:
         """Keep only the last time step of a recurrent layer's output."""
         raise NotImplementedError
 
-    def pool_before(self, layer: Layer) -> str:
+    def pool_before(self, layer: Layer) -> Recipe:
         """Pool a feature map to one vector per sample before `layer`."""
         raise NotImplementedError
 
-    def dynamic_batch_export(self, input_name: str) -> str:
+    def dynamic_batch_export(self, input_name: str) -> Recipe:
         """The export call that leaves the batch dimension free."""
         raise NotImplementedError
 
-    def flatten_per_sample(self) -> str:
+    def flatten_per_sample(self) -> Recipe:
         raise NotImplementedError
 
-    def reshape_per_sample(self, sample_shape: tuple[int, ...]) -> str:
+    def reshape_per_sample(self, sample_shape: tuple[int, ...]) -> Recipe:
         """A reshape that names one sample's shape and leaves the batch free."""
         raise NotImplementedError
 
-    def adaptive_pool(self, height: int, width: int) -> str:
+    def adaptive_pool(self, height: int, width: int) -> Recipe:
         raise NotImplementedError
 
 
-def _attach_edits(cls):
+def _chained_cast(dtype: str) -> str:
+    return "." + TORCH_CASTS.get(dtype, f"to(torch.{dtype})")
+
+
+def _shape(sizes: tuple[int, ...]) -> str:
+    """`8, 4`; a single size keeps its comma (`32,`) so that it still reads as a shape."""
+    return ", ".join(map(str, sizes)) + ("," if len(sizes) == 1 else "")
+
+
+_CHAINED_STEPS = {
+    "cast": _chained_cast,
+    "unsqueeze": lambda axis: f".unsqueeze({axis})",
+    "squeeze": lambda axis: f".squeeze({axis})",
+    "argmax": lambda axis: f".argmax({axis})",
+    "shift": lambda by: f" + {by}" if by > 0 else f" - {-by}",
+    "divide": lambda by: f" / {by}",
+    "first_channels": lambda count: f"[:, :{count}]",
+    "reshape": lambda sizes: f".reshape({_shape(sizes)})",
+    "view": lambda sizes: f".view({', '.join(map(str, sizes))})",
+}
+
+# the methods of the contract that return a Recipe (the others, `path` and `display`, name things)
+_RECIPES = tuple(name for name, member in vars(Recipes).items()
+                 if getattr(member, "__annotations__", {}).get("return") == "Recipe")
+
+
+def _attach_recipes(cls):
     """Wrap every recipe `cls` resolves (its own, a mixin's such as `NumpyLabels`) that is not wrapped yet."""
-    for name in _EDITS:
-        method = getattr(cls, name, None)
-        if method is not None and not hasattr(method, "edits_of"):
-            setattr(cls, name, _with_edits(name, method))
+    for name in _RECIPES:
+        method = getattr(cls, name)
+        if not hasattr(method, "recipe_of"):
+            setattr(cls, name, _as_recipe(name, method))
 
 
-_attach_edits(Recipes)
+_attach_recipes(Recipes)
 
 
 class NumpyLabels:
@@ -385,7 +420,6 @@ class ReExport:
         method = getattr(self._recipes, name)
         if not name.startswith(self._CHANGES_MODEL):
             return method
-        def in_source(*args, **kwargs):
-            recipe = method(*args, **kwargs)
-            return Snippet(f"{recipe}  # in the source model, then re-export", getattr(recipe, "edits", ()))
+        def in_source(*args, **kwargs) -> Recipe:
+            return method(*args, **kwargs).commented("in the source model, then re-export")
         return in_source

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shapecheck.edits import Recipe
 from shapecheck.recipes import NumpyLabels, Recipes
 from shapecheck.trace import Layer
 
@@ -12,12 +13,15 @@ class KerasRecipes(NumpyLabels, Recipes):
     def path(self, layer_name: str) -> str:
         return f'model.get_layer("{layer_name.rpartition(".")[2]}")' if layer_name else self.model_var
 
-    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
+    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> Recipe | str:
         if self.library.startswith("keras.applications"):   # rebuild without the ImageNet top, add a head
             function = self.library.partition(":")[2] or "ResNet50"
             act = f', activation="{activation}"' if activation else ""
-            return (f'base = keras.applications.{function}(include_top=False, pooling="avg", weights="imagenet"); '
-                    f"model = keras.Model(base.input, layers.Dense({outputs}{act})(base.output))")
+            head = f"layers.Dense({outputs}{act})"
+            # the patch keeps the user's call (with include_top=False) and adds the head on the model it returns
+            base = f'base = keras.applications.{function}(include_top=False, pooling="avg", weights="imagenet")'
+            return Recipe(f"{base}; model = keras.Model(base.input, {head}(base.output))",
+                          insert=f"model = keras.Model(model.input, {head}(model.output))")
         act = f'activation="{activation}", ' if activation else ""
         if layer.kind == "conv":
             return f'layers.{layer.type}({outputs}, 1, {act}name="{layer.name}")'
@@ -88,13 +92,13 @@ class KerasRecipes(NumpyLabels, Recipes):
     def end_with(self, activation: str, axis: int = -1) -> str:
         return f'layers.Activation("{activation}")  # as the last layer'
 
-    def loss(self, name: str, argument: str = "") -> str:
+    def loss(self, name: str, **options) -> str:
         keras_names = {"BCEWithLogitsLoss": 'keras.losses.BinaryCrossentropy(from_logits=True)',
                        "BCELoss": '"binary_crossentropy"', "CrossEntropyLoss": '"sparse_categorical_crossentropy"',
                        "NLLLoss": '"sparse_categorical_crossentropy"', "MSELoss": '"mse"'}
-        if argument.startswith("ignore_index="):   # Keras 3 calls it ignore_class
-            value = argument.split("=", 1)[1]
-            return f"model.compile(loss=keras.losses.SparseCategoricalCrossentropy(ignore_class={value}), ...)"
+        if "ignore_index" in options:   # Keras 3 calls it ignore_class
+            value = options["ignore_index"]
+            return f"model.compile(loss=keras.losses.SparseCategoricalCrossentropy(ignore_class={value!r}), ...)"
         return f"model.compile(loss={keras_names.get(name, repr(name))}, ...)"
 
     def move_class_axis(self, rank: int) -> str:

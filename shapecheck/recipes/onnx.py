@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shapecheck.recipes import NumpyLabels, Recipes
+from shapecheck.recipes import NumpyLabels, Recipes, keyword_arguments
 from shapecheck.trace import Layer
 
 
@@ -74,8 +74,8 @@ class OnnxRecipes(NumpyLabels, Recipes):
     def activation_call(self, activation: str, axis: int) -> str:
         return f"{activation.capitalize()}(axis={axis})"
 
-    def loss(self, name: str, argument: str = "") -> str:
-        return f"{name}({argument})"
+    def loss(self, name: str, **options) -> str:
+        return f"{name}({keyword_arguments(options)})"
 
     def move_class_axis(self, rank: int) -> str:
         return "transpose the output so the classes are on axis 1 before the loss"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from shapecheck.recipes import Recipes
+from shapecheck.edits import Recipe
+from shapecheck.recipes import TORCH_CASTS, Recipes, keyword_arguments
 from shapecheck.trace import Layer
-
-_TORCH_DTYPES = {"float32": "float()", "float64": "double()", "int64": "long()", "float16": "half()"}
 
 
 class TorchRecipes(Recipes):
@@ -20,7 +19,7 @@ class TorchRecipes(Recipes):
         # the children of a top-level nn.Sequential are called `0`, `1`, ...: show them as `model[4]`
         return self.path(layer_name) if layer_name.split(".")[0].isdigit() else layer_name
 
-    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> str:
+    def replace_head(self, layer: Layer, outputs: int, activation: str | None = None) -> Recipe | str:
         if self.library.startswith("timm:"):   # timm resizes any head (linear or a 1x1 conv, as in DLA) itself
             return f"model.reset_classifier({outputs})  # or timm.create_model(name, num_classes={outputs})"
         if self.library.startswith("transformers:"):   # the head is built from the config: ask for the labels there
@@ -34,11 +33,12 @@ class TorchRecipes(Recipes):
             in_features = layer.config.get("in_features")
             # `model.fc.in_features` reads well, but only when the attribute was not edited away from the weight
             source = f"{path}.in_features" if layer.declared.get("in_features") == in_features else in_features
-            return f"{path} = nn.Linear({source}, {outputs})"
+            return _replacement(f"{path} = nn.Linear({source}, {outputs})")
         if layer.kind == "conv":
             kernel = layer.config.get("kernel_size", (1,))
             kernel = kernel[0] if len(set(kernel)) == 1 else tuple(kernel)
-            return f"{path} = nn.{_torch_class(layer)}({layer.config.get('in_channels')}, {outputs}, kernel_size={kernel})"
+            in_channels = layer.config.get("in_channels")
+            return _replacement(f"{path} = nn.{_torch_class(layer)}({in_channels}, {outputs}, kernel_size={kernel})")
         return f"{path} = ...  # a layer with {outputs} outputs"
 
     def add_classifier(self, features: int, outputs: int, activation: str | None = None) -> str:
@@ -90,31 +90,31 @@ class TorchRecipes(Recipes):
             args.append("bias=False")
         return f"{self.path(layer.name)} = nn.{kind}({', '.join(args)})"
 
-    def squeeze(self, axis: int) -> str:
-        return self.labels(f".squeeze({axis})")
+    def squeeze(self, axis: int) -> Recipe:
+        return self.labels_steps(("squeeze", axis))
 
-    def unsqueeze(self, axis: int) -> str:
-        return self.labels(f".unsqueeze({axis})")
+    def unsqueeze(self, axis: int) -> Recipe:
+        return self.labels_steps(("unsqueeze", axis))
 
-    def to_dtype(self, dtype: str) -> str:
-        return self.labels("." + _TORCH_DTYPES.get(dtype, f"to(torch.{dtype})"))
+    def to_dtype(self, dtype: str) -> Recipe:
+        return self.labels_steps(("cast", dtype))
 
-    def argmax(self, axis: int) -> str:
-        return self.labels(f".argmax({axis})")
+    def argmax(self, axis: int) -> Recipe:
+        return self.labels_steps(("argmax", axis))
 
-    def logits_loss(self, loss) -> str:
+    def logits_loss(self, loss) -> Recipe:
         return self.loss("BCEWithLogitsLoss" if loss.family == "binary" else "CrossEntropyLoss")
 
-    def probability_loss(self, loss) -> str:
+    def probability_loss(self, loss) -> Recipe:
         if loss.family == "binary":
             return self.loss("BCELoss")
-        return self.loss("NLLLoss") + "  # after log_softmax"
+        return self.loss("NLLLoss").commented("after log_softmax")
 
-    def binary_loss(self, from_logits: bool) -> str:
+    def binary_loss(self, from_logits: bool) -> Recipe:
         name = "BCEWithLogitsLoss" if from_logits else "BCELoss"
-        return self.loss(name) + "  # labels.float(), shaped like the output"
+        return self.loss(name).commented("labels.float(), shaped like the output")
 
-    def class_index_loss(self, loss) -> str:
+    def class_index_loss(self, loss) -> Recipe:
         return self.loss("CrossEntropyLoss")
 
     def one_hot(self, ids: str, classes: int) -> str:
@@ -131,8 +131,8 @@ class TorchRecipes(Recipes):
     def activation_call(self, activation: str, axis: int) -> str:
         return f"F.{activation}(x, dim={axis})"
 
-    def one_hot_loss(self, loss) -> str:
-        return self.loss("CrossEntropyLoss") + "  # takes per-class float labels too: labels.float()"
+    def one_hot_loss(self, loss) -> Recipe:
+        return self.loss("CrossEntropyLoss").commented("takes per-class float labels too: labels.float()")
 
     def end_with(self, activation: str, axis: int = 1) -> str:
         if activation == "sigmoid":
@@ -140,13 +140,13 @@ class TorchRecipes(Recipes):
         return f"return F.{activation}(logits, dim={axis})"
 
     def positive_mask(self, dtype: str) -> str:
-        return f"labels = (labels > 0).{_TORCH_DTYPES[dtype]}"
+        return f"labels = (labels > 0).{TORCH_CASTS[dtype]}"
 
     def unscale_ids(self, scale: int) -> str:
         return f"labels = (labels * {scale}).round().long()  # or read the mask with PILToTensor(), not ToTensor()"
 
-    def loss(self, name: str, argument: str = "") -> str:
-        return f"criterion = nn.{name}({argument})"
+    def loss(self, name: str, **options) -> str:
+        return f"criterion = nn.{name}({keyword_arguments(options)})"
 
     def move_class_axis(self, rank: int) -> str:
         order = ", ".join(["0", str(rank - 1)] + [str(i) for i in range(1, rank - 1)])
@@ -184,7 +184,7 @@ class TorchRecipes(Recipes):
         return f"x = x.permute({', '.join(['0'] + [str(i) for i in range(2, rank)] + ['1'])})"
 
     def cast_input(self, dtype: str) -> str:
-        return f"x = x.{_TORCH_DTYPES.get(dtype, f'to(torch.{dtype})')}"
+        return f"x = x.{TORCH_CASTS.get(dtype, f'to(torch.{dtype})')}"
 
     def recurrent_batch_first(self, layer: Layer) -> str:
         if layer.kind != "rnn":   # attention and transformer layers take the same flag
@@ -227,6 +227,11 @@ class TorchRecipes(Recipes):
     def adaptive_pool(self, height: int, width: int) -> str:
         size = height if height == width else (height, width)
         return f"x = F.adaptive_avg_pool2d(x, {size})  # before the flatten"
+
+
+def _replacement(statement: str) -> Recipe:
+    """A statement that replaces a layer: a patch inserts it after the user's call into the library that built it."""
+    return Recipe(statement, insert=statement)
 
 
 def _one(value):

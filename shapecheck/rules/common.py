@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 
 from shapecheck import labels as labels_mod
-from shapecheck.edits import Edit
+from shapecheck.edits import Edit, ModelOp
 from shapecheck.findings import Fix
 from shapecheck.rules import Context
 from shapecheck.shapes import TensorMeta, fmt
 from shapecheck.trace import TRANSPARENT_OPS, Layer, Op
 
-ACTIVATIONS = {"softmax", "log_softmax", "sigmoid", "tanh", "hardsigmoid", "clamp", "clip"}
-BOUNDED = ("sigmoid", "softmax", "hardsigmoid", "clamp", "clip")   # outputs already inside [0, 1]
+ACTIVATIONS = {"softmax", "log_softmax", "sigmoid", "tanh", "hardsigmoid", "clamp"}   # canonical op names
+BOUNDED = ("sigmoid", "softmax", "hardsigmoid", "clamp")   # outputs already inside [0, 1]
 
 
 def ref(ctx: Context, layer_name: str) -> str:
@@ -45,7 +45,7 @@ def new_head(ctx: Context, head: Layer, outputs: int, title: str) -> Fix:
 
 def output_phrase(ctx: Context) -> str:
     """"`BCEWithLogitsLoss` input from `fc` has shape [16, 1000]"."""
-    head = ctx.trace.head_layer()
+    head = ctx.head
     source = f" from {ref(ctx, head.name)}" if head is not None else ""
     return f"`{ctx.loss.name}` input{source} has shape {fmt(ctx.output.shape)}"
 
@@ -89,7 +89,7 @@ def index_target_shape(ctx: Context) -> tuple[int, ...]:
 # resized, stacked or maxed are still probabilities, and a loss on logits still applies its activation again.
 KIND_PRESERVING = frozenset({
     "mean", "amax", "amin", "max", "min", "median", "cat", "stack", "index_select", "gather", "flip", "roll",
-    "repeat", "tile", "interpolate", "upsample", "upsample_bilinear2d", "upsample_nearest2d", "Resize", "concatenate",
+    "repeat", "tile", "interpolate", "upsample", "upsample_bilinear2d", "upsample_nearest2d",
 })
 
 
@@ -113,16 +113,17 @@ def op_site(ctx: Context, op: Op) -> tuple[str, Layer | None]:
         owner = f" of `{layer.name}`" if layer.name != layer.type else ""   # a top-level `/Reshape` node
         return f"the `{layer.type}` node{owner}", layer
     if layer is not None and layer.name and ctx.trace.framework == "keras":   # Dense(..., activation="softmax")
-        return f'{ref(ctx, layer.name)} ({layer.type}, activation="{op.name}")', layer
+        return f'{ref(ctx, layer.name)} ({layer.type}, activation="{op.spelling}")', layer
     owner = ctx.recipes.display(layer.name) if layer is not None and layer.name else ctx.trace.model_class
-    return f"`{op.name}` in `{owner}.forward`", None
+    return f"`{op.spelling}` in `{owner}.forward`", None
 
 
-def op_edit(ctx: Context, op: Op, change: str, *args) -> tuple[Edit, ...]:
+def op_edit(ctx: Context, op: Op, change: ModelOp, *args) -> tuple[Edit, ...]:
     """An edit of one recorded op: `drop_op` (it returns its input), `swap_op` (another function), `op_dim`
-    (another axis). The op is named by its function and how many calls of it came before in the forward."""
-    ordinal = sum(1 for other in ctx.trace.ops[:op.index] if other.name == op.name)
-    return (Edit("layer", change, (op.name, ordinal, *args), op.layer),)
+    (another axis). The op is named by its function as the user's code spells it, and how many calls of it came
+    before in the forward."""
+    ordinal = sum(1 for other in ctx.trace.ops[:op.index] if other.spelling == op.spelling)
+    return (Edit("layer", change, (op.spelling, ordinal, *args), op.layer),)
 
 
 def index_labels_match(ctx: Context) -> bool:
@@ -230,11 +231,11 @@ def output_bounds(ctx: Context) -> tuple[float, float, Op] | None:
         if op.name not in _RANGE_OPS:
             break
         chain.append(op)
-    low, high, bounding = *_UNBOUNDED, None
+    (low, high), bounding = _UNBOUNDED, None
     for op in reversed(chain):
         new = _RANGE_OPS[op.name](low, high)
         if new != (low, high):
-            low, high, bounding = *new, op
+            (low, high), bounding = new, op
     return None if bounding is None or (low, high) == _UNBOUNDED else (low, high, bounding)
 
 

@@ -6,61 +6,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 
 from shapecheck.rules.common import (
-    class_axis,
     failed_layer,
-    fed_by_model_input,
-    ignore_marker,
     index_target_shape,
     loss_ready,
-    requested_sizes,
     same_batch,
 )
-from shapecheck.shapes import is_int
-
-
-def looks_like_class_ids(ctx) -> bool:
-    """Integer labels [N] with values below C, given to a regression loss next to an output [N, C]."""
-    labels, loss, out = ctx.labels, ctx.loss, ctx.output
-    if loss is None or loss.family != "regression" or labels is None or out is None or len(out.shape) != 2:
-        return False
-    classes = out.shape[1]
-    if not is_int(labels.dtype) or labels.shape != out.shape[:1] or classes < 2:
-        return False
-    return labels.stats is None or (0 <= labels.stats.minimum and labels.stats.maximum < classes)
-
-
-def colour_channels(ctx) -> int | None:
-    """3 or 4 when the labels are the class-index map plus a trailing RGB(A) axis, and that is not the class count."""
-    if not loss_ready(ctx) or not ctx.loss.wants_class_indices or len(ctx.output.shape) < 4:
-        return None
-    lab, expected = ctx.labels.shape, index_target_shape(ctx)
-    channels = None
-    if len(lab) == len(expected) + 1 and lab[:-1] == expected:
-        channels = lab[-1]                                      # [N, H, W, 3]
-    elif len(lab) == len(expected) + 1 and lab[:1] + lab[2:] == expected:
-        channels = lab[1]                                       # [N, 3, H, W]
-    stats = ctx.labels.stats
-    one_hot = stats is not None and bool(stats.rows_by_axis)
-    classes = ctx.output.shape[ctx.loss.class_axis]
-    colour_values = stats is not None and stats.maximum >= classes   # 128, 255: colours, whatever the class count
-    if channels not in (3, 4) or one_hot:
-        return None
-    return channels if channels != classes or colour_values else None
-
-
-def one_based_one_hot(ctx) -> bool:
-    """One-hot labels one column wider than the head, whose first column is never set: ids 1..C encoded."""
-    if not loss_ready(ctx) or ctx.loss.family != "categorical" or len(ctx.labels.shape) != len(ctx.output.shape):
-        return False
-    axis = class_axis(ctx)
-    if ctx.labels.shape[axis] != ctx.output.shape[axis] + 1:
-        return False
-    stats = ctx.labels.stats
-    rows = stats.rows(ctx.loss.class_axis) if stats else None
-    return rows is not None and rows.first_column_empty and rows.zero_rows == 0
 
 
 def _expected_rank(ctx) -> int:
@@ -85,7 +37,7 @@ def _one_row_per_sample(ctx) -> bool:
 
 def extra_axes_source(ctx):
     """(kind, layer) when the output has more axes than the labels call for: the recurrent layer, the feature map
-    or the input whose axes were never reduced. None when a Linear on a 4-D map explains it (SC202)."""
+    or the input whose axes were never reduced."""
     if not loss_ready(ctx) or not same_batch(ctx) or ctx.labels.dtype == "str":
         return None
     if len(ctx.output.shape) <= _expected_rank(ctx) or index_target_shape(ctx)[1:] == ctx.labels.shape[1:]:
@@ -96,8 +48,6 @@ def extra_axes_source(ctx):
             continue
         if layer.kind == "rnn":
             return ("sequence", layer) if layer.config.get("return_sequences", True) else None
-        if layer.kind == "linear" and layer.inputs and len(layer.inputs[0].shape) >= 4:
-            return None
         # a 1-D map ([N, L, C] or [N, C, L]) only counts against labels of one value or one row per sample
         min_rank = 3 if _one_value_per_sample(ctx) or _one_row_per_sample(ctx) else 4
         if layer.kind in ("conv", "pool") and layer.output is not None and len(layer.output.shape) >= min_rank:
@@ -127,26 +77,6 @@ def axis_order(out: tuple, lab: tuple) -> tuple[int, ...] | None:
     return next((p for p in candidates if p[0] == 0 and tuple(out[i] for i in p) == lab), None)
 
 
-def class_ids_for_binary_loss(ctx, outputs: int) -> bool:
-    """Integer labels 0..C-1 (more than 0/1) under a binary loss, next to a C-way output."""
-    stats = ctx.labels.stats
-    return (ctx.loss.family == "binary" and stats is not None and stats.integral and stats.minimum >= 0
-            and 1 < stats.maximum < outputs)
-
-
-def looks_one_based(stats, classes: int) -> bool:
-    return stats.minimum >= 1 and stats.maximum == classes
-
-
-def looks_like_mask_levels(stats, classes: int) -> bool:
-    """Few distinct values, some far beyond the class count: gray levels (0/128/255) read straight from an image.
-    Valid ids plus one out-of-range value are an 'ignore' marker instead (SC110)."""
-    if not stats.distinct or ignore_marker(stats, classes) is not None:
-        return False   # valid ids plus one marker value: SC110
-    return len(stats.distinct) <= max(classes, 2) * 2 and stats.maximum >= 2 * classes \
-        and stats.maximum <= 255 and stats.minimum >= 0
-
-
 def softmax_axis(op, rank: int) -> int | None:
     """The axis a softmax ran over; PyTorch's implicit choice when no `dim` was given (0 for ranks 0, 1, 3)."""
     dim = op.args.get("dim")
@@ -168,29 +98,6 @@ def channel_mismatch(ctx):
         return None
     received = x.shape[layer.channel_axis]
     return None if received == expected else (layer, expected, received)
-
-
-# TensorFlow's wording, from a Keras Lambda or a tf.reshape
-_TF_RESHAPE = re.compile(r"tensor with (\d+) values, but the requested shape has (\d+)")
-
-
-def requested_batch(failure, per_sample: int) -> int | None:
-    """The batch a failed reshape asked for: its first size when the rest is one sample's worth of values."""
-    requested = requested_sizes(failure)
-    if len(requested) >= 2 and requested[0] > 0 and all(d > 0 for d in requested[1:]) and \
-            math.prod(requested[1:]) == per_sample:
-        return requested[0]
-    match = _TF_RESHAPE.search(failure.message or "")
-    if match and per_sample and int(match.group(2)) % per_sample == 0:
-        return int(match.group(2)) // per_sample
-    return None
-
-
-def embedding_fed_by_layer(ctx, layer):
-    """The layer whose float output an Embedding receives instead of ids (SC218), if one does."""
-    if fed_by_model_input(ctx, layer):
-        return None
-    return ctx.trace.upstream_layer(layer.input_producers[0] if layer.input_producers else None, layer.name)
 
 
 RESHAPES = ("view", "reshape", "flatten", "unflatten")
@@ -217,15 +124,8 @@ def flattened_on_purpose(ctx) -> bool:
     return labels.shape[:1] == out[:1] or per_position
 
 
-def frozen_graph_batch(trace) -> bool:
-    """An exported graph whose declared input fixes a batch size other than the data's."""
-    declared = trace.declared_inputs or []
-    return any(wanted.shape and wanted.shape[0] not in (-1, given.shape[0])
-               for given, wanted in zip(trace.inputs, declared))
-
-
 def exported_batch_constant(trace, op) -> bool:
-    """A Reshape in an exported graph whose target holds the export's batch of 1 (SC306)."""
+    """A Reshape in an exported graph whose target holds the export's batch of 1."""
     return trace.framework == "onnx" and op.outputs[0].shape[:1] == (1,)
 
 

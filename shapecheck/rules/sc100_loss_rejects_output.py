@@ -1,6 +1,6 @@
 import math
 
-from shapecheck.edits import labels_edit
+from shapecheck.edits import Recipe, labels_edit
 from shapecheck.findings import Fix
 from shapecheck.oracle import simulate
 from shapecheck.rules import Rule
@@ -9,19 +9,21 @@ from shapecheck.shapes import fmt
 
 
 class LossRejectsOutput(Rule):
-    """The catch-all for the loss, as SC901 is for the forward pass: the engine runs it only when the framework's
-    own loss rejected the output and labels (raised, or broadcast them silently) and no specific rule explained it."""
+    """The catch-all for the loss, as forward-failed is for the forward pass: it reports whenever the framework's own loss
+    rejected the output and labels (raised, or broadcast them silently); rules that explain that aspect of the
+    loss supersede it."""
 
     code = "SC100"
     name = "loss-rejects-output"
     category = "output_vs_loss"
     summary = "The framework's own loss rejects the model output with these labels (raises or silently broadcasts)"
+    subject = "loss"
 
     def check(self, ctx):
         verdict = ctx.loss_check
         if verdict is None or not verdict.rejected or ctx.output is None or ctx.labels is None:
             return
-        head = ctx.trace.head_layer()
+        head = ctx.head
         source = f" from {ref(ctx, head.name)}" if head is not None else ""
         output = f"the graph output `{ctx.trace.output_path}`" if ctx.trace.framework == "onnx" else "the output"
         given = f"{output} {fmt(ctx.output.shape)}{source} with labels {fmt(ctx.labels.shape)} {ctx.labels.dtype}"
@@ -29,7 +31,7 @@ class LossRejectsOutput(Rule):
             message = f"`{ctx.loss.label}` accepts {given}, but {verdict.message}"
         else:
             message = f"`{ctx.loss.label}` rejects {given}: {verdict.evaluated_by} raises {verdict.message}"
-        yield self.finding(message, head, self._fixes(ctx, verdict.aspect))
+        yield self.finding(message, head, self._fixes(ctx, verdict.aspect), subject=ctx.loss_subject(verdict.aspect))
 
     def _fixes(self, ctx, aspect: str) -> list[Fix]:
         loss, out, lab = ctx.loss, ctx.output.shape, ctx.labels.shape
@@ -49,7 +51,7 @@ class LossRejectsOutput(Rule):
         # labels holding as many values as wanted (positions not flattened like the output's): a reshape
         flattened = labels_edit(("reshape", tuple(wanted))) if wanted and math.prod(wanted) == math.prod(lab) else ()
         fixes = [Fix(f"Make the labels {fmt(wanted)}: `{loss.name}` wants {kind} shaped like that for this output",
-                     edits=flattened),
+                     Recipe("", flattened)),
                  Fix(f"Or make the model output {needed} for labels {fmt(lab)}: {reshape}")]
         if ctx.trace.framework == "onnx" and len(out) > len(lab) + loss.wants_class_indices:
             fixes.insert(0, Fix("The graph outputs more axes than a prediction for these labels has (hidden states or "
@@ -59,9 +61,8 @@ class LossRejectsOutput(Rule):
                          Fix(f"The model's other output `{path.strip('.')}` {fmt(shape)} fits these labels' shape: if "
                              "it holds the predictions, pass that one to the loss"))
         if _without_ones(lab) == _without_ones(wanted) and wanted:   # the same values, axes of size 1 elsewhere
-            sizes = ", ".join(map(str, wanted))
             fixes[0] = Fix(f"Reshape the labels to {fmt(wanted)}: they hold the right values with axes of size 1 "
-                           "elsewhere", ctx.recipes.labels(f".reshape({sizes}{',' if len(wanted) == 1 else ''})"))
+                           "elsewhere", ctx.recipes.labels_steps(("reshape", tuple(wanted))))
         return fixes
 
 

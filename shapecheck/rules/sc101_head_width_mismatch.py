@@ -2,18 +2,11 @@ from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import (
     class_axis,
-    index_labels_match,
     index_target_shape,
     loss_ready,
     new_head,
     output_phrase,
     same_batch,
-)
-from shapecheck.rules.predicates import (
-    class_ids_for_binary_loss,
-    colour_channels,
-    looks_like_class_ids,
-    one_based_one_hot,
 )
 from shapecheck.shapes import fmt, is_int
 
@@ -35,19 +28,19 @@ class HeadWidthMismatch(Rule):
     name = "head-width-mismatch"
     category = "output_vs_loss"
     summary = "The model outputs a different number of values per sample than the labels hold"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100", "SC102", "SC107"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not same_batch(ctx) or len(ctx.output.shape) < 2:
             return
-        if ctx.labels.dtype == "str" or looks_like_class_ids(ctx) or colour_channels(ctx) or one_based_one_hot(ctx):
-            return  # SC107 / SC117 / SC118 / SC119: the labels or the loss are wrong, not the head
-        if ctx.loss.target == "one_hot" and index_labels_match(ctx):
-            return  # SC109: class ids for a one-hot loss
+        if ctx.labels.dtype == "str":
+            return  # names, not numbers: no width to compare
         outputs, width = ctx.output.shape[class_axis(ctx)], label_width(ctx)
         if width is None or width == outputs or outputs == 1 or (ctx.loss.wants_class_indices and width == 1):
             return
-        head = ctx.trace.head_layer()
+        head = ctx.head
         unit = "position" if len(ctx.output.shape) > 2 else "sample"   # a time step or pixel of a dense output
         per_sample = ("1 target" if width == 1 else f"{width} targets") + f" per {unit}"
         message = f"{output_phrase(ctx)}; labels have shape {fmt(ctx.labels.shape)} ({per_sample}, not {outputs})"
@@ -55,15 +48,16 @@ class HeadWidthMismatch(Rule):
             stats = ctx.labels.stats
             yield self.finding(message + f": they hold class ids {int(stats.minimum)}..{int(stats.maximum)}", head,
                                [Fix(f"Train the {outputs}-class output with a class-index loss",
-                                    ctx.recipes.class_index_loss(ctx.loss))])
+                                    ctx.recipes.class_index_loss(ctx.loss))], subject=ctx.loss_subject())
             return
         fixes = []
         if head is not None:
             fixes.append(new_head(ctx, head, width, f"Replace the head with {width} output{'s' if width > 1 else ''}"))
         lab = ctx.labels.shape
         if len(lab) == len(ctx.output.shape) - 1 and not ctx.loss.lenient:
-            cast = ".float()" if is_int(ctx.labels.dtype) else ""
-            fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels(f"{cast}.unsqueeze(1)"), joins=True))
+            cast = (("cast", "float32"),) if is_int(ctx.labels.dtype) else ()
+            fixes.append(Fix("Then match the labels to the output", ctx.recipes.labels_steps(*cast, ("unsqueeze", 1)),
+                             joins=True))
         if ctx.loss.family == "regression" and width == 1:   # the labels may be the part that lost its columns
             axis = class_axis(ctx) % len(ctx.output.shape)
             wanted = (*lab[:axis], outputs, *lab[axis + (len(lab) == len(ctx.output.shape)):])
@@ -74,3 +68,8 @@ class HeadWidthMismatch(Rule):
         yield self.finding(message, head, fixes)
 
 
+def class_ids_for_binary_loss(ctx, outputs: int) -> bool:
+    """Integer labels 0..C-1 (more than 0/1) under a binary loss, next to a C-way output."""
+    stats = ctx.labels.stats
+    return (ctx.loss.family == "binary" and stats is not None and stats.integral and stats.minimum >= 0
+            and 1 < stats.maximum < outputs)

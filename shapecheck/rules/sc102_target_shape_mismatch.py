@@ -11,7 +11,9 @@ class TargetShapeMismatch(Rule):
     name = "target-shape-mismatch"
     category = "labels_vs_loss"
     summary = "An element-wise loss gets labels whose shape differs from the output's (error, or a silent broadcast)"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.target != "same_shape" or not same_batch(ctx):
@@ -29,7 +31,8 @@ class TargetShapeMismatch(Rule):
                 message += f": they broadcast to {fmt(merged)} and every prediction is compared with every label"
             axis = len(out) - 1
             if len(lab) > len(out):
-                fixes.append(Fix("Flatten the labels to the output's shape", ctx.recipes.labels(f".squeeze({axis + 1})")))
+                fixes.append(Fix("Flatten the labels to the output's shape",
+                                 ctx.recipes.labels_steps(("squeeze", axis + 1))))
                 fixes.append(Fix("Or stop squeezing the output: keep the head's shape " + fmt(lab)))
             else:
                 fixes.append(Fix("Add the missing axis to the labels", ctx.recipes.unsqueeze(axis)))
@@ -43,7 +46,7 @@ class TargetShapeMismatch(Rule):
         elif ctx.labels.stats and ctx.labels.stats.channels_identical and len(lab) == len(out) and out[1] == 1:
             message += f": the labels' {lab[1]} channels are identical, a single-channel mask loaded as RGB"
             fixes.append(Fix("Load the mask with one channel (PIL: `Image.open(path).convert(\"L\")`)",
-                             ctx.recipes.labels("[:, :1]")))
+                             ctx.recipes.labels_steps(("first_channels", 1))))
         elif len(out) >= 3 and out[1] == 1 and lab == out[:1] + out[2:]:
             fixes.append(Fix("Add the channel axis to the labels", ctx.recipes.unsqueeze(1)))
         elif len(lab) == len(out) and out[1] == 1 and lab[1] > 1:
@@ -51,7 +54,7 @@ class TargetShapeMismatch(Rule):
                              f"output {lab[1]} values"))
         else:
             fixes.append(Fix(f"Make the labels {fmt(out)}, the shape of the output"))
-        yield self.finding(message, ctx.trace.head_layer(), fixes)
+        yield self.finding(message, ctx.head, fixes)
 
 
 def _differ_by_trailing_one(a: tuple, b: tuple) -> bool:

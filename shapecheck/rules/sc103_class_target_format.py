@@ -9,7 +9,9 @@ class ClassTargetFormat(Rule):
     name = "class-target-format"
     category = "labels_vs_loss"
     summary = "A class-index loss gets labels that are not class indices of the output's shape"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not ctx.loss.wants_class_indices or not same_batch(ctx):
@@ -44,5 +46,6 @@ class ClassTargetFormat(Rule):
         fixes = [Fix("Convert one-hot rows to class indices", ctx.recipes.argmax(1))]
         if kind == "multi-hot rows":
             fixes = [Fix("Several classes per sample is multi-label: use a sigmoid loss",
-                         ctx.recipes.loss("BCEWithLogitsLoss") + "  # labels.float()")]
+                         ctx.recipes.loss("BCEWithLogitsLoss").commented(
+                             ctx.recipes.labels_expression(("cast", "float32"))))]
         yield self.finding(f"{message} ({kind} of {ctx.labels.dtype}, {classes} classes)", None, fixes)

@@ -10,7 +10,9 @@ class SpatialSizeMismatch(Rule):
     name = "spatial-size-mismatch"
     category = "output_vs_loss"
     summary = "A dense-prediction output is smaller or larger than the label map"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100", "SC102"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not same_batch(ctx):
@@ -25,9 +27,9 @@ class SpatialSizeMismatch(Rule):
         if label_spatial is None or len(label_spatial) != len(spatial) or label_spatial == spatial:
             return
         if axis_order(out, lab) is not None:
-            return   # SC102: the same sizes in another axis order, not a smaller map
+            return   # the same sizes in another axis order: a layout, not a smaller or larger map
         if ctx.loss.wants_class_indices and ctx.labels.shape[:-1] == index_target_shape(ctx):
-            return  # the spatial sizes match; a trailing class or colour axis is SC103's or SC118's finding
+            return  # the spatial sizes match, with a trailing class or colour axis
         size = "x".join(map(str, spatial))
         wanted = "x".join(map(str, label_spatial))
         message = f"{output_phrase(ctx)}: {size} maps, but the labels {fmt(lab)} are {wanted}"
@@ -35,7 +37,7 @@ class SpatialSizeMismatch(Rule):
         trimmed = {w - o for o, w in zip(spatial, label_spatial)}   # unpadded convolutions trim every side alike
         if unpadded and len(trimmed) == 1 and trimmed.pop() > 0:
             yield self.finding(message + f"; {unpadded} unpadded convolutions shrink every map by their kernel's border",
-                               ctx.trace.head_layer(), _unpadded_fixes(ctx, spatial, label_spatial))
+                               ctx.head, _unpadded_fixes(ctx, spatial, label_spatial))
             return
         fixes = [Fix("Resize the output to the label size before the loss", ctx.recipes.resize_output())]
         stride = _stride(ctx) if ctx.loss.class_axis == 1 else 1   # the hint reads a channels-first input
@@ -44,7 +46,7 @@ class SpatialSizeMismatch(Rule):
         if stride > 1 and mismatched and all(d % stride for d in mismatched):
             image = "x".join(map(str, ctx.trace.inputs[0].shape[2:]))
             fixes.append(Fix(f"Or pad/crop inputs to a multiple of {stride} (the network's stride); {image} is not"))
-        yield self.finding(message, ctx.trace.head_layer(), fixes)
+        yield self.finding(message, ctx.head, fixes)
 
 
 def _stride(ctx) -> int:

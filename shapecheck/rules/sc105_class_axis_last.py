@@ -9,7 +9,9 @@ class ClassAxisLast(Rule):
     name = "class-axis-last"
     category = "output_vs_loss"
     summary = "A sequence or dense output has its class axis last where the loss reads classes from axis 1"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not ctx.loss.wants_class_indices or not same_batch(ctx):
@@ -22,4 +24,4 @@ class ClassAxisLast(Rule):
                    f"last; labels {fmt(lab)} expect logits {fmt(moved)}")
         fixes = [Fix("Move the class axis to position 1", ctx.recipes.move_class_axis(len(out))),
                  Fix("Or flatten both", f"loss = criterion(output.reshape(-1, {out[-1]}), labels.reshape(-1))")]
-        yield self.finding(message, ctx.trace.head_layer(), fixes)
+        yield self.finding(message, ctx.head, fixes)

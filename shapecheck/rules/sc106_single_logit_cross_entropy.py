@@ -8,11 +8,13 @@ class SingleLogitCrossEntropy(Rule):
     name = "single-logit-cross-entropy"
     category = "output_vs_loss"
     summary = "A softmax cross-entropy over one output: the loss is always 0 and nothing is learnt"
+    subject = "loss"   # the whole pairing: no labels can train a softmax over one output
+    supersedes = frozenset({"SC109", "SC114"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.family != "categorical" or class_count(ctx) != 1:
             return
-        head = ctx.trace.head_layer()
+        head = ctx.head
         message = f"{output_phrase(ctx)}: a softmax over 1 class is always 1.0, so the loss is always 0"
         activation = final_activation(ctx)
         squashed = activation is not None and activation.name == "sigmoid"

@@ -1,9 +1,8 @@
-from shapecheck.edits import labels_edit
+from shapecheck.edits import Recipe, labels_edit
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_axis, index_target_shape
-from shapecheck.rules.predicates import class_ids_for_binary_loss
-from shapecheck.shapes import fmt, is_float, is_int
+from shapecheck.rules.common import index_target_shape
+from shapecheck.shapes import fmt, is_int
 
 # These PyTorch losses promote integer targets to the output's float dtype; BCE and Huber do not.
 PROMOTING = ("MSELoss", "L1Loss", "SmoothL1Loss")
@@ -14,7 +13,9 @@ class LabelDtype(Rule):
     name = "label-dtype"
     category = "dtype"
     summary = "Labels have a dtype the loss cannot take (float class indices, integer, string or object targets)"
-    explains = frozenset({"loss:dtype"})
+    subject = "loss"
+    aspect = "dtype"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         labels, loss = ctx.labels, ctx.loss
@@ -24,8 +25,8 @@ class LabelDtype(Rule):
         if dtype == "str":
             yield self.finding(f"`{loss.name}` labels {fmt(labels.shape)} are strings; losses take numbers",
                                fixes=[Fix("Map each label name to a class index first",
-                                          "classes = sorted(set(names)); labels = [classes.index(n) for n in names]",
-                                          edits=labels_edit(("remap",)))])
+                                          Recipe("classes = sorted(set(names)); "
+                                                 "labels = [classes.index(n) for n in names]", labels_edit(("remap",))))])
             return
         if dtype == "object":
             cast = "int64" if loss.wants_class_indices else "float32"
@@ -39,14 +40,8 @@ class LabelDtype(Rule):
         # PyTorch takes uint8 class indices only as a 1-D target; masks from PNG files are uint8 and fail
         accepted = ("int64", "uint8") if len(labels.shape) == 1 else ("int64",)
         if as_indices and dtype not in accepted:
-            integral = labels.stats is None or labels.stats.integral
-            if is_float(dtype) and not integral:
-                return  # fractional values: a value rule explains what they are
             yield self.finding(f"`{loss.name}` class indices are {dtype}; it expects int64 labels",
                                fixes=[Fix("Cast the labels", ctx.recipes.to_dtype("int64"))])
         elif not loss.wants_class_indices and (is_int(dtype) or dtype == "bool") and loss.name not in PROMOTING:
-            if ctx.output is not None and len(ctx.output.shape) >= 2 and \
-                    class_ids_for_binary_loss(ctx, ctx.output.shape[class_axis(ctx)]):
-                return   # SC101: class ids for a multi-class output want a class-index loss, not a cast
             yield self.finding(f"`{loss.name}` labels are {dtype}; it expects floating-point targets like the output",
                                fixes=[Fix("Cast the labels", ctx.recipes.to_dtype("float32"))])

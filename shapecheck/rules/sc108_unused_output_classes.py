@@ -28,7 +28,7 @@ class UnusedOutputClasses(Rule):
             return
         if (used / classes) ** ctx.labels.shape[0] > MAX_CHANCE:
             return   # too few labels to tell a small label set from a small sample of a large one
-        head = ctx.trace.head_layer()
+        head = ctx.head
         message = (f"`{ctx.loss.name}` input has {classes} classes but the labels use {values_text(stats)} "
                    f"(at most {used} classes): {classes - used} outputs are trained only to be pushed down")
         fixes = [new_head(ctx, head, used, f"Replace the head with {used} outputs")] if head else []

@@ -9,7 +9,9 @@ class ClassIdsForOneHotLoss(Rule):
     name = "class-ids-for-one-hot-loss"
     category = "labels_vs_loss"
     summary = "A loss that wants one-hot labels (categorical_crossentropy) gets class ids"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100", "SC101"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.target != "one_hot" or not same_batch(ctx) or ctx.labels.dtype == "str":
@@ -17,10 +19,8 @@ class ClassIdsForOneHotLoss(Rule):
         if ctx.output.shape == ctx.labels.shape or not index_labels_match(ctx):
             return
         classes = ctx.output.shape[ctx.loss.class_axis]
-        if classes == 1:
-            return  # a one-unit softmax head is SC106's finding
         message = (f"`{ctx.loss.name}` wants one-hot labels {fmt(ctx.output.shape)}, but the labels {fmt(ctx.labels.shape)} "
                    f"are class ids for the {classes} outputs")
         fixes = [Fix("Use the class-id form of the loss", ctx.recipes.class_index_loss(ctx.loss)),
                  Fix("Or one-hot encode the labels", ctx.recipes.one_hot("labels", classes))]
-        yield self.finding(message, ctx.trace.head_layer(), fixes)
+        yield self.finding(message, ctx.head, fixes)

@@ -1,7 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import IGNORE_INDEX, class_id_stats, ignore_marker, new_head, values_text
-from shapecheck.rules.predicates import looks_like_mask_levels, looks_one_based
 
 
 class ClassIdOutOfRange(Rule):
@@ -9,7 +8,9 @@ class ClassIdOutOfRange(Rule):
     name = "class-id-out-of-range"
     category = "label_range"
     summary = "Class-index labels fall outside [0, C) for a head with C outputs"
-    explains = frozenset({"loss:values"})
+    subject = "loss"
+    aspect = "values"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         found = class_id_stats(ctx)
@@ -19,17 +20,15 @@ class ClassIdOutOfRange(Rule):
         negative = stats.minimum < 0 and stats.minimum != IGNORE_INDEX
         if stats.maximum < classes and not negative:
             return
-        if looks_one_based(stats, classes) or looks_like_mask_levels(stats, classes):
-            return  # a more specific rule explains these values
         needed = int(stats.maximum) + 1
         message = (f"`{ctx.loss.name}` labels take values {values_text(stats)}, but the output has {classes} classes "
                    f"(valid ids 0..{classes - 1})")
-        head = ctx.trace.head_layer()
+        head = ctx.head
         marker = ignore_marker(stats, classes)
         if marker is not None:
             value = int(marker)
             message += f"; {value} looks like a marker for samples or pixels to skip, not a class"
-            fixes = [Fix(f"Tell the loss to skip {value}", ctx.recipes.loss("CrossEntropyLoss", f"ignore_index={value}"))]
+            fixes = [Fix(f"Tell the loss to skip {value}", ctx.recipes.loss("CrossEntropyLoss", ignore_index=value))]
             if ctx.loss.framework == "torch":
                 fixes.append(Fix(f"Or write those labels as {IGNORE_INDEX}, the value `CrossEntropyLoss` skips by default"))
             # 255 is VOC's void label; the loss it is trained with may already say ignore_index=255
@@ -40,8 +39,8 @@ class ClassIdOutOfRange(Rule):
             fixes.append(new_head(ctx, head, needed, f"Give the head one output per class ({needed})"))
         lowest = int(stats.minimum)
         if lowest != 0 and stats.maximum - stats.minimum < classes:   # a fixed offset (a -6..6 scale, ratings - 1)
-            shift = f" + {-lowest}" if lowest < 0 else f" - {lowest}"
-            remap, recipe = f"shift the labels to start at 0 ({lowest} becomes 0)", ctx.recipes.labels(shift)
+            remap = f"shift the labels to start at 0 ({lowest} becomes 0)"
+            recipe = ctx.recipes.labels_steps(("shift", -lowest))
         else:
             remap, recipe = "re-map the labels to 0..C-1", ctx.recipes.remap_labels()
         fixes.append(Fix(f"Or {remap}" if fixes else remap[0].upper() + remap[1:], recipe))

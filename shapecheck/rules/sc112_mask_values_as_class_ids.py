@@ -1,7 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import class_id_stats, values_text
-from shapecheck.rules.predicates import looks_like_mask_levels
+from shapecheck.rules.common import class_id_stats, ignore_marker, values_text
 
 
 class MaskValuesAsClassIds(Rule):
@@ -9,7 +8,9 @@ class MaskValuesAsClassIds(Rule):
     name = "mask-values-as-class-ids"
     category = "label_range"
     summary = "Mask pixel values (gray levels such as 0/255) are used as class ids"
-    explains = frozenset({"loss:values"})
+    subject = "loss"
+    aspect = "values"
+    supersedes = frozenset({"SC100", "SC110"})
 
     def check(self, ctx):
         found = class_id_stats(ctx)
@@ -24,4 +25,13 @@ class MaskValuesAsClassIds(Rule):
                    f"ids 0..{classes - 1} for {classes} outputs")
         fixes = [Fix("Map gray levels to class indices", ctx.recipes.positive_mask("int64") if len(levels) == 2
                      else f"lookup = {{{lookup}}}  # gray level -> class id")]
-        yield self.finding(message, ctx.trace.head_layer(), fixes)
+        yield self.finding(message, ctx.head, fixes)
+
+
+def looks_like_mask_levels(stats, classes: int) -> bool:
+    """Few distinct values, some far beyond the class count: gray levels (0/128/255) read straight from an image.
+    Valid ids plus one out-of-range value are an 'ignore' marker (255 in VOC), not gray levels."""
+    if not stats.distinct or ignore_marker(stats, classes) is not None:
+        return False
+    return len(stats.distinct) <= max(classes, 2) * 2 and stats.maximum >= 2 * classes \
+        and stats.maximum <= 255 and stats.minimum >= 0

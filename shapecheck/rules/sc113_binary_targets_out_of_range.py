@@ -8,7 +8,8 @@ class BinaryTargetsOutOfRange(Rule):
     name = "binary-targets-out-of-range"
     category = "label_range"
     summary = "A binary cross-entropy gets targets outside [0, 1] (0/255 masks, class ids)"
-    explains = frozenset({"loss:values"})
+    subject = "loss"
+    aspect = "values"
 
     def check(self, ctx):
         labels, loss = ctx.labels, ctx.loss
@@ -19,14 +20,14 @@ class BinaryTargetsOutOfRange(Rule):
             return
         message = f"`{loss.name}` targets take values {values_text(stats)}; binary cross-entropy needs targets in [0, 1]"
         if stats.maximum == 255 and stats.minimum >= 0:
-            fixes = [Fix("Scale the 0/255 mask to 0/1", ctx.recipes.labels(" / 255.0"))]
+            fixes = [Fix("Scale the 0/255 mask to 0/1", ctx.recipes.labels_steps(("divide", 255.0)))]
         elif stats.integral and stats.distinct_count > 2:
             fixes = [Fix("These look like class ids: use a class-index loss", ctx.recipes.loss("CrossEntropyLoss"))]
-            head, classes = ctx.trace.head_layer(), int(stats.maximum) + 1
+            head, classes = ctx.head, int(stats.maximum) + 1
             if head is not None and ctx.output is not None and ctx.output.shape[-1 if loss.lenient else 1] < classes:
                 softmax = "softmax" if loss.framework == "keras" else None   # Keras' class-index loss takes probabilities
                 fixes.append(Fix(f"with one output per class ({classes})", ctx.recipes.replace_head(head, classes, softmax),
                                  joins=True))
         else:
             fixes = [Fix("Binarise the targets", ctx.recipes.positive_mask("float32"))]
-        yield self.finding(message, ctx.trace.head_layer(), fixes)
+        yield self.finding(message, ctx.head, fixes)

@@ -9,15 +9,16 @@ class MultiHotRowsUnderSoftmax(Rule):
     name = "multi-hot-rows-under-softmax"
     category = "label_range"
     summary = "Rows with several 1s (multi-label targets) are given to a softmax cross-entropy"
-    explains = frozenset({"loss:values"})
+    subject = "loss"
+    aspect = "values"
 
     def check(self, ctx):
         stats = per_class_rows(ctx)
         if stats is None or stats.multi_hot_rows == 0 or is_int(ctx.labels.dtype):
-            return  # integer rows are already reported as the wrong target format (SC103)
+            return  # only floating-point rows are read as probabilities; integer rows are rejected
         message = (f"{stats.multi_hot_rows} of {stats.rows} label rows mark several classes; `{ctx.loss.name}` reads them "
                    "as probabilities that sum past 1, a multi-label problem trained as single-label")
-        head = ctx.trace.head_layer()
+        head = ctx.head
         yield self.finding(message, head, _multi_label_fixes(ctx))
 
 

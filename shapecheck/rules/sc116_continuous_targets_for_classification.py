@@ -8,7 +8,8 @@ class ContinuousTargetsForClassification(Rule):
     name = "continuous-targets-for-classification"
     category = "label_range"
     summary = "Fractional labels are given to a class-index loss: scaled mask ids, or regression targets"
-    explains = frozenset({"loss:dtype", "loss:values"})
+    subject = "loss"
+    supersedes = frozenset({"SC100", "SC107"})
 
     def check(self, ctx):
         labels, loss = ctx.labels, ctx.loss
@@ -16,7 +17,7 @@ class ContinuousTargetsForClassification(Rule):
             return
         if labels.stats.integral or (ctx.output is not None and not index_labels_match(ctx)):
             return
-        head = ctx.trace.head_layer()
+        head = ctx.head
         stats = labels.stats
         values = values_text(stats)
         if _scaled_ids(stats):

@@ -8,7 +8,9 @@ class OneTargetForSeveralOutputs(Rule):
     name = "one-target-for-several-outputs"
     category = "labels_vs_loss"
     summary = "A Keras model with several outputs is given one label array: fit needs one target per output"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         trace, labels = ctx.trace, ctx.labels

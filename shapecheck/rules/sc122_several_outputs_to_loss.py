@@ -8,7 +8,9 @@ class SeveralOutputsToLoss(Rule):
     name = "several-outputs-to-loss"
     category = "output_vs_loss"
     summary = "The model returns a tuple of tensors (auxiliary outputs in train mode); the loss takes one tensor"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         trace = ctx.trace

@@ -19,4 +19,4 @@ class NonFiniteLabels(Rule):
         fixes = [Fix("Find the computation that made them; a z-score of a constant column divides by 0",
                      "labels = (labels - mean) / (std + 1e-8)"),
                  Fix("Or drop the rows whose labels are not finite", ctx.recipes.finite_rows())]
-        yield self.finding(message, ctx.trace.head_layer(), fixes)
+        yield self.finding(message, ctx.head, fixes)

@@ -1,3 +1,4 @@
+from shapecheck.edits import Recipe
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import final_activation, op_edit, op_site
@@ -24,7 +25,8 @@ class SigmoidBeforeLogitsLoss(Rule):
         else:
             message = (f"{where} applies a {op.name} before `{loss.label}`, which applies a sigmoid of its own: "
                        f"predictions can only reach {reach}, so the loss never gets near 0 and training stalls")
-        fixes = [Fix(f"Return raw logits from the model (remove the {op.name})", edits=op_edit(ctx, op, "drop_op")),
+        fixes = [Fix(f"Return raw logits from the model (remove the {op.name})",
+                     Recipe("", op_edit(ctx, op, "drop_op"))),
                  Fix("Or end with a sigmoid and use the loss on probabilities", ctx.recipes.probability_loss(loss))
                  if op.name != "sigmoid" else
                  Fix("Or keep the sigmoid and use the loss on probabilities", ctx.recipes.probability_loss(loss))]

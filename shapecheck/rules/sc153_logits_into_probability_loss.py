@@ -16,7 +16,7 @@ class LogitsIntoProbabilityLoss(Rule):
         op = final_activation(ctx)
         if op is not None and op.name in BOUNDED:
             return
-        head = ctx.trace.head_layer()
+        head = ctx.head
         source = f" from {ref(ctx, head.name)}" if head else ""
         squash = "sigmoid" if loss.family == "binary" else "softmax"
         message = (f"`{loss.label}` needs probabilities in [0, 1], but the output{source} is not passed through a "

@@ -23,18 +23,19 @@ class NllWithoutLogSoftmax(Rule):
                        f"{effect}")
             location = layer.source if layer else op.source
         else:
-            layer = ctx.trace.head_layer()
+            layer = ctx.head
             source = f" from {ref(ctx, layer.name)}" if layer else ""
             produced = f"a {op.name} output" if op is not None else "raw logits"
             message = f"`{ctx.loss.name}` expects log-probabilities, but the output{source} is {produced} (no log_softmax)"
             location = layer.source if layer else None
         if op is not None and op.name == "softmax":   # the softmax becomes a log_softmax, or goes
-            ending = recipe = ctx.recipes.end_with("log_softmax")
-            fixes = [Fix("End the model with log_softmax over the classes", ending,
-                         edits=op_edit(ctx, op, "swap_op", "log_softmax"))]
+            ending = ctx.recipes.end_with("log_softmax")
+            fixes = [Fix("End the model with log_softmax over the classes",
+                         ending.applied_as(op_edit(ctx, op, "swap_op", "log_softmax")))]
             if ctx.loss.wants_class_indices:
                 recipe = ctx.recipes.loss("CrossEntropyLoss")
-                fixes.append(Fix("Or return raw logits and use", recipe, edits=op_edit(ctx, op, "drop_op") + recipe.edits))
+                fixes.append(Fix("Or return raw logits and use",
+                                 recipe.applied_as(op_edit(ctx, op, "drop_op") + recipe.edits)))
         else:
             fixes = [Fix("End the model with log_softmax over the classes", ctx.recipes.end_with("log_softmax"))]
             if ctx.loss.wants_class_indices:

@@ -1,4 +1,4 @@
-from shapecheck.findings import Fix
+from shapecheck.findings import Fix, Subject
 from shapecheck.rules import Rule
 from shapecheck.rules.common import op_edit, op_site
 from shapecheck.rules.predicates import softmax_axis
@@ -10,6 +10,8 @@ class SoftmaxOverBatchAxis(Rule):
     name = "softmax-over-batch-axis"
     category = "activation_vs_loss"
     summary = "A softmax or log_softmax normalises over the batch axis (dim=0, or no dim on a 3-D tensor)"
+    subject = "op"   # the softmax/log_softmax op that normalises
+    supersedes = frozenset({"SC157"})
 
     def check(self, ctx):
         for op in ctx.trace.ops:
@@ -25,9 +27,9 @@ class SoftmaxOverBatchAxis(Rule):
                        "probabilities depend on the rest of the batch")
             axis = _target_axis(shape)
             fixes = [Fix("Normalise over the classes (or positions), not the batch",
-                         ctx.recipes.activation_call(op.name, axis),
-                         edits=op_edit(ctx, op, "op_dim", axis))]
-            yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)
+                         ctx.recipes.activation_call(op.name, axis).applied_as(op_edit(ctx, op, "op_dim", axis)))]
+            yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source,
+                           subject=Subject("op", name=str(op.index)))
             return
 
 

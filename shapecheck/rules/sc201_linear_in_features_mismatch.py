@@ -1,8 +1,9 @@
 import math
 
+from shapecheck.edits import Recipe
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import failed_layer, fed_by_model_input, from_phrase, ref, unlike_declared
+from shapecheck.rules.common import failed_layer, from_phrase, ref
 from shapecheck.shapes import fmt
 
 
@@ -11,25 +12,24 @@ class LinearInFeaturesMismatch(Rule):
     name = "linear-in-features-mismatch"
     category = "internal_layer"
     summary = "A Linear layer's in_features differ from the features that reach it"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         layer = failed_layer(ctx, "linear")
         if layer is None:
             return
-        x, weight = layer.inputs[0], layer.weight
+        x = layer.inputs[0]
         expected, actual, outputs = layer.config.get("in_features"), x.shape[-1], layer.config.get("out_features")
         if expected is None:
             return
-        if actual == expected or len(x.shape) >= 4 or x.dtype != weight.dtype:
-            return  # 4-D input: SC202; dtype: SC206
-        undeclared = any(unlike_declared(g, w) for g, w in zip(ctx.trace.inputs, ctx.trace.declared_inputs or []))
-        if undeclared and (fed_by_model_input(ctx, layer) or ctx.trace.framework == "onnx"):
-            return  # SC214: the input is not what the model (or a graph's fixed input) declares
+        if actual == expected:
+            return
         message = (f"{ref(ctx, layer.name)} ({layer.type}) expects {expected} input features but receives {fmt(x.shape)}"
                    f"{from_phrase(ctx, layer)}")
         fixes = [Fix(f"Change `{ctx.recipes.linear(expected, outputs)}` to `{ctx.recipes.linear(actual, outputs)}`",
-                     edits=ctx.recipes.replace_linear_input(layer, actual).edits)]
+                     Recipe("", ctx.recipes.replace_linear_input(layer, actual).edits))]
         flattened = _flattened_map(ctx, layer)
         if flattened is not None:
             note, fix = _resolution_hint(ctx, flattened, expected)

@@ -11,7 +11,10 @@ class LinearOnFeatureMap(Rule):
     name = "linear-on-feature-map"
     category = "internal_layer"
     summary = "A Linear layer gets a 4-D conv feature map without flatten or pooling; it acts on the last axis only"
-    explains = frozenset({"forward", "loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    explains_failure = True
+    supersedes = frozenset({"SC100", "SC201", "SC212", "SC901"})
 
     def check(self, ctx):
         for layer in ctx.trace.layers:

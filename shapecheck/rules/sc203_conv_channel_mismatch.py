@@ -10,7 +10,9 @@ class ConvChannelMismatch(Rule):
     name = "conv-channel-mismatch"
     category = "internal_layer"
     summary = "A convolution's in_channels differ from the channels of the map that reaches it"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         found = channel_mismatch(ctx)

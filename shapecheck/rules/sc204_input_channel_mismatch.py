@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import fed_by_model_input, ref, unlike_declared
+from shapecheck.rules.common import fed_by_model_input, ref
 from shapecheck.rules.predicates import channel_mismatch
 from shapecheck.shapes import fmt
 
@@ -10,11 +10,13 @@ class InputChannelMismatch(Rule):
     name = "input-channel-mismatch"
     category = "input_shape"
     summary = "The input's channel count differs from the first convolution's (grayscale into an RGB stem)"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC215", "SC901"})
 
     def check(self, ctx):
         found = channel_mismatch(ctx)
-        if found is None or not fed_by_model_input(ctx, found[0]) or _permuted_undeclared_input(ctx, found[0]):
+        if found is None or not fed_by_model_input(ctx, found[0]):
             return
         layer, expected, actual = found
         x = layer.inputs[0].shape
@@ -52,13 +54,3 @@ class InputChannelMismatch(Rule):
                                               if expected > 1 else ""))
         return self.finding(message, layer, [fix])
 
-
-def _permuted_undeclared_input(ctx, layer) -> bool:
-    """The graph permutes its input before the convolution, and the input is not laid out as the graph declares:
-    the channel count the convolution sees is a permuted axis, and SC214 tells the layout to feed."""
-    declared, given = ctx.trace.declared_inputs or [], ctx.trace.inputs
-    if not declared or not given or not unlike_declared(given[0], declared[0]):
-        return False
-    producer = layer.input_producers[0] if layer.input_producers else None
-    return producer not in (None, -1) and any(op.name in ("transpose", "permute")
-                                              for op in ctx.trace.producer_chain(producer))

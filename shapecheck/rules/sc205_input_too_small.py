@@ -13,7 +13,9 @@ class InputTooSmall(Rule):
     name = "input-too-small"
     category = "input_shape"
     summary = "The input is too small for the network's kernels and downsampling"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         failure = ctx.trace.failure

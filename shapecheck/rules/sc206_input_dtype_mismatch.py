@@ -1,7 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import fed_by_model_input, ref
-from shapecheck.rules.predicates import embedding_fed_by_layer
 from shapecheck.shapes import fmt, is_float
 
 
@@ -10,7 +9,9 @@ class InputDtypeMismatch(Rule):
     name = "input-dtype-mismatch"
     category = "dtype"
     summary = "A layer receives a dtype its weights cannot take (float64 numpy data, integer pixels, float token ids)"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC201", "SC901"})
 
     def check(self, ctx):
         if ctx.trace.framework == "onnx":
@@ -31,7 +32,7 @@ class InputDtypeMismatch(Rule):
             return
         x, weight = layer.inputs[0], layer.weight
         if layer.kind == "embedding":
-            if is_float(x.dtype) and embedding_fed_by_layer(ctx, layer) is None:
+            if is_float(x.dtype):
                 message = f"{ref(ctx, layer.name)} ({layer.type}) needs integer ids but receives {x.dtype} {fmt(x.shape)}"
                 yield self.finding(message, layer, [Fix("Pass token ids as int64", ctx.recipes.cast_input("int64"))])
             return

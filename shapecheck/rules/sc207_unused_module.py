@@ -1,4 +1,4 @@
-from shapecheck.edits import Edit
+from shapecheck.edits import Edit, Recipe
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
@@ -10,7 +10,9 @@ class UnusedModule(Rule):
     category = "output_vs_loss"
     severity = "warning"
     summary = "A layer with weights never runs in forward; an error when a namesake deeper in the model runs instead"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         trace = ctx.trace
@@ -29,14 +31,14 @@ class UnusedModule(Rule):
             # a replaced head on a wrapper: the model's output still comes from the old layer
             message += f"; the output comes through `{namesake}` instead"
             fixes = [Fix("Assign the new layer where forward uses it",
-                         f"{ctx.recipes.path(namesake)} = {ctx.recipes.path(layer.name)}",
-                         edits=(Edit("layer", "assign", (layer.name,), namesake),))]
+                         Recipe(f"{ctx.recipes.path(namesake)} = {ctx.recipes.path(layer.name)}",
+                                (Edit("layer", "assign", (layer.name,), namesake),)))]
             yield self.finding(message, layer, fixes, severity="error")
 
 
 def _active_names(trace) -> set[str]:
     """Layers that ran or whose weights were used, and all their ancestors (a ModuleList is never called itself)."""
-    active = set()
+    active: set[str] = set()
     for layer in trace.layers:
         if layer.calls or layer.weights_used or layer.eval_only:
             parts = layer.name.split(".") if layer.name else []

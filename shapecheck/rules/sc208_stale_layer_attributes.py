@@ -12,10 +12,12 @@ class StaleLayerAttributes(Rule):
     category = "output_vs_loss"
     severity = "warning"
     summary = "A layer's size attributes were edited but its weight keeps the old size; an error on the output head"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
-        head = ctx.trace.head_layer()
+        head = ctx.head
         for layer in ctx.trace.layers:
             if layer.kind not in _ATTRIBUTES:
                 continue

@@ -9,7 +9,9 @@ class RecurrentInputSizeMismatch(Rule):
     name = "recurrent-input-size-mismatch"
     category = "internal_layer"
     summary = "A recurrent layer's input_size differs from the features per step that reach it"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         layer = failed_layer(ctx, "rnn", needs_weight=False)

@@ -9,7 +9,9 @@ class NormFeaturesMismatch(Rule):
     name = "norm-features-mismatch"
     category = "internal_layer"
     summary = "A normalisation layer's feature count differs from the channels that reach it"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         layer = failed_layer(ctx, "norm", needs_weight=False)

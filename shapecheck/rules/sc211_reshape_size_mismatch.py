@@ -3,7 +3,6 @@ import math
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import requested_sizes
-from shapecheck.rules.predicates import requested_batch
 from shapecheck.shapes import fmt
 
 RESHAPES = ("view", "reshape")
@@ -14,7 +13,9 @@ class ReshapeSizeMismatch(Rule):
     name = "reshape-size-mismatch"
     category = "internal_layer"
     summary = "A view/reshape in forward hard-codes a size that the incoming tensor does not have"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         failure = ctx.trace.failure
@@ -22,8 +23,6 @@ class ReshapeSizeMismatch(Rule):
             return
         shape = failure.inputs[0].shape
         per_sample = math.prod(shape[1:])
-        if requested_batch(failure, per_sample) not in (None, ctx.trace.batch):
-            return   # SC306: the sizes fit one sample, the batch size is written in
         requested = requested_sizes(failure)
         target = math.prod(requested[1:]) if len(requested) >= 2 and all(d > 0 for d in requested[1:]) else None
         site = _failed_site(ctx, failure)

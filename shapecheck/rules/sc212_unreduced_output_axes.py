@@ -10,11 +10,13 @@ class UnreducedOutputAxes(Rule):
     name = "unreduced-output-axes"
     category = "internal_layer"
     summary = "The output keeps time steps or a spatial grid that per-sample labels do not have"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100", "SC102"})
 
     def check(self, ctx):
         if ctx.trace.framework == "onnx":
-            return   # an exported graph's layers are fixed: what it lacks is the right output, which SC100 names
+            return   # an exported graph's layers are fixed: its recipes (pool, flatten, last step) cannot apply
         out = ctx.output.shape if ctx.output is not None else ()
         source = extra_axes_source(ctx)
         if source is None:
@@ -35,7 +37,7 @@ class UnreducedOutputAxes(Rule):
             per_sample = "value" if len(ctx.labels.shape) == 1 or ctx.loss.wants_class_indices else "row"
             message = (f"the output {fmt(out)} keeps the {kept} of the feature map from {ref(ctx, layer.name)} "
                        f"({layer.type}), but the labels {fmt(ctx.labels.shape)} have one {per_sample} per sample")
-            head = ctx.trace.head_layer() or layer
+            head = ctx.head or layer
             fixes = [Fix("Pool the map after the conv head", ctx.recipes.pool_after(head)) if head.kind == "conv"
                      else Fix("Pool or flatten the map before the head", ctx.recipes.pool_before(head))]
         yield self.finding(message, layer, fixes)

@@ -9,7 +9,9 @@ class InputDiffersFromDeclared(Rule):
     name = "input-differs-from-declared"
     category = "input_shape"
     summary = "The input batch does not have the shape the model declares for its input"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         declared = ctx.trace.declared_inputs
@@ -44,14 +46,18 @@ def _input_order(given: list, declared: list) -> list[int] | None:
     if all(fits_declared(g.shape[1:], w.shape[1:]) for g, w in zip(given, declared)):
         return None
     # an input that fits its own slot keeps it; the others take the first free slot they fit
-    order = [i if fits_declared(g.shape[1:], declared[i].shape[1:]) else None for i, g in enumerate(given)]
-    free = [j for j in range(len(declared)) if j not in order]
+    slots: list[int | None] = [i if fits_declared(g.shape[1:], declared[i].shape[1:]) else None
+                               for i, g in enumerate(given)]
+    free = [j for j in range(len(declared)) if j not in slots]
+    order = []
     for i, g in enumerate(given):
-        if order[i] is None:
-            order[i] = next((j for j in free if fits_declared(g.shape[1:], declared[j].shape[1:])), None)
-            if order[i] is None:
-                return None
-            free.remove(order[i])
+        slot = slots[i] if slots[i] is not None else \
+            next((j for j in free if fits_declared(g.shape[1:], declared[j].shape[1:])), None)
+        if slot is None:
+            return None
+        if slots[i] is None:
+            free.remove(slot)
+        order.append(slot)
     return order
 
 

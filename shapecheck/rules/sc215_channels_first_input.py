@@ -11,15 +11,14 @@ class ChannelsFirstInput(Rule):
     name = "channels-first-input"
     category = "input_shape"
     summary = "Images laid out channels-first reach a channels-last model (or the reverse); it runs on the wrong axes"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         for layer in ctx.trace.layers:
             if layer.kind != "conv" or not layer.inputs or not fed_by_model_input(ctx, layer):
                 continue
-            failure = ctx.trace.failure
-            if failure is not None and failure.layer == layer.name:
-                return  # the channel count failed at this layer: SC204 says it
             x = layer.inputs[0].shape
             if len(x) != 4:
                 return

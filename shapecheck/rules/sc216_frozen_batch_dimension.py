@@ -8,7 +8,10 @@ class FrozenBatchDimension(Rule):
     name = "frozen-batch-dimension"
     category = "batch_dim"
     summary = "The model or exported graph fixes its batch size, and the data comes in other batch sizes"
-    explains = frozenset({"forward", "loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    explains_failure = True
+    supersedes = frozenset({"SC100", "SC301", "SC302", "SC306", "SC901"})
 
     def check(self, ctx):
         declared = ctx.trace.declared_inputs or []

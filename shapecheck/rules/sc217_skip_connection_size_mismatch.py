@@ -3,7 +3,7 @@ import math
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 
-MERGE_OPS = ("cat", "concat", "concatenate", "stack", "add", "sub", "mul")
+MERGE_OPS = ("cat", "stack", "add", "sub", "mul")
 MERGE_LAYERS = ("Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
 
@@ -12,7 +12,9 @@ class SkipConnectionSizeMismatch(Rule):
     name = "skip-connection-size-mismatch"
     category = "input_shape"
     summary = "A skip connection joins maps of different sizes: the input size does not halve evenly (U-Net)"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         trace, failure = ctx.trace, ctx.trace.failure
@@ -31,7 +33,7 @@ class SkipConnectionSizeMismatch(Rule):
         factor = 2 ** steps
         side = "x".join(map(str, image))
         where = (f"`{ctx.recipes.display(layer.name)}` ({layer.type})" if layer is not None and failure.op is None
-                 else f"`{failure.op}`" + (f" in `{ctx.recipes.display(layer.name)}`" if layer and layer.name else ""))
+                 else f"`{failure.op_spelling}`" + (f" in `{ctx.recipes.display(layer.name)}`" if layer and layer.name else ""))
         maps = " and ".join("x".join(map(str, s)) for s in dict.fromkeys(sizes))
         message = (f"{where} joins {maps} maps from two levels of the network: the {side} input does not halve "
                    f"evenly through its {steps} downsampling steps, so a skip connection no longer lines up "

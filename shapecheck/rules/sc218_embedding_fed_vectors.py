@@ -1,7 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import ref
-from shapecheck.rules.predicates import embedding_fed_by_layer
+from shapecheck.rules.common import fed_by_model_input, ref
 from shapecheck.shapes import fmt, is_float
 
 
@@ -10,7 +9,9 @@ class EmbeddingFedVectors(Rule):
     name = "embedding-fed-vectors"
     category = "internal_layer"
     summary = "An Embedding receives another layer's float vectors instead of integer ids (layers chained by mistake)"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC206", "SC901"})
 
     def check(self, ctx):
         failure = ctx.trace.failure
@@ -27,3 +28,10 @@ class EmbeddingFedVectors(Rule):
                      "not another layer's output",
                      ctx.recipes.embed_columns())]
         yield self.finding(message, layer, fixes)
+
+
+def embedding_fed_by_layer(ctx, layer):
+    """The layer whose float output an Embedding receives instead of ids, if one does."""
+    if fed_by_model_input(ctx, layer):
+        return None
+    return ctx.trace.upstream_layer(layer.input_producers[0] if layer.input_producers else None, layer.name)

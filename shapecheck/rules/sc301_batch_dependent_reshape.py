@@ -8,7 +8,6 @@ from shapecheck.rules.predicates import (
     exported_batch_constant,
     flattened_on_purpose,
     folding_op,
-    frozen_graph_batch,
     next_linear,
 )
 from shapecheck.shapes import fmt
@@ -19,12 +18,12 @@ class BatchDependentReshape(Rule):
     name = "batch-dependent-reshape"
     category = "internal_layer"
     summary = "A reshape in forward folds the batch into the features (`view(-1, k)` with the wrong `k`)"
-    explains = frozenset({"forward", "loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100", "SC302", "SC306"})
 
     def check(self, ctx):
         trace = ctx.trace
-        if frozen_graph_batch(trace):
-            return   # SC216: the whole graph was exported for another batch size
         if trace.output is not None and trace.output.shape[:1] not in ((trace.batch,), (-1,)):
             if flattened_on_purpose(ctx):
                 return
@@ -38,7 +37,8 @@ class BatchDependentReshape(Rule):
         message = (f"{op_site(ctx, op)[0]} reshapes {fmt(before)} to {fmt(after)}: "
                    f"the batch of {trace.batch} is folded into the features, so the model returns "
                    f"{fmt(trace.output.shape)} for {trace.batch} samples")
-        fixes = [Fix("Keep the batch axis", ctx.recipes.flatten_per_sample(), edits=op_edit(ctx, op, "flatten_op"))]
+        keep_batch = ctx.recipes.flatten_per_sample().applied_as(op_edit(ctx, op, "flatten_op"))
+        fixes = [Fix("Keep the batch axis", keep_batch)]
         consumer = next_linear(ctx, op)
         if consumer is not None:
             fixes.append(Fix(f"and size {ref(ctx, consumer.name)} per sample",

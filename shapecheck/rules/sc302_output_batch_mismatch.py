@@ -10,7 +10,9 @@ class OutputBatchMismatch(Rule):
     name = "output-batch-mismatch"
     category = "batch_dim"
     summary = "The output's batch size differs from the input's (samples are joined, dropped or folded)"
-    explains = frozenset({"loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    supersedes = frozenset({"SC100"})
 
     def check(self, ctx):
         trace = ctx.trace
@@ -20,10 +22,10 @@ class OutputBatchMismatch(Rule):
         message = f"the model returns {fmt(trace.output.shape)} for an input batch of {trace.batch}"
         fixes = []
         if op is not None:
-            message += f"; `{op.name}` turns {fmt(op.inputs[0].shape)} into {fmt(op.outputs[0].shape)}"
+            message += f"; `{op.spelling}` turns {fmt(op.inputs[0].shape)} into {fmt(op.outputs[0].shape)}"
             if op.name in ("cat", "stack"):
                 fixes.append(Fix("Join per-sample features along axis 1, not the batch axis 0",
-                                 ctx.recipes.join_features(op.name)))
+                                 ctx.recipes.join_features(op.spelling)))
                 consumer = next_linear(ctx, op)
                 joined = sum(t.shape[1] for t in op.inputs if len(t.shape) >= 2)
                 if consumer is not None and op.name == "cat" and consumer.config.get("in_features") != joined:

@@ -10,7 +10,8 @@ class RecurrentBatchAxis(Rule):
     name = "recurrent-batch-axis"
     category = "input_shape"
     summary = "A recurrent or attention layer reads the batch axis as time (batch-first input without batch_first=True)"
-    explains = frozenset({"batch"})
+    subject = "batch"
+    supersedes = frozenset({"SC305"})
 
     def check(self, ctx):
         probe = ctx.trace.probe
@@ -26,7 +27,7 @@ class RecurrentBatchAxis(Rule):
                 return
 
     def _finding(self, ctx, layer, evidence: str):
-        x = layer.inputs[0].shape if layer.inputs else ()
+        x: tuple[int, ...] = layer.inputs[0].shape if layer.inputs else ()
         reading = f" so it reads {fmt(x)} as (time={x[0]}, batch={x[1]}, features={x[2]})" if len(x) == 3 else ""
         message = (f"{ref(ctx, layer.name)} ({layer.type}) {evidence}. "
                    f"It was built without batch_first=True,{reading}")

@@ -8,8 +8,8 @@ class BatchMixingLayer(Rule):
     name = "batch-mixing-layer"
     category = "batch_dim"
     summary = "In eval mode, one sample's output depends on other samples in the batch"
-    # the catch-all for the probe: the engine runs it only when no rule explained the mixing (SC304 a time-major
-    # RNN, SC309 a reduction, SC310 a reshape)
+    subject = "batch"   # the catch-all for the probe: rules that name the cause (a time-major RNN, a reduction,
+    # a reshape) supersede it
 
     def check(self, ctx):
         probe = ctx.trace.probe

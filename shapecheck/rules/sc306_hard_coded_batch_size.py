@@ -1,4 +1,5 @@
 import math
+import re
 
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
@@ -7,8 +8,6 @@ from shapecheck.rules.predicates import (
     RESHAPES,
     exported_batch_constant,
     folding_op,
-    frozen_graph_batch,
-    requested_batch,
 )
 from shapecheck.shapes import fmt
 
@@ -18,12 +17,12 @@ class HardCodedBatchSize(Rule):
     name = "hard-coded-batch-size"
     category = "batch_dim"
     summary = "A reshape writes the batch size in: any other batch (the last, smaller one of an epoch) breaks"
-    explains = frozenset({"forward", "loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    explains_failure = True
+    supersedes = frozenset({"SC100", "SC211", "SC302", "SC901"})
 
     def check(self, ctx):
-        trace = ctx.trace
-        if frozen_graph_batch(trace):
-            return   # SC216: the whole graph was exported for another batch size
         found = (self._in_failure(ctx) or self._in_exported_graph(ctx) or self._recurrent_state(ctx)
                  or self._across_batches(ctx))
         if found is not None:
@@ -40,7 +39,7 @@ class HardCodedBatchSize(Rule):
             return None
         layer = ctx.trace.layer(failure.layer)
         where = (f"`{ctx.recipes.display(failure.layer)}` ({layer.type})" if layer is not None and failure.op is None
-                 else f"`{failure.op}` in `{ctx.recipes.display(failure.layer) if failure.layer else ctx.trace.model_class}.forward`")
+                 else f"`{failure.op_spelling}` in `{ctx.recipes.display(failure.layer) if failure.layer else ctx.trace.model_class}.forward`")
         message = (f"{where} reshapes {fmt(failure.inputs[0].shape)} to a batch of {hard_coded}: the batch size "
                    f"{hard_coded} is written into the shape, and this batch has {batch} samples")
         sample = _requested_sample_shape(failure) or failure.inputs[0].shape[1:]
@@ -91,7 +90,7 @@ class HardCodedBatchSize(Rule):
         """Fine at the batch given, broken at one more sample: the size given is the one written in."""
         trace, alternate = ctx.trace, ctx.trace.alternate
         if trace.failure is not None or alternate is None or trace.output.shape[:1] != (trace.batch,):
-            return None   # a batch already wrong at the size given is folded (SC301), not written in
+            return None   # wrong at the size given already: that size is not the one written in
         op = _hard_coded(trace, alternate)
         if op is None:
             return None
@@ -121,3 +120,19 @@ def _hard_coded(trace, alternate):
 
 def _fixes(ctx) -> list[Fix]:
     return [Fix("Reshape per sample and let the batch follow", ctx.recipes.flatten_per_sample())]
+
+
+# TensorFlow's wording, from a Keras Lambda or a tf.reshape
+_TF_RESHAPE = re.compile(r"tensor with (\d+) values, but the requested shape has (\d+)")
+
+
+def requested_batch(failure, per_sample: int) -> int | None:
+    """The batch a failed reshape asked for: its first size when the rest is one sample's worth of values."""
+    requested = requested_sizes(failure)
+    if len(requested) >= 2 and requested[0] > 0 and all(d > 0 for d in requested[1:]) and \
+            math.prod(requested[1:]) == per_sample:
+        return requested[0]
+    match = _TF_RESHAPE.search(failure.message or "")
+    if match and per_sample and int(match.group(2)) % per_sample == 0:
+        return int(match.group(2)) // per_sample
+    return None

@@ -9,7 +9,10 @@ class SqueezedBatchAxis(Rule):
     name = "squeezed-batch-axis"
     category = "batch_dim"
     summary = "A squeeze removes the batch axis when the batch has one sample"
-    explains = frozenset({"forward", "loss:shape"})
+    subject = "loss"
+    aspect = "shape"
+    explains_failure = True
+    supersedes = frozenset({"SC100", "SC302", "SC901"})
 
     def check(self, ctx):
         trace, alternate = ctx.trace, ctx.trace.alternate

@@ -11,7 +11,9 @@ class BatchNormOneValue(Rule):
     name = "batch-norm-one-value"
     category = "batch_dim"
     summary = "A BatchNorm in training mode gets one value per channel (a batch of 1 after global pooling)"
-    explains = frozenset({"forward"})
+    subject = "forward"
+    explains_failure = True
+    supersedes = frozenset({"SC901"})
 
     def check(self, ctx):
         failure = ctx.trace.failure

@@ -13,7 +13,9 @@ class ReductionOverBatchAxis(Rule):
     name = "reduction-over-batch-axis"
     category = "batch_dim"
     summary = "A mean/sum/max in forward reduces over the batch axis, merging the samples into one"
-    explains = frozenset({"batch", "forward"})
+    subject = "batch"
+    explains_failure = True
+    supersedes = frozenset({"SC305", "SC901"})
 
     def check(self, ctx):
         op = batch_reduction(ctx.trace)

@@ -1,11 +1,12 @@
 import math
 
+from shapecheck.edits import Recipe
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import op_edit, op_site
 from shapecheck.shapes import batch_axis, fmt
 
-RESHAPES = ("view", "reshape", "unflatten", "Reshape")
+RESHAPES = ("view", "reshape", "unflatten")
 
 
 class ReshapeMovesBatchAxis(Rule):
@@ -13,7 +14,8 @@ class ReshapeMovesBatchAxis(Rule):
     name = "reshape-moves-batch-axis"
     category = "batch_dim"
     summary = "A view/reshape puts the batch on another axis, as if it were a transpose: samples are scrambled"
-    explains = frozenset({"batch"})
+    subject = "batch"
+    supersedes = frozenset({"SC305"})
 
     def check(self, ctx):
         found = _moving_reshape(ctx.trace)
@@ -28,10 +30,9 @@ class ReshapeMovesBatchAxis(Rule):
         order = [i for i in range(len(x)) if i != before]
         order.insert(after, before)
         same_rank = len(x) == len(y)
+        permute = Recipe(f"x = x.permute({', '.join(map(str, order))})", op_edit(ctx, op, "permute_op", tuple(order)))
         fixes = [Fix("Swap axes with a transpose, which moves whole samples",
-                     f"x = x.permute({', '.join(map(str, order))})" if same_rank
-                     else "x = x.transpose(...)  # then reshape the other axes",
-                     edits=op_edit(ctx, op, "permute_op", tuple(order)) if same_rank else ()),
+                     permute if same_rank else "x = x.transpose(...)  # then reshape the other axes"),
                  Fix("Or keep the batch first and build the recurrent or attention layer with batch_first=True")]
         yield self.finding(message, layer, fixes, location=op.source if layer is None else None)
 
@@ -48,7 +49,7 @@ def _moving_reshape(trace):
         before = batch_axis(x, other.inputs[0].shape)
         after = batch_axis(y, other.outputs[0].shape) if other.outputs else None
         if before is None or after is None or x[before] != y[after]:
-            continue   # the batch was folded with another axis or split: SC301's concern
+            continue   # the batch was folded with another axis or split: not moved
         if math.prod(x[:before]) != math.prod(y[:after]):
             return op, before, after
     return None

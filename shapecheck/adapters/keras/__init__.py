@@ -29,6 +29,9 @@ from shapecheck.shapes import TensorMeta, normalize_dtype  # noqa: E402
 from shapecheck.trace import Location, Trace  # noqa: E402
 
 FRAMEWORK = "keras"
+EDITABLE = frozenset({"layer", "input", "output", "model"})   # `Edit.on` values `edited` applies
+TRAINS = True
+TAKES_VALUES = False  # traced from shapes: no input values (`example`) or user `post` code reach the model
 _APPLICATIONS_DIR = os.path.join(KERAS_DIR, "src", "applications", "")
 _SKIP_DIRS = (KERAS_DIR, os.path.dirname(os.path.dirname(keras.__file__)) + os.sep + "tensorflow")
 
@@ -206,7 +209,8 @@ def _application(model, trace: Trace) -> str:
     return f"keras.applications:{function}" if function else "keras.applications"
 
 
-def trace(model, specs: list[TensorMeta], target: str, sites=None) -> Trace:
+def trace(model, specs: list[TensorMeta], target: str, sites=None, example=None, post=None) -> Trace:
+    """Symbolic tensors carry shapes only: example values and `post` (PyTorch code after the model) do not apply."""
     trace = trace_model(model, specs, target, sites or {}, declared_shapes(model))
     trace.library = _application(model, trace)
     try:

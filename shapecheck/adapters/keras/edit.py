@@ -139,8 +139,9 @@ def _wrapped(model, edits: list[Edit]):
     return keras.Model(inputs, output)
 
 
-def train_step(model, specs: list[TensorMeta], example, labels: LabelInfo, loss: LossContract) -> str:
-    """One real `train_on_batch` of the rebuilt copy on two samples with the compiled loss."""
+def train_step(model, specs: list[TensorMeta], example, labels: LabelInfo, loss: LossContract, post=None) -> str:
+    """One real `train_on_batch` of the rebuilt copy on two samples with the compiled loss (`post`, PyTorch code
+    between a model and its loss, does not apply)."""
     loss_class = getattr(keras.losses, CLASSES.get(loss.name, ""), None)
     if loss_class is None:
         raise Unsupported(f"no keras.losses class for `{loss.name}`")

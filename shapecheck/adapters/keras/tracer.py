@@ -14,8 +14,9 @@ import re
 import keras
 from keras import tree
 
+from shapecheck.ops import canonical
 from shapecheck.shapes import TensorMeta, normalize_dtype
-from shapecheck.trace import Failure, Layer, Op, Trace
+from shapecheck.trace import Failure, Layer, Op, Trace, spatial_config, traced_at_two_batches
 
 KERAS_DIR = os.path.dirname(keras.__file__)
 _KINDS = {
@@ -74,9 +75,11 @@ def _config(layer, kind: str) -> dict:
         config["out_channels"] = getattr(inner, "filters", None)
         if kernel is not None:
             config["in_channels"] = int(kernel.shape[-2]) * getattr(inner, "groups", 1)
-        config.update(kernel_size=tuple(inner.kernel_size), stride=tuple(inner.strides), padding=inner.padding)
+        config.update(spatial_config(len(inner.kernel_size), kernel_size=inner.kernel_size, stride=inner.strides,
+                                     padding=inner.padding, dilation=getattr(inner, "dilation_rate", None)))
     elif kind == "pool" and hasattr(inner, "pool_size"):
-        config.update(kernel_size=tuple(inner.pool_size), stride=tuple(inner.strides), padding=inner.padding)
+        config.update(spatial_config(len(inner.pool_size), kernel_size=inner.pool_size, stride=inner.strides,
+                                     padding=inner.padding))
     elif kind == "rnn":
         cell = getattr(inner, "cell", None)
         config.update(hidden_size=getattr(inner, "units", None), batch_first=True,
@@ -260,9 +263,9 @@ class _Run(Recorder):
             names.append(activation)
         producers = [self.producer.get(id(t)) for t in inputs]
         for index, op_name in enumerate(names):
-            op = Op(len(self.ops), op_name, record.name, [meta(t) for t in inputs] if index == 0 else
+            op = Op(len(self.ops), canonical(op_name), record.name, [meta(t) for t in inputs] if index == 0 else
                     [meta(t) for t in outputs], [meta(t) for t in outputs], producers,
-                    {"dim": -1} if op_name in ("softmax", "log_softmax") else {}, record.source)
+                    {"dim": -1} if op_name in ("softmax", "log_softmax") else {}, record.source, spelling=op_name)
             self.ops.append(op)
             producers = [op.index]
         for tensor in outputs:
@@ -353,8 +356,6 @@ def run_once(model, specs: list[TensorMeta], batch: int, target: str, sites) -> 
 
 
 def trace_model(model, specs: list[TensorMeta], target: str, sites, declared) -> Trace:
-    batch = specs[0].shape[0]
-    primary = run_once(model, specs, batch, target, sites)
-    primary.alternate = run_once(model, specs, batch + 1, target, sites)
+    primary = traced_at_two_batches(lambda batch: run_once(model, specs, batch, target, sites), specs[0].shape[0])
     primary.declared_inputs = declared
     return primary

@@ -8,6 +8,7 @@ ONNX's reference implementation, so reshapes resolve. Weights stored in external
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,17 @@ from google.protobuf.message import DecodeError
 from onnx import defs, helper, numpy_helper, shape_inference
 
 from shapecheck.adapters.onnx.wire import WireError, read_structure
+from shapecheck.edits import Unsupported
 from shapecheck.errors import ShapecheckError
+from shapecheck.losses import LossContract
+from shapecheck.ops import canonical
 from shapecheck.shapes import TensorMeta
-from shapecheck.trace import Failure, Layer, Op, Trace
+from shapecheck.trace import Failure, Layer, Op, Trace, spatial_config, traced_at_two_batches
 
 FRAMEWORK = "onnx"
+TAKES_VALUES = False  # traced from shapes: no input values (`example`) or user `post` code reach the model
+EDITABLE = frozenset({"layer", "output", "model"})   # `Edit.on` values `edited` applies
+TRAINS = False   # a graph has no training mode: verification re-checks, it does not take a step
 _DTYPES = {TensorProto_value: np_name for TensorProto_value, np_name in (
     (1, "float32"), (2, "uint8"), (3, "int8"), (5, "int16"), (6, "int32"), (7, "int64"), (9, "bool"),
     (10, "float16"), (11, "float64"), (16, "bfloat16"))}
@@ -92,10 +99,10 @@ def _dims(value) -> tuple[int, ...] | None:
     return tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
 
 
-def trace(model, specs: list[TensorMeta], target: str, sites=None) -> Trace:
-    batch = specs[0].shape[0]
-    primary = _run(model, specs, batch, target)
-    primary.alternate = _run(model, specs, batch + 1, target)
+def trace(model, specs: list[TensorMeta], target: str, sites=None, example=None, post=None) -> Trace:
+    """Shape inference at the batch of `specs` and at the next; example values and `post` (PyTorch code after the
+    model) do not apply to a graph: only their shapes do."""
+    primary = traced_at_two_batches(lambda batch: _run(model, specs, batch, target), specs[0].shape[0])
     primary.declared_inputs = [TensorMeta(_dims(v) or (), _DTYPES.get(v.type.tensor_type.elem_type, "float32"))
                                for v in _graph_inputs(model)]
     primary.producer = model.producer_name
@@ -201,7 +208,8 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
             graph.infer(node)
         except Exception as exc:
             message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-            trace.failure = Failure(layer=name, op=_OP_NAMES.get(node.op_type, node.op_type.lower()),
+            spelling = _op_spelling(node)
+            trace.failure = Failure(layer=name, op=canonical(spelling), op_spelling=spelling,
                                     exception=type(exc).__name__, message=message, inputs=layer.inputs,
                                     op_index=len(trace.ops), args=_shape_args(node, graph),
                                     producers=layer.input_producers)
@@ -211,8 +219,9 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
         if not trace.notes and any(m is None or -1 in m.shape for m in (graph.meta(n) for n in node.output if n)):
             trace.notes.append(f"shape inference could not resolve the output of `{node.name or name}` "
                                f"({node.op_type}): it depends on values only known at run time")
-        op = Op(len(trace.ops), _OP_NAMES.get(node.op_type, node.op_type.lower()), name, layer.inputs,
-                layer.outputs, layer.input_producers, _op_args(node))
+        spelling = _op_spelling(node)
+        op = Op(len(trace.ops), canonical(spelling), name, layer.inputs, layer.outputs, layer.input_producers,
+                _op_args(node), spelling=spelling)
         trace.ops.append(op)
         for output in node.output:
             graph.producer[output] = op.index
@@ -225,6 +234,11 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
         trace.output_path = next(iter(trace.outputs), None)
         trace.output_op = graph.producer.get(trace.output_path)
     return trace
+
+
+def _op_spelling(node) -> str:
+    """A node's op as messages have always named it: PyTorch's name for a few, else the lower-cased type."""
+    return _OP_NAMES.get(node.op_type, node.op_type.lower())
 
 
 def _unique_names(nodes) -> list[str]:
@@ -278,16 +292,20 @@ def _layer(name: str, node, graph: _Graph) -> Layer:
     elif kind == "conv" and weight is not None and len(weight.shape) >= 3:
         groups = attrs.get("group", 1)
         config = {"in_channels": weight.shape[1] * groups, "out_channels": weight.shape[0], "groups": groups,
-                  "kernel_size": tuple(weight.shape[2:]), "stride": tuple(attrs.get("strides", [1])),
-                  "padding": tuple(attrs.get("pads", [0]))[: len(weight.shape) - 2], "channel_axis": 1}
+                  "channel_axis": 1, **_window(tuple(weight.shape[2:]), attrs)}
     elif kind == "rnn" and weight is not None and len(weight.shape) == 3:
         gates = {"LSTM": 4, "GRU": 3}.get(node.op_type, 1)   # W is [directions, gates * hidden, input]
         config = {"input_size": weight.shape[2], "hidden_size": attrs.get("hidden_size", weight.shape[1] // gates),
                   "batch_first": attrs.get("layout", 0) == 1, "bidirectional": weight.shape[0] == 2}
     elif kind == "pool" and "kernel_shape" in attrs:
-        config = {"kernel_size": tuple(attrs["kernel_shape"]), "padding": tuple(attrs.get("pads", [0]))[:2],
-                  "stride": tuple(attrs.get("strides", [1])), "channel_axis": 1}
+        config = {"channel_axis": 1, **_window(tuple(attrs["kernel_shape"]), attrs)}
     return Layer(name=name, type=node.op_type, kind=kind, params=params, config=config)
+
+
+def _window(kernel: tuple[int, ...], attrs: dict) -> dict:
+    """ONNX lists `pads` as every axis' start, then every axis' end: the normal form keeps the starts."""
+    return spatial_config(len(kernel), kernel_size=kernel, stride=attrs.get("strides", [1]),
+                          padding=attrs.get("pads", [0])[:len(kernel)], dilation=attrs.get("dilations", [1]))
 
 
 def _op_args(node) -> dict:
@@ -305,6 +323,21 @@ def _shape_args(node, graph: _Graph) -> dict:
 
 
 from shapecheck.adapters.onnx.edit import edited  # noqa: E402, F401 (recipe verification)
+
+
+@contextlib.contextmanager
+def recording_definition_sites():
+    """An ONNX graph is never built by user code in this process: there are no sites to record."""
+    yield {}
+
+
+def compiled_loss(model, from_logits: bool | None) -> LossContract | None:
+    """A graph carries no loss."""
+    return None
+
+
+def train_step(model, specs: list[TensorMeta], example, labels, loss: LossContract, post=None) -> str:
+    raise Unsupported("an ONNX graph has no training step")
 
 
 def check_loss(output: TensorMeta, labels, loss):

@@ -16,7 +16,7 @@ _ACTIVATIONS = {"sigmoid": "Sigmoid", "softmax": "Softmax", "log_softmax": "LogS
 
 
 def edited(model, edits: tuple[Edit, ...], labels: LabelInfo | None):
-    from shapecheck.adapters.onnx import _OP_NAMES, _unique_names
+    from shapecheck.adapters.onnx import _op_spelling, _unique_names
 
     copied = onnx.ModelProto()
     copied.CopyFrom(model)
@@ -26,7 +26,7 @@ def edited(model, edits: tuple[Edit, ...], labels: LabelInfo | None):
             _resize(copied, _node(copied, names, edit.layer), **dict(edit.args))
         elif edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim"):
             name, ordinal = edit.args[:2]
-            nodes = [n for n in copied.graph.node if _OP_NAMES.get(n.op_type, n.op_type.lower()) == name]
+            nodes = [n for n in copied.graph.node if _op_spelling(n) == name]   # op edits name ops by spelling
             if ordinal >= len(nodes):
                 raise Unsupported(f"no {name} node #{ordinal}")
             _change_op(nodes[ordinal], edit)

@@ -22,11 +22,15 @@ from shapecheck.adapters.torch.loss import check_loss  # noqa: E402, F401 (the a
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS, probe_batch_mixing  # noqa: E402
 from shapecheck.adapters.torch.tracer import TORCH_DIR, model_device, run_once  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402
+from shapecheck.losses import LossContract  # noqa: E402
 from shapecheck.oracle import first_line  # noqa: E402
 from shapecheck.shapes import TensorMeta  # noqa: E402
-from shapecheck.trace import Trace  # noqa: E402
+from shapecheck.trace import Trace, traced_at_two_batches  # noqa: E402
 
 FRAMEWORK = "torch"
+EDITABLE = frozenset({"layer", "input", "output", "model"})   # `Edit.on` values `edited` applies
+TRAINS = True
+TAKES_VALUES = True   # trace and train_step take input values (`example`) and the user's `post` code
 
 
 def owns(obj) -> bool:
@@ -113,6 +117,16 @@ def _initialise(module: nn.Module, names: list[str]):
     with torch.no_grad():
         for name in names:
             getattr(module, name).normal_(0, 0.02)
+
+
+def declared_inputs(model: nn.Module, batch: int) -> list[TensorMeta] | None:
+    """A module declares no input shape: its forward takes whatever it is given."""
+    return None
+
+
+def compiled_loss(model: nn.Module, from_logits: bool | None) -> LossContract | None:
+    """A module carries no loss: the training code picks one."""
+    return None
 
 
 def load_file(path: str, trust: bool = False) -> nn.Module:
@@ -226,9 +240,7 @@ def trace(model: nn.Module, specs: list[TensorMeta], target: str, sites: Mapping
     sites = sites if sites is not None else {}
     batch = example.batch if example is not None else specs[0].shape[0]
     if is_exported(model):
-        primary = run_graph(model, specs, batch, target)
-        primary.alternate = run_graph(model, specs, batch + 1, target)
-        return primary
+        return traced_at_two_batches(lambda size: run_graph(model, specs, size, target), batch)
     notes = []
     if (example is not None or _has_lazy_modules(model)) and not materialize(model):
         notes.append("the model is too large to run with real weights: example values and lazy modules are "

@@ -19,10 +19,11 @@ from shapecheck.trace import Op, Trace
 
 ALL_AXES = None   # an op that couples every axis of an input
 
+# Op names are canonical (`shapecheck.ops`): `cat` stands for `concat` too, `clamp` for `clip`.
 # Ops that compute each output element from the elements at the same (broadcast) position.
 _ELEMENTWISE = {
     "add", "sub", "mul", "div", "true_divide", "floor_divide", "remainder", "fmod", "pow", "maximum", "minimum",
-    "where", "masked_fill", "clamp", "clip", "lerp", "addcmul", "addcdiv", "atan2", "hypot", "copy_",
+    "where", "masked_fill", "clamp", "lerp", "addcmul", "addcdiv", "atan2", "hypot", "copy_",
     "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__", "__isub__", "__mul__", "__rmul__", "__imul__",
     "__truediv__", "__rtruediv__", "__itruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__pow__",
     "__rpow__", "__neg__", "__pos__", "__abs__", "__and__", "__or__", "__xor__", "__invert__", "__rand__", "__ror__",
@@ -40,7 +41,7 @@ _ELEMENTWISE = {
 _MOVES = {
     "permute", "transpose", "swapaxes", "swapdims", "t", "movedim", "moveaxis", "squeeze", "unsqueeze", "expand",
     "expand_as", "broadcast_to", "repeat", "tile", "narrow", "chunk", "split", "split_with_sizes", "tensor_split",
-    "unbind", "cat", "concat", "concatenate", "stack", "__getitem__",
+    "unbind", "cat", "stack", "__getitem__",
 }
 # Reshapes keep the flat order: samples stay apart when each still owns the same run of elements.
 _RESHAPES = {"view", "reshape", "flatten", "unflatten", "view_as", "reshape_as"}

@@ -10,6 +10,7 @@ import torch
 from torch import fx
 
 from shapecheck.adapters.torch.tracer import make_inputs, meta, sizes_from_weight, tensor_leaves
+from shapecheck.ops import canonical
 from shapecheck.trace import Failure, Layer, Op, Trace
 
 _KIND_BY_CLASS = {
@@ -123,6 +124,6 @@ def _op_name(node: fx.Node | None) -> str | None:
         return None
     target = node.target
     name = getattr(target, "__name__", str(target))
-    return name.split(".")[0]   # `conv2d.default` -> `conv2d`
+    return canonical(name.split(".")[0])   # `conv2d.default` -> `conv2d`; aten spells no alias, so no spelling kept
 
 

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 from collections.abc import Mapping
 
 import torch
@@ -19,8 +20,9 @@ from torch.overrides import TorchFunctionMode
 from shapecheck.adapters import keep_triton_out_after_tensorflow
 from shapecheck.adapters.sources import user_frame
 from shapecheck.adapters.torch import batchflow
+from shapecheck.ops import canonical
 from shapecheck.shapes import TensorMeta
-from shapecheck.trace import Failure, Layer, Op, Trace
+from shapecheck.trace import SPATIAL_KEYS, Failure, Layer, Op, Trace, spatial_config
 
 TORCH_DIR = os.path.dirname(torch.__file__)
 _CONFIG_ATTRS = (
@@ -193,6 +195,17 @@ def _op_args(name: str, args, kwargs) -> dict:
     return {"args": plain, **{k: v for k, v in kwargs.items() if isinstance(v, (int, tuple, list)) and not k.startswith("_")}}
 
 
+def _window(module: nn.Module, kind: str) -> dict:
+    """A conv's or pool's window settings in the normal form (`spatial_config`); `nn.MaxPool2d(2)` keeps ints."""
+    if kind not in ("conv", "pool") or not hasattr(module, "kernel_size"):
+        return {}
+    kernel = module.kernel_size
+    digits = re.search(r"([123])d$", type(module).__name__)
+    rank = len(kernel) if isinstance(kernel, tuple) else int(digits.group(1)) if digits else 0
+    settings = {key: getattr(module, key, None) for key in SPATIAL_KEYS}
+    return spatial_config(rank, **settings) if rank else {}
+
+
 class _Run:
     """The state of one traced forward pass."""
 
@@ -215,6 +228,7 @@ class _Run:
         config = {attr: getattr(module, attr) for attr in _CONFIG_ATTRS
                   if isinstance(getattr(module, attr, None), (int, tuple, bool, list))}
         kind = layer_kind(module)
+        config.update(_window(module, kind))
         sizes = sizes_from_weight(kind, type(module).__name__, params.get("weight"), config.get("groups", 1))
         declared = {key: config[key] for key in sizes if key in config}
         return Layer(name=name, type=type(module).__name__, kind=kind, params=params, config={**config, **sizes},
@@ -226,8 +240,8 @@ class _Run:
     def record_op(self, name: str, inputs: list[torch.Tensor], outputs: list[torch.Tensor], args: dict):
         index = len(self.ops)
         source = user_frame((TORCH_DIR,), depth=3)
-        self.ops.append(Op(index, name, self.stack[-1] if self.stack else "", [meta(t) for t in inputs],
-                           [meta(t) for t in outputs], self.producers_of(inputs), args, source))
+        self.ops.append(Op(index, canonical(name), self.stack[-1] if self.stack else "", [meta(t) for t in inputs],
+                           [meta(t) for t in outputs], self.producers_of(inputs), args, source, spelling=name))
         for tensor in outputs:
             self.producer[id(tensor)] = index
             self.keep_alive.append(tensor)
@@ -420,7 +434,7 @@ def _failure(run: _Run, exc: Exception) -> Failure:
     op_name, tensors, args, source = run.failed_op or (None, [], {}, None)
     inputs = [meta(t) for t in tensors] if tensors else (run.layers[layer].inputs if layer is not None else [])
     message = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return Failure(layer=layer, op=op_name, exception=type(exc).__name__, message=message, inputs=inputs,
-                   producers=run.producers_of(tensors),
+    return Failure(layer=layer, op=canonical(op_name) if op_name else None, exception=type(exc).__name__,
+                   message=message, inputs=inputs, op_spelling=op_name, producers=run.producers_of(tensors),
                    op_index=len(run.ops) if op_name else None, needs_values=is_data_dependent(exc), args=args,
                    source=source)

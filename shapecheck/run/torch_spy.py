@@ -12,11 +12,8 @@ from torch import nn
 from shapecheck.adapters.sources import user_frame
 from shapecheck.adapters.torch.post import learn
 from shapecheck.adapters.torch.tracer import TORCH_DIR
+from shapecheck.losses import FUNCTIONAL_LOSSES
 
-_LOSS_FUNCTIONS = {"cross_entropy": "CrossEntropyLoss", "nll_loss": "NLLLoss", "binary_cross_entropy": "BCELoss",
-                   "binary_cross_entropy_with_logits": "BCEWithLogitsLoss", "mse_loss": "MSELoss",
-                   "l1_loss": "L1Loss", "smooth_l1_loss": "SmoothL1Loss", "huber_loss": "HuberLoss",
-                   "kl_div": "KLDivLoss"}
 _FUNCTIONAL_OPTIONS = ("ignore_index", "label_smoothing")
 
 
@@ -46,7 +43,7 @@ class TorchSpy:
             return spy.model_call(module, args, kwargs, lambda: original_call(module, *args, **kwargs))
 
         nn.Module.__call__ = call
-        originals = {name: getattr(F, name) for name in _LOSS_FUNCTIONS}
+        originals = {name: getattr(F, name) for name in FUNCTIONAL_LOSSES}
         for name, function in originals.items():
             setattr(F, name, self._functional(name, function))
 
@@ -62,7 +59,7 @@ class TorchSpy:
             if self.done or self.in_loss or self.depth or not self.state.waiting:
                 return function(*args, **kwargs)
             options = tuple((k, kwargs[k]) for k in _FUNCTIONAL_OPTIONS if k in kwargs)
-            return self.loss((_LOSS_FUNCTIONS[name], options), args, kwargs, lambda: function(*args, **kwargs))
+            return self.loss((FUNCTIONAL_LOSSES[name], options), args, kwargs, lambda: function(*args, **kwargs))
         return loss
 
     def model_call(self, module, args, kwargs, forward):
@@ -99,13 +96,8 @@ class TorchSpy:
 
     def _model_computed_loss(self, model, args, kwargs, output):
         """A Hugging Face model given `labels` computes its loss inside forward: the loss its config implies."""
-        config = getattr(model, "config", None)
-        problem = getattr(config, "problem_type", None)
-        labels = getattr(config, "num_labels", 2)
-        name = {"regression": "MSELoss", "multi_label_classification": "BCEWithLogitsLoss"}.get(
-            problem, "MSELoss" if labels == 1 else "CrossEntropyLoss")
         inputs = {k: v for k, v in kwargs.items() if k != "labels"}
-        self._check(model, args, inputs, name, kwargs["labels"], learn(output, output.logits)
+        self._check(model, args, inputs, _config_loss(model), kwargs["labels"], learn(output, output.logits)
                     if hasattr(output, "logits") else None)
 
     def _check(self, model, args, kwargs, loss, target, post):
@@ -119,6 +111,14 @@ class TorchSpy:
                                   target=_label(model, where), sites=self.state.sites, post=post,
                                   loss_options=options)
         self.state.checked(report, str(where) if where else "")
+
+
+def _config_loss(model) -> str:
+    """The loss a Hugging Face model computes for its config (`problem_type`, `num_labels`)."""
+    config = getattr(model, "config", None)
+    problem, count = getattr(config, "problem_type", None), getattr(config, "num_labels", 2)
+    return {"regression": "MSELoss", "multi_label_classification": "BCEWithLogitsLoss"}.get(
+        problem, "MSELoss" if count == 1 else "CrossEntropyLoss")
 
 
 def _detached(value):
@@ -145,10 +145,7 @@ def install_trainer(state):
     def compute_loss(self, model, inputs, *args, **kwargs):
         if state.waiting and "labels" in inputs:
             unwrapped = getattr(model, "module", model)
-            config = getattr(unwrapped, "config", None)
-            problem, count = getattr(config, "problem_type", None), getattr(config, "num_labels", 2)
-            name = {"regression": "MSELoss", "multi_label_classification": "BCEWithLogitsLoss"}.get(
-                problem, "MSELoss" if count == 1 else "CrossEntropyLoss")
+            name = _config_loss(unwrapped)
             features = {k: v for k, v in inputs.items() if k != "labels"}
             where = user_frame((TORCH_DIR,), depth=2)
             where = f"{where} (Trainer.compute_loss)" if where else "Trainer.compute_loss"

@@ -4,30 +4,39 @@ the loss a name or the loss object itself (its `ignore_index`, `label_smoothing`
 
 from __future__ import annotations
 
-from shapecheck import api
 from shapecheck import inputs as inputs_mod
 from shapecheck import labels as labels_mod
+from shapecheck import pipeline
+from shapecheck.deadline import DEFAULT_SECONDS as DEFAULT_TIMEOUT
 from shapecheck.errors import ShapecheckError
+from shapecheck.labels import LabelInfo, LabelSpec
+from shapecheck.losses import FUNCTIONAL_LOSSES
 from shapecheck.report import Report
+from shapecheck.request import Head, Request, checked_loss, checked_timeout, parse_input
+from shapecheck.shapes import TensorMeta, check_sizes
 
-# torch.nn.functional names -> the module losses shapecheck has contracts for
-_FUNCTIONAL_LOSSES = {
-    "cross_entropy": "CrossEntropyLoss", "nll_loss": "NLLLoss", "binary_cross_entropy": "BCELoss",
-    "binary_cross_entropy_with_logits": "BCEWithLogitsLoss", "mse_loss": "MSELoss", "l1_loss": "L1Loss",
-    "smooth_l1_loss": "SmoothL1Loss", "huber_loss": "HuberLoss", "kl_div": "KLDivLoss",
-}
 # loss attributes that change what the loss accepts, read from a PyTorch loss object (with their defaults)
 _TORCH_OPTIONS = {"ignore_index": -100, "label_smoothing": 0.0}
 
 
 def check(model, input=None, loss=None, labels=None, *, batch=None, from_logits=None, select=None, ignore=(),
-          verify_fixes: bool = True, timeout: float | None = api.DEFAULT_TIMEOUT, target: str | None = None,
+          verify_fixes: bool = True, timeout: float | None = DEFAULT_TIMEOUT, target: str | None = None,
           sites=None, post=None, loss_options: tuple | None = None) -> Report:
     """Check a model object. `input`: a shape (`(16, 3, 224, 224)`, `"16,3,224,224"`), several shapes, a tensor or
     array, a tuple/dict of them, or a DataLoader (its first batch); `batch`: an `(inputs, labels)` pair as a
     DataLoader yields it. `labels`: a shape or real values. `loss`: a name or a loss object. `run`/`watch()` also
     pass where the script built each module (`sites`), what it did to the output before the loss (`post`) and the
     functional loss's keyword arguments (`loss_options`)."""
+    request = request_for(model, input, loss, labels, batch=batch, from_logits=from_logits, select=select,
+                          ignore=ignore, verify_fixes=verify_fixes, timeout=timeout, target=target, sites=sites,
+                          post=post, loss_options=loss_options)
+    return Report([pipeline.run(request)])
+
+
+def request_for(model, input=None, loss=None, labels=None, *, batch=None, from_logits=None, select=None, ignore=(),
+                verify_fixes: bool = True, timeout: float | None = DEFAULT_TIMEOUT, target: str | None = None,
+                sites=None, post=None, loss_options: tuple | None = None, compute_patches: bool = False) -> Request:
+    """The request `check` runs, built from the objects given (`run` also asks for SARIF's patches)."""
     from shapecheck.targets import LoadedTarget, adapter_for
 
     if batch is None and _is_loader(input):
@@ -36,15 +45,13 @@ def check(model, input=None, loss=None, labels=None, *, batch=None, from_logits=
         input, labels = _split_batch(batch, labels)
     adapter = adapter_for(model)
     name, options_of_loss, logits = describe_loss(loss)
-    labels_spec = _spec_text(labels) if isinstance(labels, str) or _is_shape(labels) else None
-    options = api.Options.parse(inputs=_specs(input), loss=name, labels=labels_spec, select=select, ignore=ignore,
-                                from_logits=from_logits if from_logits is not None else logits, timeout=timeout)
-    options.loss_options = options_of_loss + tuple(loss_options or ())
-    options.verify_fixes, options.post = verify_fixes, post
-    if labels is not None and labels_spec is None:
-        options.labels_file = _labels(labels)
-    loaded = LoadedTarget(target or type(model).__name__, model, adapter, sites=sites or {}, example=_example(input))
-    return Report([api.check_loaded(loaded, options)])
+    head = Head(loss=checked_loss(name), loss_options=options_of_loss + tuple(loss_options or ()),
+                from_logits=from_logits if from_logits is not None else logits, labels=_head_labels(labels))
+    loaded = LoadedTarget(target or type(model).__name__, model, adapter, sites=sites or {})
+    return Request(loaded.target, loaded=loaded, inputs=_shapes(input), example=_example(input), heads=(head,),
+                   select=frozenset(select) if select else None, ignore=frozenset(ignore),
+                   timeout=checked_timeout(timeout), verify_fixes=verify_fixes, compute_patches=compute_patches,
+                   post=post)
 
 
 def describe_loss(loss) -> tuple[str | None, tuple, bool | None]:
@@ -57,8 +64,8 @@ def describe_loss(loss) -> tuple[str | None, tuple, bool | None]:
         options = (("ignore_class", config["ignore_class"]),) if config.get("ignore_class") is not None else ()
         return config.get("name") or type(loss).__name__, options, config.get("from_logits")
     function = getattr(loss, "__name__", "")
-    if function in _FUNCTIONAL_LOSSES:
-        return _FUNCTIONAL_LOSSES[function], (), None
+    if function in FUNCTIONAL_LOSSES:
+        return FUNCTIONAL_LOSSES[function], (), None
     if function:   # a Keras loss function such as keras.losses.binary_crossentropy
         return function, (), None
     options = tuple((key, getattr(loss, key)) for key, default in _TORCH_OPTIONS.items()
@@ -85,19 +92,30 @@ def _is_shape(value) -> bool:
     return isinstance(value, (tuple, list)) and bool(value) and all(isinstance(d, int) for d in value)
 
 
-def _spec_text(value) -> str:
-    return value if isinstance(value, str) else ",".join(map(str, value))
-
-
-def _specs(value) -> list[str]:
-    """Shape specs for `Options.parse`; [] when the input is values (they give their own shapes)."""
+def _shapes(value) -> tuple[TensorMeta, ...]:
+    """The input shapes given; () when the input is values (they give their own shapes)."""
     if value is None or _example(value) is not None:
-        return []
+        return ()
+    if isinstance(value, str) or _is_shape(value):
+        return (_shape(value),)
+    return tuple(_shape(v) for v in value)
+
+
+def _shape(value) -> TensorMeta:
     if isinstance(value, str):
-        return [value]
+        return parse_input(value)
+    return TensorMeta(check_sizes(tuple(value), ",".join(map(str, value)), "--input"))
+
+
+def _head_labels(value) -> LabelInfo | LabelSpec | None:
+    """Labels as a shape (text or sizes) or as real values."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return LabelSpec.parse(value, "--labels")
     if _is_shape(value):
-        return [",".join(map(str, value))]
-    return [v if isinstance(v, str) else ",".join(map(str, v)) for v in value]
+        return LabelSpec(check_sizes(tuple(value), ",".join(map(str, value)), "--labels"))
+    return _labels(value)
 
 
 def _example(value):

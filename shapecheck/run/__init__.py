@@ -36,7 +36,8 @@ class Watch:
     """What `watch()` yields: `report` is set once the first training step was checked."""
 
     stop: bool = True
-    check_options: dict = field(default_factory=dict)
+    check_options: dict = field(default_factory=dict)   # `shapecheck.check`'s options for the checked step
+    compute_patches: bool = False                        # SARIF output: the source patches of verified recipes
     report: Report | None = None
     where: str = ""          # the user's line that computed the checked loss
     sites: object = None     # where the user's code created each module (PyTorch)
@@ -47,12 +48,15 @@ class Watch:
         """Still waiting for the user's first training step."""
         return self.report is None and not self.busy
 
-    def check(self, *args, **kwargs) -> Report:
-        from shapecheck.inprocess import check
+    def check(self, model, **given) -> Report:
+        """Check the step the hooks caught: `given` are `shapecheck.check`'s arguments for it."""
+        from shapecheck import pipeline
+        from shapecheck.python_api import request_for
 
         self.busy = True
         try:
-            return check(*args, **kwargs, **self.check_options)
+            request = request_for(model, **given, **self.check_options, compute_patches=self.compute_patches)
+            return Report([pipeline.run(request)])
         finally:
             self.busy = False
 
@@ -80,7 +84,7 @@ def watch(stop: bool = True, **check_options):
 
 
 def run_script(path: str, argv: list[str], stop: bool = True, timeout: float | None = None,
-               **check_options) -> tuple[Report | None, str]:
+               compute_patches: bool = False, **check_options) -> tuple[Report | None, str]:
     """Run a training script as `python path argv...` until its first training step; (report, note). The report is
     None when the script never reached one (note says why); with `stop=False` the note says how the script ended
     when it raised after the checked step."""
@@ -88,7 +92,7 @@ def run_script(path: str, argv: list[str], stop: bool = True, timeout: float | N
 
     if not os.path.isfile(path):
         raise ShapecheckError(f"script `{path}` does not exist")
-    state = Watch(stop=stop, check_options=check_options)
+    state = Watch(stop=stop, check_options=check_options, compute_patches=compute_patches)
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [path, *argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
@@ -168,7 +172,7 @@ class _ImportWatcher(importlib.abc.MetaPathFinder):
 
 def _torch_hooks(state: Watch):
     from shapecheck.adapters import torch as torch_adapter
-    from shapecheck.adapters.torch.spy import TorchSpy
+    from shapecheck.run.torch_spy import TorchSpy
 
     sites_context = torch_adapter.recording_definition_sites()
     state.sites = sites_context.__enter__()
@@ -182,12 +186,12 @@ def _torch_hooks(state: Watch):
 
 
 def _keras_hooks(state: Watch):
-    from shapecheck.adapters.keras.spy import install
+    from shapecheck.run.keras_spy import install
 
     return install(state)
 
 
 def _transformers_hooks(state: Watch):
-    from shapecheck.adapters.torch.spy import install_trainer
+    from shapecheck.run.torch_spy import install_trainer
 
     return install_trainer(state)
