@@ -73,6 +73,7 @@ def trace(result: Result, loaded: targets.LoadedTarget, request: Request, head: 
         traced = loaded.failed_trace
     else:
         progress.stage("trace")
+        loaded.adapter.prepare()
         with deadline(request.timeout):
             traced = _traced(loaded, request, result.labels)
     result.trace = traced

@@ -119,12 +119,6 @@ def _():   # a binary mask predicted at 8x8 for 32x32 labels
     return Case(trace, torch_loss("BCEWithLogitsLoss"), labels_shaped("2,1,32,32"))
 
 
-@case_for("SC106>SC109")
-def _():   # one output under categorical_crossentropy, given class ids
-    trace = Forward(meta(8, 40), framework="keras").op("linear", (8, 1), "fc").trace(linear("fc", 40, 1))
-    return Case(trace, keras_loss("categorical_crossentropy"), labels_shaped("8:int64"))
-
-
 @case_for("SC106>SC114")
 def _():   # one output under CrossEntropyLoss, given one-column rows, half of them empty
     return Case(head(meta(8, 40), (8, 1)), torch_loss("CrossEntropyLoss"), labels_of([[1], [0]] * 4, "float32"))

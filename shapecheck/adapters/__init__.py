@@ -33,6 +33,10 @@ class Adapter(Protocol):
 
     def owns(self, obj: object) -> bool: ...
 
+    def prepare(self) -> None:
+        """Import what tracing needs, before `--timeout` starts counting: the limit is the model's, not ours."""
+        ...
+
     def load_file(self, path: str, trust: bool = False) -> Any: ...
 
     def recording_definition_sites(self) -> AbstractContextManager[Mapping]:

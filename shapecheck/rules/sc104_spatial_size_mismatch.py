@@ -63,10 +63,9 @@ def _unpadded_convs(ctx) -> int:
         config = layer.config
         if layer.kind != "conv" or not layer.calls or "ConvTranspose" in layer.type or "Conv2DTranspose" in layer.type:
             continue
-        kernel, padding = config.get("kernel_size") or (1,), config.get("padding", 0)
-        kernel = kernel[0] if isinstance(kernel, (tuple, list)) else kernel
-        pad = padding[0] if isinstance(padding, (tuple, list)) and padding else padding
-        if kernel > 1 and pad in (0, "valid"):
+        kernel, padding = config.get("kernel_size", (1,)), config.get("padding", (0,))   # one int per axis
+        unpadded = padding == "valid" or (not isinstance(padding, str) and padding[0] == 0)
+        if kernel[0] > 1 and unpadded:
             count += 1
     return count
 

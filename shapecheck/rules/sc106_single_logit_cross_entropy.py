@@ -9,7 +9,7 @@ class SingleLogitCrossEntropy(Rule):
     category = "output_vs_loss"
     summary = "A softmax cross-entropy over one output: the loss is always 0 and nothing is learnt"
     subject = "loss"   # the whole pairing: no labels can train a softmax over one output
-    supersedes = frozenset({"SC109", "SC114"})
+    supersedes = frozenset({"SC114"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.family != "categorical" or class_count(ctx) != 1:

@@ -19,6 +19,8 @@ class ClassIdsForOneHotLoss(Rule):
         if ctx.output.shape == ctx.labels.shape or not index_labels_match(ctx):
             return
         classes = ctx.output.shape[ctx.loss.class_axis]
+        if classes == 1:
+            return   # one output column: labels without it are its values with the axis squeezed, not class ids
         message = (f"`{ctx.loss.name}` wants one-hot labels {fmt(ctx.output.shape)}, but the labels {fmt(ctx.labels.shape)} "
                    f"are class ids for the {classes} outputs")
         fixes = [Fix("Use the class-id form of the loss", ctx.recipes.class_index_loss(ctx.loss)),

@@ -116,12 +116,9 @@ def _height_step(ctx, op):
 
 def _window_step(config):
     """out = floor((in + 2p - d(k-1) - 1) / s) + 1, the size rule of convolutions and pools."""
-    def first(value, default):
-        return value[0] if isinstance(value, (tuple, list)) and value else default if value is None else value
-
-    kernel, stride = first(config["kernel_size"], 1), first(config.get("stride"), 1) or 1
-    dilation, padding = first(config.get("dilation"), 1), config.get("padding", 0)
+    kernel, stride = config["kernel_size"][0], config.get("stride", (1,))[0] or 1   # height first, per axis
+    dilation, padding = config.get("dilation", (1,))[0], config.get("padding", (0,))
     if padding == "same":
         return (lambda height: -(-height // stride)), stride
-    pad = 0 if padding == "valid" else first(padding, 0)
+    pad = 0 if isinstance(padding, str) else padding[0]
     return (lambda height: (height + 2 * pad - dilation * (kernel - 1) - 1) // stride + 1), stride

@@ -4,10 +4,6 @@ from shapecheck.rules.common import ref
 from shapecheck.shapes import fmt
 
 
-def _pair(value, rank: int) -> tuple:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
-
-
 class InputTooSmall(Rule):
     code = "SC205"
     name = "input-too-small"
@@ -27,9 +23,8 @@ class InputTooSmall(Rule):
         kernel = layer.config.get("kernel_size")
         if not spatial or kernel is None or isinstance(layer.config.get("padding"), str):
             return
-        kernel = _pair(kernel, len(spatial))
-        padding = _pair(layer.config.get("padding", 0), len(spatial))
-        dilation = _pair(layer.config.get("dilation", 1), len(spatial))
+        padding = layer.config.get("padding", (0,) * len(spatial))   # window settings: one int per spatial axis
+        dilation = layer.config.get("dilation", (1,) * len(spatial))
         reach = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
         if all(s + 2 * p >= r for s, p, r in zip(spatial, padding, reach)):
             return

@@ -36,6 +36,10 @@ _APPLICATIONS_DIR = os.path.join(KERAS_DIR, "src", "applications", "")
 _SKIP_DIRS = (KERAS_DIR, os.path.dirname(os.path.dirname(keras.__file__)) + os.sep + "tensorflow")
 
 
+def prepare() -> None:
+    """Nothing to import ahead: the model's own load brought the framework in."""
+
+
 def owns(obj) -> bool:
     return isinstance(obj, keras.Model)
 

@@ -47,6 +47,10 @@ _VALUE_OPS = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "
 _MAX_VALUE_SIZE = 64     # shape arithmetic works on tiny int tensors; larger values are data, not shapes
 
 
+def prepare() -> None:
+    """Nothing to import ahead: the model's own load brought the framework in."""
+
+
 def owns(obj) -> bool:
     return isinstance(obj, onnx.ModelProto)
 

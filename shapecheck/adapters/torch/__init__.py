@@ -20,7 +20,7 @@ from shapecheck.adapters.torch.edit import edited, train_step  # noqa: E402, F40
 from shapecheck.adapters.torch.graph import is_exported, run_graph  # noqa: E402
 from shapecheck.adapters.torch.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS, probe_batch_mixing  # noqa: E402
-from shapecheck.adapters.torch.tracer import TORCH_DIR, model_device, run_once  # noqa: E402
+from shapecheck.adapters.torch.tracer import TORCH_DIR, fake_tensor_mode, model_device, run_once  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402
 from shapecheck.losses import LossContract  # noqa: E402
 from shapecheck.oracle import first_line  # noqa: E402
@@ -31,6 +31,10 @@ FRAMEWORK = "torch"
 EDITABLE = frozenset({"layer", "input", "output", "model"})   # `Edit.on` values `edited` applies
 TRAINS = True
 TAKES_VALUES = True   # trace and train_step take input values (`example`) and the user's `post` code
+
+
+def prepare() -> None:
+    fake_tensor_mode()
 
 
 def owns(obj) -> bool:

@@ -373,15 +373,23 @@ def is_data_dependent(exc: BaseException) -> bool:
             or "data-dependent" in text.lower())
 
 
+def fake_tensor_mode():
+    """torch's FakeTensorMode. Its first use imports dynamo, about a second, so that happens here, once a torch
+    target is traced (not with the adapter) and before `--timeout` counts (`prepare`)."""
+    keep_triton_out_after_tensorflow()   # dynamo imports triton when it can
+    import torch._dynamo  # noqa: F401
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    return FakeTensorMode
+
+
 def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str, sites: Mapping,
              real: bool = False, example=None, training: bool = True, post=None) -> Trace:
     """One forward pass at `batch`; never raises for an error inside the model, it records it. Example input
     values (lengths, masks, ids) enter as real tensors even in a symbolic run, so code that reads them works.
     `post` is the user's code between the model and the loss (`.logits`, `.view(-1, C)`), applied to the output
     while ops are still recorded."""
-    keep_triton_out_after_tensorflow()   # the fake mode imports dynamo, which imports triton when it can
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
+    FakeTensorMode = fake_tensor_mode()
     run = _Run(model, sites)
     handles = []
     for module in run.names:
