@@ -44,16 +44,35 @@ def main():
     quiet_frameworks()   # before a user's module imports tensorflow
 
 
-@main.command("check")
+class _SizesBySpaces(click.Command):
+    """Says `--input 4 3 128 128` is a shape split by spaces before click reads it as an input and three targets
+    (the order of the arguments tells it, and only the raw arguments keep their order)."""
+
+    def parse_args(self, ctx, args):
+        from shapecheck import mistakes
+
+        try:
+            mistakes.reject_stray_sizes(args)
+        except ShapecheckError as exc:
+            raise click.UsageError(str(exc), ctx) from exc
+        return super().parse_args(ctx, args)
+
+
+@main.command("check", cls=_SizesBySpaces)
 @click.argument("targets", nargs=-1)
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]",
               help="Dummy batch shape, e.g. 16,3,224,224 or 8,128:int64; repeat for several inputs.")
 @click.option("--input-file", type=click.Path(dir_okay=False),
               help="Input values the forward reads (lengths, masks, ids): .npz (arr_0, arr_1, ... positional, other "
                    "names keyword) or .pt (a tensor, tuple or dict).")
-@click.option("--loss", metavar="NAME", help="The training loss: BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, ...")
-@click.option("--labels", "labels_spec", metavar="SHAPE[:DTYPE]", help="Label tensor shape, e.g. 16 or 16,1:float32.")
-@click.option("--labels-file", type=click.Path(dir_okay=False), help="Real labels (.npy, .npz, .pt): enables value rules.")
+@click.option("--loss", multiple=True, metavar="[OUTPUT=]NAME",
+              help="The training loss: BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, ...; for a model with several "
+                   "outputs, one per output: --loss age=mse --loss gender=binary_crossentropy.")
+@click.option("--labels", "labels_spec", multiple=True, metavar="[OUTPUT=]SHAPE[:DTYPE]",
+              help="Label tensor shape, e.g. 16 or 16,1:float32; per output: --labels gender=16,1.")
+@click.option("--labels-file", multiple=True, metavar="[OUTPUT=]FILE",
+              help="Real labels (.npy, .npz, .pt): enables value rules. An .npz of arrays named by output holds "
+                   "the labels of each output.")
 @click.option("--format", "output_format", type=click.Choice(["text", "json", "sarif", "github"]), default="text",
               show_default=True)
 @click.option("--from-logits/--no-from-logits", "from_logits", default=None,
@@ -77,10 +96,13 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
     a Keras .keras/.h5 file (its compiled loss is used unless --loss is given) or an ONNX .onnx graph. Without
     TARGET, the targets configured in pyproject.toml ([[tool.shapecheck.targets]]) are checked; a .py file
-    stands for the configured targets defined in it. Command-line options override the configuration.
+    stands for the configured targets defined in it. A .py file with none is skipped when no --input,
+    --input-file, --loss, --labels or --labels-file is given (pre-commit passes every changed file); with one, it
+    is an error that names the factories in the file. A package.module target is imported with the current
+    folder on the import path, as `python -m` has it. Command-line options override the configuration.
     Exit status: 0 no errors, 1 findings of severity error, 2 usage error or a target that could not be loaded.
     """
-    from shapecheck import config, render
+    from shapecheck import config, mistakes, render
     from shapecheck.request import Flags, plan
 
     if (fix_diff or apply_fixes) and not verify_fixes:
@@ -90,6 +112,7 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
                   verify_fixes=verify_fixes, compute_patches=output_format == "sarif" and not (fix_diff or apply_fixes))
     planned = _guard(lambda: plan(list(targets), flags, config.load()))
     results = _guard(lambda: _check_with_progress(planned))
+    _guard(lambda: mistakes.reject_invocation_mistakes(planned, results))
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
     if fix_diff or apply_fixes:
@@ -124,24 +147,28 @@ def run_command(script, script_args, output_format, keep_going, timeout, select,
     batch, labels and loss object, and the script is stopped before backward and the optimiser step (--continue
     lets it go on). Data it downloads or a GPU it needs are its own business. Exit status as `check`.
     """
-    from shapecheck import render
+    from shapecheck import mistakes, render
     from shapecheck.run import run_script
+
+    _guard(lambda: mistakes.reject_options_before_script(script, script_args))
+    renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
+                 "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
+
+    def show(checked):   # at the step itself: with --continue, before the script trains on
+        click.echo(renderers[output_format](checked.results))
 
     report, note = _guard(lambda: run_script(script, list(script_args), stop=not keep_going,
                                              timeout=timeout or None, compute_patches=output_format == "sarif",
-                                             select=_codes(select) or None, ignore=_codes(ignore),
-                                             verify_fixes=verify_fixes))
+                                             on_report=show, select=_codes(select) or None,
+                                             ignore=_codes(ignore), verify_fixes=verify_fixes))
     if report is None:
         _usage_error(f"{script}: {note}")
-    renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
-                 "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
-    click.echo(renderers[output_format](report.results))
     for message in report.load_errors + ([f"{script}: {note}"] if note else []):
         click.echo(f"shapecheck: {message}", err=True)
     sys.exit(EXIT_USAGE if report.load_errors else EXIT_FINDINGS if report.errors else EXIT_CLEAN)
 
 
-@main.command("trace")
+@main.command("trace", cls=_SizesBySpaces)
 @click.argument("target")
 @click.option("--input", "inputs", multiple=True, metavar="SHAPE[:DTYPE]", help="Dummy batch shape (repeatable).")
 @click.option("--input-file", type=click.Path(dir_okay=False), help="Input values the forward reads (.npz, .pt).")
@@ -150,17 +177,32 @@ def run_command(script, script_args, output_format, keep_going, timeout, select,
 @click.option("--timeout", type=click.FloatRange(min=0), metavar="SECONDS",
               help="Stop a trace that runs longer and say where it was (default 60; 0: no limit).")
 def trace_command(target, inputs, input_file, trust, timeout):
-    """Print TARGET's per-layer shape table, the layer where the forward pass failed marked."""
-    from shapecheck import config, render
+    """Print TARGET's per-layer shape table, the layer where the forward pass failed marked.
+
+    Exit status: 0 the forward pass ran, 1 it failed, 2 usage error or a target that could not be loaded."""
+    from shapecheck import config, mistakes, render
     from shapecheck.request import Flags, plan
+    from shapecheck.targets import no_factory
 
     flags = Flags(inputs=inputs, input_file=input_file, trust=trust, timeout=timeout)
-    [request] = _guard(lambda: plan([target], flags, config.load()))
-    [result] = _guard(lambda: _check_with_progress([request]))
+    planned = _guard(lambda: plan([target], flags, config.load()))
+    if not planned:   # a .py file without `:factory` that holds no configured target
+        _usage_error(str(no_factory(target)))
+    if len(planned) > 1:
+        _usage_error(f"`{target}` holds {len(planned)} configured targets: trace one of "
+                     f"{', '.join(r.target for r in planned)}")
+    [result] = _guard(lambda: _check_with_progress(planned))
     if result.error:
         click.echo(f"shapecheck: error: {result.error['message']}", err=True)
         sys.exit(EXIT_USAGE)
+    _guard(lambda: mistakes.reject_invocation_mistakes(planned, [result]))
     click.echo(render.trace_table(result.trace))
+    if result.trace.failure:
+        failure = result.trace.failure
+        where = f" in `{failure.layer}`" if failure.layer else ""
+        click.echo(f"shapecheck: {target}: the forward pass failed{where}: {failure.exception}: {failure.message}",
+                   err=True)
+        sys.exit(EXIT_FINDINGS)
 
 
 @main.command("rules")

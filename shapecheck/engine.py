@@ -15,19 +15,41 @@ from shapecheck.trace import Trace
 
 
 @dataclass
+class HeadCheck:
+    """One output of the model checked against its own loss and labels."""
+
+    output: str | None                   # the trace's output path (None: the model's main output)
+    name: str = ""                       # how messages name it; "" when it is the only head
+    loss: LossContract | None = None
+    labels: LabelInfo | None = None
+    loss_check: LossCheck | None = None  # what the framework's own loss said about the output and labels
+
+
+@dataclass
 class Result:
     target: str
     trace: Trace | None = None
-    loss: LossContract | None = None
-    labels: LabelInfo | None = None
+    heads: list[HeadCheck] = field(default_factory=list)   # the first is the model's main output
     findings: list[Finding] = field(default_factory=list)
     error: dict | None = None            # {"kind", "message"} when the target could not be checked
-    loss_check: LossCheck | None = None  # what the framework's own loss said about the output and labels
+    suppressed: int = 0                  # findings left out by `# shapecheck: ignore` comments
     patches: dict = field(default_factory=dict)   # finding index -> its verified recipe's source patches (when asked)
 
     @property
     def has_errors(self) -> bool:
         return any(f.severity == "error" for f in self.findings)
+
+    @property
+    def loss(self) -> LossContract | None:
+        return self.heads[0].loss if self.heads else None
+
+    @property
+    def labels(self) -> LabelInfo | None:
+        return self.heads[0].labels if self.heads else None
+
+    @property
+    def loss_check(self) -> LossCheck | None:
+        return self.heads[0].loss_check if self.heads else None
 
 
 def check(trace: Trace, loss: LossContract | None, labels: LabelInfo | None, recipes: Recipes | ReExport,

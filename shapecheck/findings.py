@@ -74,10 +74,12 @@ class Finding:
     location: Location | None = None
     fixes: list[Fix] = field(default_factory=list)
     subject: Subject | None = None   # set by the rule, else by the engine from the rule's declared subject
+    head: str = ""                   # the output it is about, when a check covers several
 
     def to_json(self) -> dict:
         return {
             "rule": self.rule, "name": self.name, "severity": self.severity, "category": self.category,
+            "head": self.head or None,
             "layer": self.layer, "message": self.message,
             "location": self.location.to_json() if self.location else None,
             "fixes": [fix.to_json() for fix in self.fixes],

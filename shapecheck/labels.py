@@ -85,11 +85,15 @@ def from_spec(text: str, default_dtype: str) -> LabelInfo:
     return LabelSpec.parse(text).info(default_dtype)
 
 
-def from_file(path_text: str) -> LabelInfo:
+def from_file(path_text: str) -> LabelInfo | dict[str, LabelInfo]:
+    """The labels in a file; an .npz of several arrays none of which is named `labels` holds one array per model
+    output, by output name."""
     path = Path(path_text)
     if not path.is_file():
         raise ShapecheckError(f"labels file `{path_text}` does not exist")
     array = _load_array(path)
+    if isinstance(array, dict):
+        return {name: from_array(value, f"{path}[{name}]") for name, value in array.items()}
     return from_array(array, str(path))
 
 
@@ -115,21 +119,22 @@ def without_value(labels: LabelInfo, value: float) -> LabelInfo:
     return LabelInfo(labels.meta, labels.source, _stats(kept) if kept.size else None, array=labels.array)
 
 
-def for_first_output(labels: LabelInfo, outputs: list[TensorMeta]) -> LabelInfo | None:
-    """Labels for a model with several outputs, as the loss of its first output sees them.
-
-    One array per output saved together is a stack [K, N, ...] (same shapes) or an object array of K arrays
-    (different shapes, whose values are never unpickled: None). Anything else is one array for K outputs, which
-    SC120 reports."""
-    count, batch = len(outputs), outputs[0].shape[0] if outputs[0].shape else None
-    shape = labels.shape
-    if labels.dtype == "object" and shape == (count,):
+def split_per_output(labels: LabelInfo, names: list[str]) -> dict[str, LabelInfo] | None:
+    """Labels saved as one array per output of a model with several: a stack [K, N, ...] (same shapes) gives each
+    output its own; None for anything else (one array for K outputs is what SC120 reports)."""
+    shape, count = labels.shape, len(names)
+    if len(shape) < 2 or shape[0] != count or labels.array is None or labels.dtype == "object":
         return None
-    if len(shape) >= 2 and shape[0] == count and shape[1] == batch and labels.array is not None:
-        first = from_array(labels.array[0], labels.source)
-        first.per_output = count
-        return first
-    return labels
+    split = {}
+    for name, array in zip(names, labels.array):
+        split[name] = from_array(array, labels.source)
+        split[name].per_output = count
+    return split
+
+
+def one_array_per_output(labels: LabelInfo, count: int) -> bool:
+    """An object array of K arrays (outputs with different shapes), whose values are never unpickled."""
+    return labels.dtype == "object" and labels.shape == (count,)
 
 
 def _stats(array) -> LabelStats:
@@ -179,9 +184,9 @@ def _load_array(path: Path):
             loaded = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(loaded, dict):
                 loaded = _pick(loaded, path)
-            if not hasattr(loaded, "numpy"):
-                raise ShapecheckError(f"labels file `{path}` holds a {type(loaded).__name__}, not a tensor")
-            return loaded.detach().cpu().numpy()
+            if isinstance(loaded, dict):
+                return {name: _tensor_values(value, path) for name, value in loaded.items()}
+            return _tensor_values(loaded, path)
     except ShapecheckError:
         raise
     except Exception as exc:  # a corrupt or foreign file: say so in one line
@@ -200,13 +205,19 @@ def _object_array_shape(path: Path) -> tuple[int, ...] | None:
     return shape if dtype.hasobject else None
 
 
+def _tensor_values(value, path: Path):
+    if not hasattr(value, "numpy"):
+        raise ShapecheckError(f"labels file `{path}` holds a {type(value).__name__}, not a tensor")
+    return value.detach().cpu().numpy()
+
+
 def _pick(arrays: dict, path: Path):
     if len(arrays) == 1:
         return next(iter(arrays.values()))
     for key in ("labels", "label", "y", "targets", "target"):
         if key in arrays:
             return arrays[key]
-    raise ShapecheckError(f"labels file `{path}` holds several arrays ({', '.join(arrays)}); name one `labels`")
+    return arrays   # one array per output, by output name
 
 
 def _first_line(exc: BaseException) -> str:

@@ -5,12 +5,13 @@ oracle) -> rules -> verify -> patch, and returns the `Result` every renderer rea
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 
-from shapecheck import engine, progress, targets
-from shapecheck import labels as labels_mod
+from shapecheck import engine, progress, suppress, targets
+from shapecheck import heads as heads_mod
 from shapecheck import verify as verification
 from shapecheck.deadline import TraceTimeout, deadline
-from shapecheck.engine import Result
+from shapecheck.engine import HeadCheck, Result
 from shapecheck.errors import ShapecheckError
 from shapecheck.findings import Finding, Severity
 from shapecheck.inputs import ExampleInputs
@@ -19,7 +20,6 @@ from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, resolve_
 from shapecheck.recipes import Recipes, ReExport
 from shapecheck.request import Head, Request
 from shapecheck.shapes import TensorMeta
-from shapecheck.suppress import is_suppressed
 from shapecheck.trace import Trace
 
 DEFAULT_BATCH = 8   # the batch for a model that declares its input shape when neither --input nor labels say one
@@ -33,7 +33,8 @@ def run(request: Request) -> Result:
         return Result(target=request.target, error={"kind": exc.kind, "message": str(exc)})
     result = Result(target=loaded.target)
     try:
-        trace(result, loaded, request, checked_head(request))
+        trace(result, loaded, request)
+        pair(result, loaded, request)
     except ShapecheckError as exc:
         result.error = {"kind": exc.kind, "message": str(exc)}
         return result
@@ -56,69 +57,93 @@ def traced(result: Result) -> Trace:
     return result.trace
 
 
-def checked_head(request: Request) -> Head:
-    """The one head a check covers today: the model's main output with its loss and labels."""
-    return request.heads[0]
-
-
 def load(request: Request) -> targets.LoadedTarget:
     return request.loaded or targets.load(request.target, request.trust)
 
 
-def trace(result: Result, loaded: targets.LoadedTarget, request: Request, head: Head) -> None:
-    """Resolve the head's loss and labels, then trace the model (unless building it already failed)."""
-    result.loss = _loss(loaded, head)
-    result.labels = _labels(head, result.loss)
+def trace(result: Result, loaded: targets.LoadedTarget, request: Request) -> None:
+    """Trace the model (unless building it already failed), at the batch of the labels when no input says one."""
     if loaded.failed_trace is not None:
-        traced = loaded.failed_trace
-    else:
-        progress.stage("trace")
-        loaded.adapter.prepare()
-        with deadline(request.timeout):
-            traced = _traced(loaded, request, result.labels)
-    result.trace = traced
-    if head.loss and result.loss is None:
-        table = KERAS_LOSSES if traced.framework == "keras" else TORCH_LOSSES
-        traced.notes.append(f"loss `{head.loss}` has no contract in shapecheck (known: {', '.join(table)}): "
-                            "the rules that compare the output and labels with the loss were skipped")
-    if result.labels is not None and traced.framework == "keras" and len(traced.outputs) > 1:
-        result.labels = labels_mod.for_first_output(result.labels, list(traced.outputs.values()))
-        if result.labels is None:
-            traced.notes.append("the labels hold one array per model output; they are not checked")
+        result.trace = loaded.failed_trace
+        return
+    progress.stage("trace")
+    loaded.adapter.prepare()
+    with deadline(request.timeout):
+        result.trace = _traced(loaded, request, _batch(request))
+
+
+def pair(result: Result, loaded: targets.LoadedTarget, request: Request) -> None:
+    """Which output each loss and labels belong to (`shapecheck/heads.py`): the heads to check."""
+    trace = traced(result)
+    compiled = loaded.adapter.compiled_losses(loaded.model, request.heads[0].from_logits) \
+        if loaded.model is not None else {}
+    result.heads, notes = heads_mod.plan(request.heads, trace, compiled, lambda head: _loss(loaded, head), _labels)
+    trace.notes.extend(notes)
+    table = KERAS_LOSSES if trace.framework == "keras" else TORCH_LOSSES
+    for head in request.heads:
+        if head.loss and _loss(loaded, head) is None:
+            trace.notes.append(f"loss `{head.loss}` has no contract in shapecheck (known: {', '.join(table)}): "
+                               "the rules that compare the output and labels with the loss were skipped")
 
 
 def judge(result: Result, adapter) -> None:
-    """The framework's own verdict on the loss, the output and the labels (None when one of them is unknown)."""
+    """The framework's own verdict on each head's loss, output and labels (None when one of them is unknown)."""
     progress.stage("loss")
-    output, loss, labels = traced(result).output, result.loss, result.labels
-    if output is None or loss is None or labels is None or not labels.shape:
-        result.loss_check = None
-    else:
-        result.loss_check = adapter.check_loss(output, labels, loss)
+    trace = traced(result)
+    for head in result.heads:
+        output = trace.at_output(head.output).output if head.output is not None else None
+        loss, labels = head.loss, head.labels
+        if output is None or loss is None or labels is None or not labels.shape:
+            head.loss_check = None
+        else:
+            head.loss_check = adapter.check_loss(output, labels, loss)
 
 
 def rules(result: Result, request: Request) -> None:
-    """The findings of the selected rules, with the configured severities, less the suppressed ones."""
+    """The findings of the selected rules for every head, with the configured severities, less the suppressed
+    ones. A finding every head's check gives is about the model and reported once; the others name their head."""
     progress.stage("rules")
     trace = traced(result)
     recipes = recipes_for(trace.framework, trace.producer, trace.library)
-    findings = engine.check(trace, result.loss, result.labels, recipes, request.select, request.ignore,
-                            result.loss_check)
+    heads = result.heads or [HeadCheck(trace.output_path)]
+    runs = [engine.check(trace.at_output(head.output) if head.output is not None else trace, head.loss,
+                         head.labels, recipes, request.select, request.ignore, head.loss_check) for head in heads]
+    findings: list[Finding] = []
+    for head, found in zip(heads, runs):
+        for finding in found:
+            if all(any(_same(finding, other) for other in run) for run in runs):   # about the model: once
+                if not any(_same(finding, seen) for seen in findings):
+                    findings.append(finding)
+            else:
+                finding.head = head.name if len(runs) > 1 else ""
+                findings.append(finding)
     severity: dict[str, Severity] = dict(request.severity)
     for finding in findings:
         finding.severity = severity.get(finding.rule, finding.severity)
-    result.findings = [f for f in findings if not is_suppressed(f)]
+    kept, result.suppressed = suppress.partition(findings)
+    result.findings = sorted(kept, key=lambda f: (engine.SEVERITY_ORDER[f.severity], f.rule))
+
+
+def _same(finding: Finding, other: Finding) -> bool:
+    return (finding.rule, finding.layer, finding.message) == (other.rule, other.layer, other.message)
 
 
 def verify(result: Result, loaded: targets.LoadedTarget, request: Request) -> None:
-    """Prove each recipe on a copy of the model by running this pipeline again on it (`Recheck`)."""
+    """Prove each recipe on a copy of the model by running this pipeline again on it (`Recheck`), head by head:
+    a head's findings with its own loss and labels, the model's findings with the first head's."""
     if not request.verify_fixes:
         return
+    trace = traced(result)
     try:
         with deadline(request.timeout):
-            verification.verify(result, loaded, _example(loaded, request), Recheck(request), request.post)
+            for index, head in enumerate(result.heads or [HeadCheck(trace.output_path)]):
+                mine = [f for f in result.findings if f.head == head.name or (index == 0 and not f.head)]
+                view = Result(result.target, trace.at_output(head.output) if head.output is not None else trace,
+                              [head], [f for f in result.findings if f.head in ("", head.name)])
+                verification.verify(view, loaded, _example(loaded, request), Recheck(request, head), request.post,
+                                    mine)
     except TraceTimeout:
-        traced(result).notes.append("verifying the fix recipes took longer than --timeout; they are unverified")
+        trace.notes.append("verifying the fix recipes took longer than --timeout; they are unverified")
 
 
 def patch(result: Result) -> None:
@@ -139,19 +164,22 @@ def patch(result: Result) -> None:
 @dataclasses.dataclass(frozen=True)
 class Recheck:
     """How verification re-enters the pipeline (`verify.Recheck`): an edited copy is traced, judged and ruled
-    on as `request` was."""
+    on as `request` was, at `head`."""
 
     request: Request
+    head: HeadCheck
 
     def __call__(self, loaded: targets.LoadedTarget, labels: LabelInfo | None, loss: LossContract | None,
                  trace: Trace | None, inputs: list[TensorMeta] | None) -> tuple[Trace, list[Finding]]:
         request = self.request if inputs is None else \
             dataclasses.replace(self.request, inputs=tuple(inputs), example=None)
-        result = Result(target=loaded.target, loss=loss, labels=labels)
-        result.trace = trace or _traced(loaded, request, labels)
+        head = dataclasses.replace(self.head, loss=loss, labels=labels, loss_check=None)
+        result = Result(target=loaded.target, heads=[head])
+        result.trace = trace or _traced(loaded, request, labels.shape[0] if labels is not None and labels.shape
+                                        else _batch(request))
         judge(result, loaded.adapter)
         rules(result, request)
-        return result.trace, result.findings
+        return traced(result), result.findings
 
 
 def recipes_for(framework: str, producer: str = "", library: str = "") -> Recipes | ReExport:
@@ -174,20 +202,33 @@ def _framework_recipes(framework: str, library: str = "") -> Recipes:
 
 
 def _loss(loaded: targets.LoadedTarget, head: Head) -> LossContract | None:
-    if head.loss:
-        try:
-            return dataclasses.replace(resolve_loss(head.loss, loaded.adapter.FRAMEWORK, head.from_logits),
-                                       options=tuple(head.loss_options))
-        except ShapecheckError:
-            return None   # a loss shapecheck has no contract for: the layer and batch rules still run
-    return loaded.adapter.compiled_loss(loaded.model, head.from_logits) if loaded.model is not None else None
+    """The loss a head names; None when it names none (the model's compiled ones pair by output) or one
+    shapecheck has no contract for (the layer and batch rules still run)."""
+    if not head.loss:
+        return None
+    try:
+        return dataclasses.replace(resolve_loss(head.loss, loaded.adapter.FRAMEWORK, head.from_logits),
+                                   options=tuple(head.loss_options))
+    except ShapecheckError:
+        return None
 
 
-def _labels(head: Head, loss: LossContract | None) -> LabelInfo | None:
+def _labels(head: Head, loss: LossContract | None) -> heads_mod.Labels:
     """The head's labels; a shape without a dtype takes the one the loss reads."""
     if isinstance(head.labels, LabelSpec):
         return head.labels.info(loss.target_dtype if loss else "float32")
     return head.labels
+
+
+def _batch(request: Request) -> int:
+    """The batch the labels hold, for a model that declares its input shape when no input gives one."""
+    for head in request.heads:
+        labels = head.labels
+        found = next(iter(labels.values()), None) if isinstance(labels, Mapping) else labels
+        shape = found.shape if isinstance(found, LabelInfo) else found.shape if isinstance(found, LabelSpec) else ()
+        if shape:
+            return shape[0]
+    return DEFAULT_BATCH
 
 
 def _example(loaded: targets.LoadedTarget, request: Request) -> ExampleInputs | None:
@@ -195,11 +236,11 @@ def _example(loaded: targets.LoadedTarget, request: Request) -> ExampleInputs | 
     return None if request.inputs else request.example or loaded.example
 
 
-def _traced(loaded: targets.LoadedTarget, request: Request, labels: LabelInfo | None) -> Trace:
+def _traced(loaded: targets.LoadedTarget, request: Request, batch: int) -> Trace:
     """Trace with the given shapes, else the example values, else the model's declared input. Adapters that take
     values (PyTorch) get them and the user's code between model and loss; the others take their shapes."""
     adapter, example = loaded.adapter, _example(loaded, request)
-    inputs = list(request.inputs) or (example.specs() if example else _declared_inputs(loaded, labels))
+    inputs = list(request.inputs) or (example.specs() if example else _declared_inputs(loaded, batch))
     if adapter.TAKES_VALUES:
         trace = adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, example=example, post=request.post)
     else:
@@ -210,8 +251,7 @@ def _traced(loaded: targets.LoadedTarget, request: Request, labels: LabelInfo | 
     return trace
 
 
-def _declared_inputs(loaded: targets.LoadedTarget, labels: LabelInfo | None) -> list[TensorMeta]:
-    batch = labels.shape[0] if labels is not None and labels.shape else DEFAULT_BATCH
+def _declared_inputs(loaded: targets.LoadedTarget, batch: int) -> list[TensorMeta]:
     inputs = loaded.adapter.declared_inputs(loaded.model, batch)
     if not inputs:
         raise ShapecheckError(f"`{loaded.target}` declares no input shape: give one with --input, "

@@ -44,14 +44,31 @@ def request_for(model, input=None, loss=None, labels=None, *, batch=None, from_l
     if batch is not None:
         input, labels = _split_batch(batch, labels)
     adapter = adapter_for(model)
-    name, options_of_loss, logits = describe_loss(loss)
-    head = Head(loss=checked_loss(name), loss_options=options_of_loss + tuple(loss_options or ()),
-                from_logits=from_logits if from_logits is not None else logits, labels=_head_labels(labels))
     loaded = LoadedTarget(target or type(model).__name__, model, adapter, sites=sites or {})
-    return Request(loaded.target, loaded=loaded, inputs=_shapes(input), example=_example(input), heads=(head,),
+    return Request(loaded.target, loaded=loaded, inputs=_shapes(input), example=_example(input),
+                   heads=_heads(loss, labels, from_logits, tuple(loss_options or ())),
                    select=frozenset(select) if select else None, ignore=frozenset(ignore),
                    timeout=checked_timeout(timeout), verify_fixes=verify_fixes, compute_patches=compute_patches,
                    post=post)
+
+
+def _heads(loss, labels, from_logits, loss_options: tuple) -> tuple[Head, ...]:
+    """One head, or one per output when the loss or the labels are dicts keyed by output name
+    (`loss={"age": "mse", "gender": keras.losses.BinaryCrossentropy()}`, the dict `fit` takes as labels)."""
+    if not isinstance(loss, dict) and not isinstance(labels, dict):
+        return (_head(None, loss, labels, from_logits, loss_options),)
+    if not isinstance(loss, dict):   # one loss for every output, labels per output: the pairing names them
+        return (Head(loss=_head(None, loss, None, from_logits, loss_options).loss, from_logits=from_logits,
+                     labels={name: _labels(value) for name, value in labels.items()}),)
+    outputs = list(dict.fromkeys([*loss, *(labels if isinstance(labels, dict) else {})]))
+    return tuple(_head(name, loss.get(name), labels.get(name) if isinstance(labels, dict) else None, from_logits,
+                       loss_options) for name in outputs)
+
+
+def _head(output: str | None, loss, labels, from_logits, loss_options: tuple) -> Head:
+    name, options_of_loss, logits = describe_loss(loss)
+    return Head(output=output, loss=checked_loss(name), loss_options=options_of_loss + loss_options,
+                from_logits=from_logits if from_logits is not None else logits, labels=_head_labels(labels))
 
 
 def describe_loss(loss) -> tuple[str | None, tuple, bool | None]:

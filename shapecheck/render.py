@@ -29,13 +29,22 @@ def _result_json(result: Result) -> dict:
         "from_logits": result.loss.from_logits if result.loss else None,
         "labels": result.labels.to_json() if result.labels else None,
         "loss_check": result.loss_check.to_json() if result.loss_check else None,
+        "heads": [_head_json(result, head) for head in result.heads],
         "trace_mode": trace.mode if trace else None,
         "notes": trace.notes if trace else [],
         "failure": trace.failure.to_json() if trace and trace.failure else None,
         "layers": [layer.to_json() for layer in trace.layers if layer.name] if trace else [],
         "findings": [f.to_json() for f in result.findings],
+        "suppressed": result.suppressed,
         "error": result.error,
     }
+
+
+def _head_json(result: Result, head) -> dict:
+    output = result.trace.outputs.get(head.output) if result.trace and head.output is not None else None
+    return {"name": head.name or None, "output": head.output, "output_shape": list(output.shape) if output else None,
+            "loss": head.loss.name if head.loss else None, "labels": head.labels.to_json() if head.labels else None,
+            "loss_check": head.loss_check.to_json() if head.loss_check else None}
 
 
 def to_text(results: list[Result], color: bool = False, errors_on_stderr: bool = False) -> str:
@@ -45,11 +54,14 @@ def to_text(results: list[Result], color: bool = False, errors_on_stderr: bool =
         if result.error and errors_on_stderr:
             continue          # the CLI prints it as one line on stderr; the totals still count it
         lines.append(paint.bold(result.target) + _summary(result))
+        if len(result.heads) > 1:
+            lines += [f"  head `{head.name}`: {'; '.join(_head_parts(result, head))}" for head in result.heads]
         if result.error:
             lines.append(f"  {paint.red('error')}: {result.error['message']}")
         for finding in result.findings:
             severity = paint.red(finding.severity) if finding.severity == "error" else paint.yellow(finding.severity)
-            lines.append(f"  {severity}[{paint.bold(finding.rule)}] {finding.message}")
+            head = f"(output `{finding.head}`) " if finding.head else ""
+            lines.append(f"  {severity}[{paint.bold(finding.rule)}] {head}{finding.message}")
             if finding.location:
                 lines.append(f"    --> {finding.location.describe()}")
             for fix in finding.fixes:
@@ -74,20 +86,36 @@ def _summary(result: Result) -> str:
                      else "forward pass failed" if trace.failure else "output not resolved")
     else:
         parts = ["building the model failed"]
-    if result.loss:
-        origin = f", from the {result.loss.source}" if result.loss.source != "--loss" else ""
-        parts.append(f"loss {result.loss.label}{origin}")
-    if result.labels:
-        stack = f" (the first of {result.labels.per_output}, one per output)" if result.labels.per_output else ""
-        parts.append(f"labels {fmt(result.labels.shape)} {result.labels.dtype}{stack}")
+    if len(result.heads) > 1:
+        parts[-1:] = [f"{len(result.heads)} outputs, each with its loss"]
+    elif result.heads:
+        parts += _head_parts(result, result.heads[0], with_output=False)
     return f" ({'; '.join(parts)})"
+
+
+def _head_parts(result: Result, head, with_output: bool = True) -> list[str]:
+    """"output [8, 2]", "loss binary_crossentropy", "labels [8] int64" of one head."""
+    parts = []
+    output = result.trace.outputs.get(head.output) if result.trace and head.output is not None else None
+    if with_output and output is not None:
+        parts.append(f"output {fmt(output.shape)}")
+    if head.loss:
+        origin = f", from the {head.loss.source}" if head.loss.source != "--loss" else ""
+        parts.append(f"loss {head.loss.label}{origin}")
+    if head.labels:
+        stack = f" (the first of {head.labels.per_output}, one per output)" if head.labels.per_output and \
+            len(result.heads) == 1 else ""
+        parts.append(f"labels {fmt(head.labels.shape)} {head.labels.dtype}{stack}")
+    return parts
 
 
 def _totals(results: list[Result]) -> str:
     errors = sum(f.severity == "error" for r in results for f in r.findings)
     warnings = sum(f.severity == "warning" for r in results for f in r.findings)
     failed = sum(r.error is not None for r in results)
+    suppressed = sum(r.suppressed for r in results)
     text = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {_plural(len(results), 'target')}"
+    text += f" ({suppressed} suppressed)" if suppressed else ""
     return text + (f"; {failed} could not be checked" if failed else "")
 
 

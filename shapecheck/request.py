@@ -5,12 +5,13 @@ from the objects they hold (`shapecheck/python_api.py`). The pipeline (`shapeche
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from shapecheck import inputs as inputs_mod
 from shapecheck import labels as labels_mod
+from shapecheck import targets as targets_mod
 from shapecheck.config import Config, TargetConfig
 from shapecheck.deadline import DEFAULT_SECONDS as DEFAULT_TIMEOUT
 from shapecheck.errors import ShapecheckError
@@ -30,7 +31,9 @@ class Head:
     loss: str | None = None           # the loss's name; None: the model's compiled loss, if it has one
     loss_options: tuple = ()          # keyword arguments the loss is built with: (("ignore_index", 255),)
     from_logits: bool | None = None
-    labels: LabelInfo | LabelSpec | None = None   # real labels (a file, values), or only their shape
+    # real labels (a file, values), or only their shape; by output name for a model with several (an .npz keyed
+    # by output, the dict a Keras `fit` was given)
+    labels: LabelInfo | LabelSpec | Mapping[str, LabelInfo] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,9 @@ class Flags:
 
     inputs: Sequence[str] = ()
     input_file: str | None = None
-    loss: str | None = None
-    labels: str | None = None
-    labels_file: str | None = None
+    loss: str | Sequence[str] | None = None          # `mse`, or per output: `age=mse`
+    labels: str | Sequence[str] | None = None
+    labels_file: str | Sequence[str] | None = None
     from_logits: bool | None = None
     select: Sequence[str] | None = None
     ignore: Sequence[str] = ()
@@ -71,22 +74,51 @@ class Flags:
     def request(self, target: str, loaded: LoadedTarget | None = None) -> Request:
         """The request for `target` (`loaded`, when it is in memory already); a typo or a conflict fails here,
         before any target is loaded."""
-        if self.labels and self.labels_file:
-            raise ShapecheckError("give either --labels or --labels-file, not both")
         if self.inputs and self.input_file:
             raise ShapecheckError("give either --input or --input-file, not both (the file's arrays have shapes)")
-        loss = checked_loss(self.loss)
         timeout = checked_timeout(DEFAULT_TIMEOUT if self.timeout is None else self.timeout)
-        labels: LabelInfo | LabelSpec | None = LabelSpec.parse(self.labels, "--labels") if self.labels else None
         inputs = tuple(parse_input(spec) for spec in self.inputs)
         example = inputs_mod.from_file(self.input_file) if self.input_file else None
-        if self.labels_file:
-            labels = labels_mod.from_file(self.labels_file)
-        return Request(target, loaded=loaded, inputs=inputs, example=example,
-                       heads=(Head(loss=loss, from_logits=self.from_logits, labels=labels),),
+        return Request(target, loaded=loaded, inputs=inputs, example=example, heads=self.heads(),
                        select=frozenset(self.select) if self.select else None, ignore=frozenset(self.ignore),
                        severity=self.severity, trust=self.trust, timeout=timeout, verify_fixes=self.verify_fixes,
                        compute_patches=self.compute_patches)
+
+    def heads(self) -> tuple[Head, ...]:
+        """One head per output named in `--loss`/`--labels`/`--labels-file` (`gender=...`), and the unnamed
+        values as the model's."""
+        losses, specs = _by_output(self.loss, "--loss"), _by_output(self.labels, "--labels")
+        files = _by_output(self.labels_file, "--labels-file")
+        outputs = list(dict.fromkeys([None, *losses, *specs, *files]))
+        heads = []
+        for output in outputs:
+            if output in specs and output in files:
+                raise ShapecheckError("give either --labels or --labels-file, not both" +
+                                      (f" (output `{output}`)" if output else ""))
+            labels: LabelInfo | LabelSpec | Mapping[str, LabelInfo] | None = \
+                LabelSpec.parse(specs[output], "--labels") if output in specs else \
+                labels_mod.from_file(files[output]) if output in files else None
+            heads.append(Head(output=output, loss=checked_loss(losses.get(output)), from_logits=self.from_logits,
+                              labels=labels))
+        named = [head for head in heads if head.output is not None]
+        unnamed = heads[0]
+        return tuple(named) if named and unnamed.loss is None and unnamed.labels is None else tuple(heads)
+
+
+def _by_output(values: str | Sequence[str] | None, option: str) -> dict[str | None, str]:
+    """`["gender=binary_crossentropy", "mse"]` -> {"gender": "binary_crossentropy", None: "mse"}."""
+    given = [values] if isinstance(values, str) else list(values or ())
+    found: dict[str | None, str] = {}
+    for value in given:
+        name, equals, rest = value.partition("=")
+        output = name.strip() if equals else None
+        if output in found:
+            raise ShapecheckError(f"{option} is given twice" + (f" for output `{output}`" if output else "") +
+                                  ": give one per output, as OUTPUT=VALUE")
+        if equals and not output:
+            raise ShapecheckError(f"invalid {option} `{value}`: expected OUTPUT=VALUE")
+        found[output] = rest if equals else value
+    return found
 
 
 def parse_input(spec: str) -> TensorMeta:
@@ -111,7 +143,9 @@ def plan(target_args: list[str], flags: Flags, config: Config) -> list[Request]:
     """Which targets to check, each with its request: the CLI's flags override the target's configuration.
 
     A `.py` file without `:factory` stands for the configured targets defined in it (pre-commit passes changed
-    files); one with none is skipped. No arguments at all means every configured target.
+    files); one with none is skipped, unless the flags describe a check (an input, a loss, labels): then the file
+    was named by hand, and it is an error that names the factories found in it. No arguments at all means every
+    configured target.
     """
     chosen: list[tuple[str, TargetConfig | None]] = []
     if not target_args:
@@ -128,8 +162,15 @@ def plan(target_args: list[str], flags: Flags, config: Config) -> list[Request]:
             chosen += [(t.target, t) for t in configured]
         elif not (arg.endswith(".py") and ":" not in arg):
             chosen.append((arg, None))
+        elif _describes_a_check(flags):   # typed by hand, not a changed file from pre-commit: say what to give
+            raise targets_mod.no_factory(arg)
     unique = {name: entry for name, entry in chosen}   # a target named twice (its file and pyproject) runs once
     return [_over_config(flags, entry, config).request(name) for name, entry in unique.items()]
+
+
+def _describes_a_check(flags: Flags) -> bool:
+    """Whether the flags say what to check a target with; pre-commit's hooks pass files only."""
+    return bool(flags.inputs or flags.input_file or flags.loss or flags.labels or flags.labels_file)
 
 
 def _over_config(flags: Flags, entry: TargetConfig | None, config: Config) -> Flags:

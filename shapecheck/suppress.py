@@ -12,6 +12,12 @@ from shapecheck.findings import Finding
 _COMMENT = re.compile(r"#\s*shapecheck:\s*ignore(?:\[(?P<codes>[A-Z0-9,\s]+)\])?")
 
 
+def partition(findings: list[Finding]) -> tuple[list[Finding], int]:
+    """The findings left, and how many a comment silenced (the summary counts them: silence stays visible)."""
+    kept = [finding for finding in findings if not is_suppressed(finding)]
+    return kept, len(findings) - len(kept)
+
+
 def is_suppressed(finding: Finding) -> bool:
     if finding.location is None:
         return False

@@ -6,9 +6,12 @@ one kind of model never imports the others.
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import difflib
 import importlib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,10 @@ TORCH_FILES = (".pt2", ".pt", ".pth", ".ts", ".jit")
 KERAS_FILES = (".keras", ".h5", ".hdf5")
 ONNX_FILES = (".onnx",)
 FRAMEWORKS = ("keras", "torch", "onnx")   # Keras first: on its torch backend a keras.Model is also an nn.Module
+# the extra (and pre-commit hook) that installs each module a model may import
+EXTRA_OF = {"torch": "torch", "torchvision": "torch", "torchaudio": "torch", "keras": "keras", "tensorflow": "keras",
+            "onnx": "onnx"}
+HOOK_OF = {"torch": "shapecheck-torch", "keras": "shapecheck-keras", "onnx": "shapecheck"}
 
 
 @dataclass
@@ -96,7 +103,8 @@ def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
     module = _import(where)
     factory = getattr(module, factory_name, None)
     if not callable(factory):
-        raise ShapecheckError(f"`{where}` has no callable `{factory_name}`", kind="load")
+        raise ShapecheckError(f"`{where}` has no callable `{factory_name}`{_did_you_mean(factory_name, module)}",
+                              kind="load")
     notes = []
     progress.stage("build")
     try:
@@ -116,7 +124,8 @@ def _load_factory(target: str, where: str, factory_name: str) -> LoadedTarget:
         if failed is not None:   # a Keras layer raised while the factory built the model: a finding
             failed.target = target
             return LoadedTarget(target, None, _adapter("keras"), failed_trace=failed)
-        raise ShapecheckError(f"`{target}` raised while building the model: {_describe(exc)}", kind="load") from exc
+        raise _missing_framework(exc, f"`{target}`") or ShapecheckError(
+            f"`{target}` raised while building the model: {_describe(exc)}", kind="load") from exc
     example = None
     if isinstance(model, tuple) and len(model) == 2 and _traceable(model[0]):
         model, example = model[0], inputs_mod.from_value(model[1], f"`{target}`'s example inputs")
@@ -192,23 +201,95 @@ def _import(where: str):
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[name]
-            raise ShapecheckError(f"importing `{where}` failed: {_describe(exc)}", kind="load") from exc
+            raise _missing_framework(exc, f"`{where}`") or ShapecheckError(
+                f"importing `{where}` failed: {_describe(exc)}", kind="load") from exc
         finally:
             sys.path.remove(str(path.resolve().parent))
             sys.dont_write_bytecode = writes_bytecode
         return module
+    if os.getcwd() not in sys.path:   # as `python -m` has it: `pkg.module:factory` is found from the project folder
+        sys.path.insert(0, os.getcwd())
     try:
         return importlib.import_module(where)
     except Exception as exc:
-        raise ShapecheckError(f"cannot import `{where}`: {_describe(exc)}", kind="load") from exc
+        raise _missing_framework(exc, f"`{where}`") or ShapecheckError(
+            f"cannot import `{where}` (looked in the current folder and the installed packages): {_describe(exc)}",
+            kind="load") from exc
+
+
+def _did_you_mean(name: str, module) -> str:
+    """`; did you mean `build_model`?` for a typo of one of the module's callables, else nothing."""
+    names = [key for key, value in vars(module).items() if callable(value) and not key.startswith("_")]
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def no_factory(path: str) -> ShapecheckError:
+    """The error for a `.py` target without `:factory`, naming what in the file could be one (read, not run)."""
+    if not Path(path).is_file():
+        return ShapecheckError(f"file `{path}` does not exist", kind="load")
+    found = factory_candidates(Path(path).read_text(encoding="utf-8", errors="replace"))
+    example = found[0] if found else "build_model"
+    listing = f"found: {', '.join(found)}" if found else "it defines no function without arguments and no model class"
+    return ShapecheckError(f"`{path}` names no factory: give one as `{path}:{example}` ({listing})")
+
+
+MODEL_BASES = {"Module", "Model", "LightningModule", "PreTrainedModel", "Sequential"}   # nn.Module, keras.Model, ...
+
+
+def factory_candidates(source: str) -> list[str]:
+    """The top-level functions callable without arguments that return something, then the model classes
+    (subclasses of `nn.Module`, `keras.Model` and the like, also through a class of the same file), in file order.
+    The file is parsed, never imported: importing it would run the user's code for an error message."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    functions = [node.name for node in tree.body
+                 if isinstance(node, ast.FunctionDef) and _takes_no_arguments(node) and _returns_a_value(node)]
+    models: list[str] = []
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and any(_base_name(b) in MODEL_BASES | set(models) for b in node.bases):
+            models.append(node.name)
+    return [name for name in functions + models if not name.startswith("_")]
+
+
+def _takes_no_arguments(function: ast.FunctionDef) -> bool:
+    args = function.args
+    positional = args.posonlyargs + args.args
+    keyword_required = [d for d in args.kw_defaults if d is None]
+    return len(args.defaults) == len(positional) and not keyword_required
+
+
+def _returns_a_value(function: ast.FunctionDef) -> bool:
+    return any(isinstance(node, ast.Return) and node.value is not None for node in ast.walk(function))
+
+
+def _base_name(base: ast.expr) -> str:
+    """`nn.Module` -> `Module`, `keras.Model` -> `Model`, `Net` -> `Net`."""
+    return base.attr if isinstance(base, ast.Attribute) else base.id if isinstance(base, ast.Name) else ""
 
 
 def _adapter(name: str):
     try:
         return importlib.import_module(f"shapecheck.adapters.{name}")
     except ImportError as exc:
-        raise ShapecheckError(f"checking this target needs {name}: pip install 'shapecheck-dl[{name}]' ({exc})",
-                              kind="load") from exc
+        raise _missing_framework(exc, "checking this target") or ShapecheckError(
+            f"checking this target needs {name}: pip install 'shapecheck-dl[{name}]' ({exc})", kind="load") from exc
+
+
+def _missing_framework(exc: BaseException, subject: str) -> ShapecheckError | None:
+    """One line for a framework the target imports that is not installed: which one, and how to get it."""
+    extra = EXTRA_OF.get((getattr(exc, "name", None) or "").partition(".")[0])
+    if not isinstance(exc, ModuleNotFoundError) or extra is None:
+        return None
+    # pre-commit runs a `language: python` hook in its own `py_env-*` virtualenv: installing there is not the user's
+    # way out, another hook is (a `language: system` hook runs in the user's environment, like the command line)
+    if os.environ.get("PRE_COMMIT") == "1" and Path(sys.prefix).name.startswith("py_env-"):
+        return ShapecheckError(f"{subject} needs {extra}, which this hook's environment lacks: use the "
+                               f"`{HOOK_OF[extra]}` or `shapecheck-system` hook", kind="load")
+    return ShapecheckError(f"{subject} needs {extra}, which is not installed: pip install 'shapecheck-dl[{extra}]'",
+                           kind="load")
 
 
 def _describe(exc: BaseException) -> str:

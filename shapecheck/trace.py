@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -167,10 +168,11 @@ class Trace:
     inputs: list[TensorMeta]
     layers: list[Layer] = field(default_factory=list)
     ops: list[Op] = field(default_factory=list)
-    outputs: dict[str, TensorMeta] = field(default_factory=dict)
-    output_path: str | None = None
+    outputs: dict[str, TensorMeta] = field(default_factory=dict)   # every output tensor, by its path
+    output_ops: dict[str, int | None] = field(default_factory=dict)   # the op that produced each output
+    output_path: str | None = None       # the output being checked (a loss's input), one of `outputs`
     output_container: str = ""           # the tuple-like the model returned (`tuple`, `InceptionOutputs`), if any
-    output_op: int | None = None
+    output_op: int | None = None         # the op that produced it
     failure: Failure | None = None
     mode: str = "symbolic"
     notes: list[str] = field(default_factory=list)
@@ -191,6 +193,12 @@ class Trace:
     @property
     def output(self) -> TensorMeta | None:
         return self.outputs.get(self.output_path) if self.output_path is not None else None
+
+    def at_output(self, path: str) -> Trace:
+        """The same trace, checked at another of its outputs (a head of a model with several)."""
+        if path == self.output_path:
+            return self
+        return dataclasses.replace(self, output_path=path, output_op=self.output_ops.get(path))
 
     def layer(self, name: str | None) -> Layer | None:
         if name is None:

@@ -47,8 +47,10 @@ class Recheck(Protocol):
                  trace: Trace | None, inputs: list[TensorMeta] | None) -> tuple[Trace, list[Finding]]: ...
 
 
-def verify(result: Result, loaded: LoadedTarget, example, recheck: Recheck, post=None) -> None:
-    """Mark the fixes of `result.findings` verified or not (in place) and list verified ones first.
+def verify(result: Result, loaded: LoadedTarget, example, recheck: Recheck, post=None,
+           findings: list[Finding] | None = None) -> None:
+    """Mark the fixes of `findings` (default: all of `result.findings`) verified or not (in place) and list
+    verified ones first.
 
     `example` holds the input values the trace used, if any; `post` the user's code between the model and the
     loss, which the training step replays."""
@@ -58,7 +60,7 @@ def verify(result: Result, loaded: LoadedTarget, example, recheck: Recheck, post
     progress.stage("verify fixes")
     before = _error_keys(result.findings)
     attempts = 0
-    for finding in result.findings:
+    for finding in result.findings if findings is None else findings:
         verified_fixes = []
         for chain in _chains(finding.fixes):
             edits = tuple(edit for fix in chain for edit in fix.edits)
@@ -151,6 +153,8 @@ def _step(loaded, model, example, trace, labels, loss, post) -> tuple[bool, str]
         return True, "re-checked clean (no training step: the model cannot be copied for one)"
     if labels is None or loss is None or trace.failure is not None:
         return True, "re-checked clean (no labels or loss to train with)"
+    if labels.per_output and loaded.adapter.FRAMEWORK == "keras":
+        return True, "re-checked clean (no training step: Keras trains every output at once, with one loss each)"
     try:
         if loaded.adapter.TAKES_VALUES:
             return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss, post=post)}"

@@ -63,11 +63,12 @@ def sweep(framework: str) -> list[Case]:
 
 def _diagnose(adapter, trace, contract, labels_meta) -> list[str]:
     from shapecheck import pipeline
-    from shapecheck.engine import Result
+    from shapecheck.engine import HeadCheck, Result
     from shapecheck.labels import LabelInfo
     from shapecheck.request import Request
 
-    result = Result(trace.target, trace=trace, loss=contract, labels=LabelInfo(labels_meta, "spec"))
+    head = HeadCheck(trace.output_path, loss=contract, labels=LabelInfo(labels_meta, "spec"))
+    result = Result(trace.target, trace=trace, heads=[head])
     pipeline.judge(result, adapter)
     pipeline.rules(result, Request(trace.target))
     return [f.rule for f in result.findings if f.severity == "error" and f.category != "activation_vs_loss"]

@@ -76,7 +76,11 @@ def test_json_contract():
     assert fc == {"name": "fc", "type": "Linear", "input_shapes": [[4, 8]], "output_shape": [4, 10],
                   "source": f"{MODELS}:19"}
     [finding] = [f for f in entry["findings"] if f["rule"] == "SC101"]
-    assert set(finding) == {"rule", "name", "severity", "category", "layer", "message", "location", "fixes"}
+    assert set(finding) == {"rule", "name", "severity", "category", "head", "layer", "message", "location",
+                            "fixes"}
+    assert finding["head"] is None   # a model with one output has one head
+    assert entry["heads"] == [{"name": None, "output": "", "output_shape": [4, 10], "loss": "BCEWithLogitsLoss",
+                               "labels": {"shape": [4], "dtype": "float32"}, "loss_check": entry["loss_check"]}]
     assert finding["category"] == "output_vs_loss" and finding["layer"] == "fc"
     assert finding["location"] == {"path": MODELS, "line": 19}
     assert finding["fixes"][0]["code"] == "model.fc = nn.Linear(model.fc.in_features, 1)"

@@ -177,5 +177,5 @@ def test_trace_command_marks_the_failing_layer(project):
     (project / "broken.py").write_text("from torch import nn\n\n\ndef model():\n"
                                        "    return nn.Sequential(nn.Flatten(), nn.Linear(5, 2))\n")
     result = run("trace", "broken.py:model", "--input", "4,3,2,2")
-    assert result.exit_code == 0
+    assert result.exit_code == 1   # the forward pass failed
     assert "1      Linear   [4, 12]       FAILED HERE" in result.output

@@ -73,8 +73,8 @@ def test_string_labels_are_summarised_without_stats():
     assert info.dtype == "str" and info.stats is None
 
 
-def test_npz_with_several_unnamed_arrays_is_an_error(tmp_path):
+def test_npz_with_several_arrays_holds_labels_by_output_name(tmp_path):
     path = tmp_path / "data.npz"
-    np.savez(path, a=np.zeros(2), b=np.ones(2))
-    with pytest.raises(ShapecheckError, match="several arrays"):
-        from_file(str(path))
+    np.savez(path, age=np.zeros(2), gender=np.ones((2, 1)))
+    labels = from_file(str(path))
+    assert {name: info.shape for name, info in labels.items()} == {"age": (2,), "gender": (2, 1)}

@@ -154,3 +154,25 @@ def test_a_pytorch_factory_after_a_keras_file_in_one_process():
                              "--labels", "2"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode in (0, 1), result.stderr[-2000:]
     assert "fixtures/torch/resnet50_single_class.py:build_model (input [2, 3, 64, 64]" in result.stdout
+
+
+def test_an_h5_with_compiled_metrics_loads_and_keeps_its_loss(tmp_path):
+    """Keras' own compile of a legacy file fails on the `mse` alias and on a metric wrapping a lambda; the model
+    loads uncompiled, the loss comes from the file's training_config, and `--loss` overrides it."""
+    import keras
+
+    inputs = keras.Input((8,))
+    outputs = keras.layers.Dense(10, name="head")(keras.layers.Dense(16, activation="relu")(inputs))
+    model = keras.Model(inputs, outputs)
+    mean_output = keras.metrics.MeanMetricWrapper(fn=lambda y_true, y_pred: y_pred, name="mean_output")
+    model.compile(optimizer="adam", loss="mse", metrics=["accuracy", keras.metrics.AUC(), mean_output])
+    path = tmp_path / "m.h5"
+    with pytest.warns(UserWarning, match="lambda"):
+        model.save(path)
+
+    saved = run("check", str(path), "--labels", "4,10")
+    assert saved.exit_code == 0, saved.output
+    assert "loss mean_squared_error, from the compile config" in saved.output
+    given = run("check", str(path), "--loss", "binary_crossentropy", "--labels", "4,1")
+    assert given.exit_code == 1, given.output
+    assert "error[SC101] `binary_crossentropy` input from `head` has shape [4, 10]" in given.output

@@ -54,8 +54,9 @@ class Adapter(Protocol):
         """The input shapes the model declares, at `batch`; None when it declares none."""
         ...
 
-    def compiled_loss(self, model: Any, from_logits: bool | None) -> LossContract | None:
-        """The loss the model was compiled with; None when it carries none."""
+    def compiled_losses(self, model: Any, from_logits: bool | None) -> dict[str, LossContract]:
+        """The losses the model was compiled with, by output name ("" for one loss for every output); {} when
+        it carries none."""
         ...
 
     def check_loss(self, output: TensorMeta, labels: LabelInfo, loss: LossContract) -> LossCheck | None:

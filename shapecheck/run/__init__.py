@@ -10,6 +10,8 @@ labels and real loss object, and stopped before any backward pass or optimiser s
 - Keras: the first batch `fit` or `train_on_batch` receives (arrays, `tf.data`, generators, `PyDataset`), with
   the compiled loss.
 - Hugging Face `Trainer`: its first `compute_loss`.
+- Scripts written for several devices run as one process (`distributed.py`): world size 1, gloo for NCCL without a
+  GPU, the model checked without its DDP/FSDP wrapper.
 Hooks are installed when the framework is imported (before the user's code sees it) and removed afterwards.
 """
 
@@ -20,6 +22,7 @@ import importlib.abc
 import os
 import runpy
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from shapecheck.errors import ShapecheckError
@@ -42,6 +45,7 @@ class Watch:
     where: str = ""          # the user's line that computed the checked loss
     sites: object = None     # where the user's code created each module (PyTorch)
     busy: bool = False       # a check is running: its own training steps (verification) are not the user's
+    on_report: Callable[[Report], None] | None = None   # shows the report the moment the step is checked
 
     @property
     def waiting(self) -> bool:
@@ -65,6 +69,8 @@ class Watch:
         for result in report.results:
             if result.trace is not None and where:
                 result.trace.notes.insert(0, f"checked the first training step: {where}")
+        if self.on_report is not None:   # before the script goes on (`--continue`) or is stopped
+            self.on_report(report)
         if self.stop:
             raise StopTraining
 
@@ -73,31 +79,33 @@ class Watch:
 def watch(stop: bool = True, **check_options):
     """`with shapecheck.watch() as w: trainer.fit(...)`: the first training step inside is checked and (unless
     `stop=False`) stopped; `w.report` holds the findings, printed as the CLI prints them."""
-    state = Watch(stop=stop, check_options=check_options)
+    state = Watch(stop=stop, check_options=check_options,
+                  on_report=lambda report: print(report, file=sys.stderr, flush=True))
     with _hooks(state):
         try:
             yield state
         except StopTraining:
             pass
-    if state.report is not None and stop:
-        print(state.report, file=sys.stderr)
 
 
 def run_script(path: str, argv: list[str], stop: bool = True, timeout: float | None = None,
-               compute_patches: bool = False, **check_options) -> tuple[Report | None, str]:
+               compute_patches: bool = False, on_report: Callable[[Report], None] | None = None,
+               **check_options) -> tuple[Report | None, str]:
     """Run a training script as `python path argv...` until its first training step; (report, note). The report is
     None when the script never reached one (note says why); with `stop=False` the note says how the script ended
-    when it raised after the checked step."""
+    when it raised after the checked step. `on_report` gets the report at the step itself, before the script goes
+    on. A script written for `torchrun` runs as its only process."""
     from shapecheck.deadline import TraceTimeout, deadline
+    from shapecheck.run.distributed import no_gpu_message, single_process_environment
 
     if not os.path.isfile(path):
         raise ShapecheckError(f"script `{path}` does not exist")
-    state = Watch(stop=stop, check_options=check_options, compute_patches=compute_patches)
+    state = Watch(stop=stop, check_options=check_options, compute_patches=compute_patches, on_report=on_report)
     saved_argv, saved_path = sys.argv, list(sys.path)
     sys.argv = [path, *argv]
     sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
     try:
-        with _hooks(state), deadline(timeout):
+        with single_process_environment(path), _hooks(state), deadline(timeout):
             runpy.run_path(path, run_name="__main__")
     except StopTraining:
         pass
@@ -111,7 +119,7 @@ def run_script(path: str, argv: list[str], stop: bool = True, timeout: float | N
         text = str(exc).strip().splitlines()
         raised = f"the script raised {type(exc).__name__} " + "{when}" + (f": {text[0]}" if text else "")
         if state.report is None:
-            return None, raised.format(when="before its first training step")
+            return None, no_gpu_message(exc, path) or raised.format(when="before its first training step")
         return state.report, raised.format(when="after the checked step")
     finally:
         sys.argv, sys.path[:] = saved_argv, saved_path
@@ -172,15 +180,16 @@ class _ImportWatcher(importlib.abc.MetaPathFinder):
 
 def _torch_hooks(state: Watch):
     from shapecheck.adapters import torch as torch_adapter
+    from shapecheck.run import distributed
     from shapecheck.run.torch_spy import TorchSpy
 
     sites_context = torch_adapter.recording_definition_sites()
     state.sites = sites_context.__enter__()
-    spy = TorchSpy(state)
-    remove = spy.install()
+    removers = [TorchSpy(state).install(), distributed.install()]
 
     def undo():
-        remove()
+        for remove in reversed(removers):
+            remove()
         sites_context.__exit__(None, None, None)
     return undo
 

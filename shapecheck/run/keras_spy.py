@@ -86,10 +86,18 @@ def _numpy(value):
     return np.asarray(value) if value is not None else None
 
 
+def _per_output(model, labels):
+    """`fit(x, [age, gender])` pairs by position: the same labels by output name, as a dict pairs them."""
+    names = list(getattr(model, "output_names", None) or [])
+    if isinstance(labels, list) and len(labels) > 1 and len(labels) == len(names):
+        return dict(zip(names, labels))
+    return labels
+
+
 def _check(state, model, x, y, sites):
     where = user_frame((KERAS_DIR,), depth=3)
     inputs = _numpy(x)
-    labels = _numpy(y)
+    labels = _per_output(model, _numpy(y))
     report = state.check(model, input=inputs if not isinstance(inputs, list) or len(inputs) > 1 else inputs[0],
                          labels=labels if not isinstance(labels, list) or len(labels) > 1 else labels[0],
                          target=f"{model.name} (trained at {where})" if where else model.name, sites=sites)

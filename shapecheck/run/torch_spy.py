@@ -13,6 +13,7 @@ from shapecheck.adapters.sources import user_frame
 from shapecheck.adapters.torch.post import learn
 from shapecheck.adapters.torch.tracer import TORCH_DIR
 from shapecheck.losses import FUNCTIONAL_LOSSES
+from shapecheck.run.distributed import unwrapped
 
 _FUNCTIONAL_OPTIONS = ("ignore_index", "label_smoothing")
 
@@ -83,8 +84,8 @@ class TorchSpy:
     def loss(self, loss, args, kwargs, compute):
         tensors = [a for a in args if isinstance(a, torch.Tensor)] + \
             [kwargs[k] for k in ("input", "target") if isinstance(kwargs.get(k), torch.Tensor)]
-        if len(tensors) < 2 or self.last_call is None:
-            return compute()   # not a loss on a model's output (or no model ran yet)
+        if len(tensors) < 2 or self.last_call is None or not torch.is_grad_enabled():
+            return compute()   # not a loss on a model's output (or no model ran yet, or an evaluation)
         model, model_args, model_kwargs, output = self.last_call
         prediction, target = tensors[:2]
         self.in_loss = True
@@ -102,6 +103,7 @@ class TorchSpy:
 
     def _check(self, model, args, kwargs, loss, target, post):
         self.done = True
+        model = unwrapped(model)   # a DDP/FSDP wrapper: the user's model is what `check` would see
         where = user_frame((TORCH_DIR,), depth=3)
         name, options = (loss if isinstance(loss, tuple) else (loss, None))
         inputs = dict(kwargs) if kwargs and not args else (list(args) if not kwargs else None)

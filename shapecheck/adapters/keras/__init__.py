@@ -106,13 +106,18 @@ MAX_CONFIG_BYTES = 64 * 2**20   # a model's config.json is kilobytes to a few me
 
 def load_file(path: str, trust: bool = False):
     """A `.keras` archive is built from its architecture (`config.json`) alone: the weights archive is never read
-    and variables are created uninitialised, which symbolic tracing is all that needs. `.h5` files load whole."""
+    and variables are created uninitialised, which symbolic tracing is all that needs. `.h5` files load with their
+    weights but uncompiled: Keras' own compile of a legacy file rebuilds the optimizer and metrics and fails on
+    some it saved itself (the `mse` alias, a custom loss name, a metric wrapping a lambda), so only the loss is
+    read back from its `training_config`."""
     try:
         with warnings.catch_warnings():   # optimizer-state notices are irrelevant to shapes
             warnings.simplefilter("ignore")
             if path.lower().endswith(".keras"):
                 return _architecture(path, safe_mode=not trust)
-            return keras.saving.load_model(path, compile=True, safe_mode=not trust)
+            model = keras.saving.load_model(path, compile=False, safe_mode=not trust)
+            model.loss = _loss_from_config(_h5_training_config(path).get("loss"), safe_mode=not trust)
+            return model
     except ShapecheckError:
         raise
     except Exception as exc:
@@ -146,10 +151,38 @@ def _architecture(path: str, safe_mode: bool):
     compile_config = config.pop("compile_config", None) or {}
     with StatelessScope(), ObjectSharingScope():
         model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
-    if compile_config.get("loss") is not None:
-        with contextlib.suppress(Exception):   # a custom loss not registered here: the loss rules are skipped
-            model.loss = keras.saving.deserialize_keras_object(compile_config["loss"], safe_mode=safe_mode)
+    model.loss = _loss_from_config(compile_config.get("loss"), safe_mode)
     return model
+
+
+def _h5_training_config(path: str) -> dict:
+    """What `compile` was given, as Keras saved it in the `.h5` file; {} for a model saved uncompiled."""
+    import json
+
+    import h5py
+
+    with h5py.File(path, "r") as file:
+        saved = file.attrs.get("training_config")
+    if saved is None:
+        return {}
+    return json.loads(saved.decode("utf-8") if isinstance(saved, bytes) else saved)
+
+
+def _loss_from_config(config, safe_mode: bool):
+    """The loss `compile` was given, from its saved config, in the same structure (one, a list or a dict by output).
+    A name stays a name (Keras fails to deserialize some of its own aliases); an object that cannot be rebuilt here
+    (a custom loss not registered, a lambda) is None, and the loss rules are skipped unless `--loss` is given."""
+    if isinstance(config, list):
+        return [_loss_from_config(item, safe_mode) for item in config]
+    if isinstance(config, dict) and "class_name" not in config:
+        return {name: _loss_from_config(item, safe_mode) for name, item in config.items()}
+    if config is None or isinstance(config, str):
+        return config
+    try:
+        # a legacy `.h5` config names the class without its module
+        return keras.saving.deserialize_keras_object(config, module_objects=vars(keras.losses), safe_mode=safe_mode)
+    except Exception:
+        return None
 
 
 def declared_inputs(model, batch: int) -> list[TensorMeta] | None:
@@ -177,22 +210,38 @@ def declared_shapes(model) -> list[TensorMeta] | None:
             for tensor in inputs or []] or None
 
 
-def compiled_loss(model, from_logits: bool | None) -> LossContract | None:
-    """The loss from the model's compile config (`model.compile(loss=...)`), if it was compiled."""
+def compiled_losses(model, from_logits: bool | None) -> dict[str, LossContract]:
+    """The losses from the model's compile config (`model.compile(loss=...)`): a dict or a list pairs one with each
+    output by name; one loss applies to every output (""). An output whose loss weight is 0 is not trained."""
     loss = getattr(model, "loss", None)
     if loss is None:
-        return None
-    if isinstance(loss, (list, tuple, dict)):
-        loss = next(iter(loss.values() if isinstance(loss, dict) else loss), None)
+        return {}
+    names = list(getattr(model, "output_names", None) or [])
+    if isinstance(loss, dict):
+        pairs = list(loss.items())
+    elif isinstance(loss, (list, tuple)):
+        pairs = list(zip(names, loss)) if len(names) == len(loss) > 1 else [("", item) for item in loss[:1]]
+    else:
+        pairs = [("", loss)]
+    weights = (model.get_compile_config() or {}).get("loss_weights") if hasattr(model, "get_compile_config") else None
+    weights = dict(zip(names, weights)) if isinstance(weights, (list, tuple)) else weights or {}
+    contracts = {name: _contract(item, from_logits) for name, item in pairs if weights.get(name, 1) != 0}
+    return {name: contract for name, contract in contracts.items() if contract is not None}
+
+
+def _contract(loss, from_logits: bool | None) -> LossContract | None:
+    """A compiled loss (a name, a function or a `keras.losses` object) as a contract with its options."""
     config = loss.get_config() if hasattr(loss, "get_config") else {}
     name = config.get("name") or getattr(loss, "__name__", None) or (loss if isinstance(loss, str) else None)
     if hasattr(loss, "fn"):
         name = loss.fn.__name__
+        config = {**config, **getattr(loss, "_fn_kwargs", {})}
     if not isinstance(name, str):
         return None
     logits = from_logits if from_logits is not None else config.get("from_logits")
+    options = tuple((key, config[key]) for key in ("ignore_class", "label_smoothing") if config.get(key))
     try:
-        return resolve_loss(name, FRAMEWORK, logits, source="compile config")
+        return dataclasses.replace(resolve_loss(name, FRAMEWORK, logits, source="compile config"), options=options)
     except ShapecheckError:
         return None
 

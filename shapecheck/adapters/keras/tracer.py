@@ -341,6 +341,7 @@ def run_once(model, specs: list[TensorMeta], batch: int, target: str, sites) -> 
         names = list(getattr(model, "output_names", None) or [])   # a functional model's output layer names
         names = names if len(names) == len(leaves) else [f"[{i}]" for i in range(len(leaves))]
         trace.outputs = {name if len(leaves) > 1 else "": meta(t) for name, t in zip(names, leaves)}
+        trace.output_ops = {name if len(leaves) > 1 else "": run.producer.get(id(t)) for name, t in zip(names, leaves)}
         trace.output_path = next(iter(trace.outputs), None)
         trace.output_op = run.producer.get(id(leaves[0])) if leaves else None
         if trace.output_op is None and leaves:   # a subclassed model may return a fresh tensor: its last op

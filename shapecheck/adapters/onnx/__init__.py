@@ -235,6 +235,7 @@ def _run(model, specs: list[TensorMeta], batch: int, target: str) -> Trace:
             meta = graph.meta(value.name)
             if meta is not None:
                 trace.outputs[value.name] = meta
+        trace.output_ops = {name: graph.producer.get(name) for name in trace.outputs}
         trace.output_path = next(iter(trace.outputs), None)
         trace.output_op = graph.producer.get(trace.output_path)
     return trace
@@ -335,9 +336,9 @@ def recording_definition_sites():
     yield {}
 
 
-def compiled_loss(model, from_logits: bool | None) -> LossContract | None:
+def compiled_losses(model, from_logits: bool | None) -> dict[str, LossContract]:
     """A graph carries no loss."""
-    return None
+    return {}
 
 
 def train_step(model, specs: list[TensorMeta], example, labels, loss: LossContract, post=None) -> str:

@@ -128,9 +128,9 @@ def declared_inputs(model: nn.Module, batch: int) -> list[TensorMeta] | None:
     return None
 
 
-def compiled_loss(model: nn.Module, from_logits: bool | None) -> LossContract | None:
+def compiled_losses(model: nn.Module, from_logits: bool | None) -> dict[str, LossContract]:
     """A module carries no loss: the training code picks one."""
-    return None
+    return {}
 
 
 def load_file(path: str, trust: bool = False) -> nn.Module:

@@ -45,6 +45,7 @@ def run_graph(model: fx.GraphModule, specs, batch: int, target: str) -> Trace:
         else:
             leaves = list(tensor_leaves(output))
             trace.outputs = {path: meta(t) for path, t in leaves}
+            trace.output_ops = {path: recorder.producer.get(id(t)) for path, t in leaves}
             trace.output_path = leaves[0][0] if leaves else None
             trace.output_op = recorder.producer.get(id(leaves[0][1])) if leaves else None
     trace.layers = list(recorder.layers.values())

@@ -421,6 +421,7 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
             else:
                 leaves = list(tensor_leaves(output))
                 trace.outputs = {path: meta(t) for path, t in leaves}
+                trace.output_ops = {path: run.producer.get(id(t)) for path, t in leaves}
                 if isinstance(output, (tuple, list)):
                     trace.output_container = type(output).__name__
                 trace.output_path = choose_output(leaves)
