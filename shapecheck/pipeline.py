@@ -78,12 +78,26 @@ def pair(result: Result, loaded: targets.LoadedTarget, request: Request) -> None
     compiled = loaded.adapter.compiled_losses(loaded.model, request.heads[0].from_logits) \
         if loaded.model is not None else {}
     result.heads, notes = heads_mod.plan(request.heads, trace, compiled, lambda head: _loss(loaded, head), _labels)
-    trace.notes.extend(notes)
+    trace.notes.extend(notes + _unchecked(result.heads, request))
     table = KERAS_LOSSES if trace.framework == "keras" else TORCH_LOSSES
     for head in request.heads:
         if head.loss and _loss(loaded, head) is None:
             trace.notes.append(f"loss `{head.loss}` has no contract in shapecheck (known: {', '.join(table)}): "
                                "the rules that compare the output and labels with the loss were skipped")
+
+
+def _unchecked(heads: list[HeadCheck], request: Request) -> list[str]:
+    """What the check could not look at, said rather than passed over: no loss, no labels, labels without values."""
+    if not any(head.loss for head in heads):
+        return ["no loss given: only the layer and batch checks ran (give the loss you train with: --loss NAME)"] \
+            if not any(head.loss for head in request.heads) else []
+    if not any(head.labels for head in heads):
+        return ["no labels given: the output was not checked against labels (--labels SHAPE, or --labels-file "
+                "for their values too)"]
+    if any(head.loss and head.labels and head.labels.source == "spec" for head in heads):
+        return ["labels given as a shape: their values (class ids, ranges, one-hot rows) were not checked; "
+                "--labels-file checks them"]
+    return []
 
 
 def judge(result: Result, adapter) -> None:

@@ -186,10 +186,12 @@ def to_sarif(results: list[Result]) -> str:
                      for result in results for index, finding in enumerate(result.findings)]
     failures = [{"level": "error", "message": {"text": f"{result.target}: {result.error['message']}"},
                  "descriptor": {"id": result.error["kind"]}} for result in results if result.error]
+    notes = [{"level": "note", "message": {"text": f"{result.target}: {note}"}}   # what was not checked
+             for result in results if result.trace for note in result.trace.notes]
     run = {"tool": {"driver": {"name": "shapecheck", "version": __version__,
                                "informationUri": "https://pypi.org/project/shapecheck-dl/",
                                "rules": [_sarif_rule(code, rule) for code, rule in catalogue.items()]}},
-           "invocations": [{"executionSuccessful": not failures, "toolExecutionNotifications": failures}],
+           "invocations": [{"executionSuccessful": not failures, "toolExecutionNotifications": failures + notes}],
            "originalUriBaseIds": {"%SRCROOT%": {"uri": root.as_uri().rstrip("/") + "/"}},
            "results": sarif_results}
     log = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}

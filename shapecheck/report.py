@@ -27,6 +27,11 @@ class Report:
         return [finding for finding in self.findings if finding.severity == "error"]
 
     @property
+    def notes(self) -> list[str]:
+        """What the checks could not look at (no loss, labels without values, outputs left unpaired), and how."""
+        return [note for result in self.results if result.trace for note in result.trace.notes]
+
+    @property
     def load_errors(self) -> list[str]:
         return [f"{r.target}: {r.error['message']}" for r in self.results if r.error]
 

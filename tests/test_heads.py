@@ -210,3 +210,27 @@ def test_run_checks_each_output_keras_fit_is_given(keras_project, labels):
     assert done.returncode == 1, done.stderr
     [result] = json.loads(done.stdout)["results"]
     assert [(f["rule"], f["head"]) for f in result["findings"]] == [("SC101", "gender")]
+
+
+@pytest.mark.slow
+def test_what_was_not_checked_is_said_in_every_format(tmp_path, monkeypatch):
+    """No loss, labels given only as a shape: a note in text, JSON, SARIF and the Python API's report."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.py").write_text("from torch import nn\n\n\ndef build():\n    return nn.Linear(4, 3)\n")
+    runner = CliRunner()
+    text = runner.invoke(main, ["check", "model.py:build", "--input", "2,4"]).output
+    assert "note: no loss given: only the layer and batch checks ran" in text
+    shape_only = ["check", "model.py:build", "--input", "2,4", "--loss", "CrossEntropyLoss", "--labels", "2",
+                  "--no-verify-fixes"]
+    [result] = json.loads(runner.invoke(main, [*shape_only, "--format", "json"]).output)["results"]
+    assert any(note.startswith("labels given as a shape") for note in result["notes"])
+    sarif = json.loads(runner.invoke(main, [*shape_only, "--format", "sarif"]).output)
+    [invocation] = sarif["runs"][0]["invocations"]
+    assert any("labels given as a shape" in n["message"]["text"] and n["level"] == "note"
+               for n in invocation["toolExecutionNotifications"])
+    from torch import nn
+
+    import shapecheck
+    report = shapecheck.check(nn.Linear(4, 3), input=(2, 4), loss="CrossEntropyLoss", labels=np.array([0, 2]),
+                              verify_fixes=False)
+    assert not any("labels given as a shape" in note for note in report.notes)
