@@ -138,6 +138,12 @@ def rules(result: Result, request: Request) -> None:
     result.findings = sorted(kept, key=lambda f: (engine.SEVERITY_ORDER[f.severity], f.rule))
 
 
+def _head_post(post, head: HeadCheck):
+    """The user's code between the model and one head's loss: a step with several losses (`run`) knows each."""
+    for_head = getattr(post, "for_head", None)
+    return for_head(head.name) if for_head is not None and head.name else post
+
+
 def _same(finding: Finding, other: Finding) -> bool:
     return (finding.rule, finding.layer, finding.message) == (other.rule, other.layer, other.message)
 
@@ -154,8 +160,8 @@ def verify(result: Result, loaded: targets.LoadedTarget, request: Request) -> No
                 mine = [f for f in result.findings if f.head == head.name or (index == 0 and not f.head)]
                 view = Result(result.target, trace.at_output(head.output) if head.output is not None else trace,
                               [head], [f for f in result.findings if f.head in ("", head.name)])
-                verification.verify(view, loaded, _example(loaded, request), Recheck(request, head), request.post,
-                                    mine)
+                verification.verify(view, loaded, _example(loaded, request), Recheck(request, head),
+                                    _head_post(request.post, head), mine)
     except TraceTimeout:
         trace.notes.append("verifying the fix recipes took longer than --timeout; they are unverified")
 

@@ -76,6 +76,8 @@ def describe_loss(loss) -> tuple[str | None, tuple, bool | None]:
     or a `torch.nn.functional` loss."""
     if loss is None or isinstance(loss, str):
         return loss, (), None
+    if isinstance(loss, tuple):   # a functional loss as `run` saw it called: (name, keyword options)
+        return loss[0], tuple(loss[1] or ()), None
     if hasattr(loss, "get_config"):   # a Keras loss object
         config = loss.get_config()
         options = (("ignore_class", config["ignore_class"]),) if config.get("ignore_class") is not None else ()

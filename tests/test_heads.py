@@ -234,3 +234,23 @@ def test_what_was_not_checked_is_said_in_every_format(tmp_path, monkeypatch):
     report = shapecheck.check(nn.Linear(4, 3), input=(2, 4), loss="CrossEntropyLoss", labels=np.array([0, 2]),
                               verify_fixes=False)
     assert not any("labels given as a shape" in note for note in report.notes)
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+def test_run_checks_every_loss_of_a_multi_task_step():
+    """Two criterion calls on a dict output: each is a head with its real loss and labels; the step stops before
+    its optimiser step."""
+    import subprocess
+    import sys
+
+    from rule_fixtures import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "shapecheck", "run", "--no-verify-fixes", "--format", "json",
+                           "fixtures/scripts/multitask_weight_head.py"], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 1, done.stderr
+    assert "STEPPED" not in done.stdout + done.stderr
+    [result] = json.loads(done.stdout)["results"]
+    assert [(h["name"], h["loss"], h["labels"]["shape"]) for h in result["heads"]] == [
+        ("species", "CrossEntropyLoss", [8]), ("weight", "MSELoss", [8, 1])]
+    assert [(f["rule"], f["head"]) for f in result["findings"]] == [("SC101", "weight")]

@@ -4,13 +4,14 @@ call that fed it, then check that step with its real tensors."""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from shapecheck.adapters.sources import user_frame
-from shapecheck.adapters.torch.post import learn
+from shapecheck.adapters.torch.post import PostProcessing, learn
 from shapecheck.adapters.torch.tracer import TORCH_DIR
 from shapecheck.losses import FUNCTIONAL_LOSSES
 from shapecheck.run.distributed import unwrapped
@@ -23,7 +24,9 @@ def _is_loss_module(module: nn.Module) -> bool:
 
 
 class TorchSpy:
-    """Tracks top-level module calls (the model) and catches the first loss computed outside them."""
+    """Tracks top-level module calls (the model) and the losses computed outside them. Every loss the first step
+    computes on the model's output is a head of that step (a multi-task loss, an auxiliary output's loss); the
+    step is checked when it calls `backward`, or earlier when a loss raises or the model runs again."""
 
     def __init__(self, state):
         self.state = state
@@ -31,6 +34,8 @@ class TorchSpy:
         self.last_call = None      # (module, args, kwargs, output) of the last top-level model call
         self.in_loss = False
         self.done = False
+        self.heads: list[tuple] = []   # (loss, target, post) of each loss on `last_call`'s output, in order
+        self.where = None              # the line of the step's first loss
 
     def install(self):
         original_call = nn.Module.__call__
@@ -47,11 +52,20 @@ class TorchSpy:
         originals = {name: getattr(F, name) for name in FUNCTIONAL_LOSSES}
         for name, function in originals.items():
             setattr(F, name, self._functional(name, function))
+        original_backward = torch.Tensor.backward
+
+        def backward(tensor, *args, **kwargs):
+            self.step_ends()
+            return original_backward(tensor, *args, **kwargs)
+
+        torch.Tensor.backward = backward
 
         def remove():
             nn.Module.__call__ = original_call
+            torch.Tensor.backward = original_backward
             for name, function in originals.items():
                 setattr(F, name, function)
+            self.script_ends()
         return remove
 
     def _functional(self, name: str, function):
@@ -65,6 +79,8 @@ class TorchSpy:
 
     def model_call(self, module, args, kwargs, forward):
         top = self.depth == 0
+        if top:
+            self.step_ends()   # the model runs again: the losses so far were the step's
         self.depth += 1
         try:
             output = forward()
@@ -86,14 +102,34 @@ class TorchSpy:
             [kwargs[k] for k in ("input", "target") if isinstance(kwargs.get(k), torch.Tensor)]
         if len(tensors) < 2 or self.last_call is None or not torch.is_grad_enabled():
             return compute()   # not a loss on a model's output (or no model ran yet, or an evaluation)
-        model, model_args, model_kwargs, output = self.last_call
         prediction, target = tensors[:2]
+        self.heads.append((loss, target, learn(self.last_call[3], prediction)))
+        self.where = self.where or user_frame((TORCH_DIR,), depth=2)
         self.in_loss = True
         try:
-            self._check(model, model_args, model_kwargs, loss, target, learn(output, prediction))
+            with warnings.catch_warnings():   # a broadcast the check reports in its own words
+                warnings.simplefilter("ignore", UserWarning)
+                return compute()
+        except Exception:
+            self.step_ends()   # the loss raised: the step ends here
+            raise
         finally:
             self.in_loss = False
-        return compute()
+
+    def step_ends(self):
+        """Check the step's losses, if it computed any and none was checked yet."""
+        if self.heads and not self.done:
+            model, model_args, model_kwargs, _ = self.last_call
+            self._check(model, model_args, model_kwargs, *_step_heads(self.heads), where=self.where)
+
+    def script_ends(self):
+        """A script that computed losses but never called `backward` (an evaluation, a custom step): its losses."""
+        from shapecheck.run import StopTraining
+
+        try:
+            self.step_ends()
+        except StopTraining:
+            pass
 
     def _model_computed_loss(self, model, args, kwargs, output):
         """A Hugging Face model given `labels` computes its loss inside forward: the loss its config implies."""
@@ -101,11 +137,11 @@ class TorchSpy:
         self._check(model, args, inputs, _config_loss(model), kwargs["labels"], learn(output, output.logits)
                     if hasattr(output, "logits") else None)
 
-    def _check(self, model, args, kwargs, loss, target, post):
+    def _check(self, model, args, kwargs, loss, target, post, where=None):
         self.done = True
         model = unwrapped(model)   # a DDP/FSDP wrapper: the user's model is what `check` would see
-        where = user_frame((TORCH_DIR,), depth=3)
-        name, options = (loss if isinstance(loss, tuple) else (loss, None))
+        where = where or user_frame((TORCH_DIR,), depth=3)
+        name, options = loss if isinstance(loss, tuple) else (loss, None)
         inputs = dict(kwargs) if kwargs and not args else (list(args) if not kwargs else None)
         if inputs is None:   # positional and keyword tensors: the keywords as keyword inputs after the positional
             inputs = {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
@@ -113,6 +149,38 @@ class TorchSpy:
                                   target=_label(model, where), sites=self.state.sites, post=post,
                                   loss_options=options)
         self.state.checked(report, str(where) if where else "")
+
+
+class StepOutputs:
+    """What a step with several losses fed them, by head name: each loss's input, selected and reshaped from the
+    model's output as the script did (`PostProcessing`)."""
+
+    def __init__(self, posts: dict[str, PostProcessing | None]):
+        self.posts = posts
+
+    def __call__(self, output):
+        return {name: post(output) if post is not None else output for name, post in self.posts.items()}
+
+    def for_head(self, name: str):
+        """What one head's loss read (verification trains one head at a time)."""
+        post = self.posts.get(name)
+        return post if post is not None else (lambda output: output)
+
+
+def _step_heads(heads: list[tuple]) -> tuple:
+    """(loss, target, post) for `_check`: the one loss as it is, or per head name when the step computed several."""
+    if len(heads) == 1:
+        return heads[0]
+    names = _head_names([post for _, _, post in heads])
+    losses = {name: loss for name, (loss, _, _) in zip(names, heads)}
+    targets = {name: target for name, (_, target, _) in zip(names, heads)}
+    return losses, targets, StepOutputs({name: post for name, (_, _, post) in zip(names, heads)})
+
+
+def _head_names(posts: list) -> list[str]:
+    """The output each loss read (`aux`, `logits`), or `loss 2` when two read the same one."""
+    names = [post.leaf.strip(".[]'\"") if post is not None and post.leaf else "" for post in posts]
+    return [name if name and names.count(name) == 1 else f"loss {index + 1}" for index, name in enumerate(names)]
 
 
 def _config_loss(model) -> str:
