@@ -9,8 +9,8 @@
     [[tool.shapecheck.targets]]
     target = "src/models/classifier.py:build_classifier"
     input = [16, 3, 224, 224]
-    loss = "BCEWithLogitsLoss"
-    labels = "16,1:float32"
+    loss = "BCEWithLogitsLoss"      # several outputs: loss = { age = "mse", gender = "binary_crossentropy" }
+    labels = "16,1:float32"         # labels, labels-file: one value, or a table by output name
 
 Unknown keys and bad values are errors that name the key and its line.
 """
@@ -36,9 +36,9 @@ TARGET_KEYS = {"target", "input", "input-file", "loss", "labels", "labels-file",
 class TargetConfig:
     target: str
     inputs: list[str] = field(default_factory=list)
-    loss: str | None = None
-    labels: str | None = None
-    labels_file: str | None = None
+    loss: str | tuple[str, ...] | None = None          # per output: ("age=mse", "gender=binary_crossentropy")
+    labels: str | tuple[str, ...] | None = None
+    labels_file: str | tuple[str, ...] | None = None
     from_logits: bool | None = None
     input_file: str | None = None
 
@@ -132,15 +132,30 @@ def _target(entry, fail, base: Path) -> TargetConfig:
         inputs = [i if isinstance(i, str) else ",".join(map(str, i)) for i in inputs]
     else:
         fail("input", "must be a shape ([16, 3, 224, 224] or \"16,3,224,224\") or a list of shapes")
-    for key in ("loss", "labels", "labels-file", "input-file"):
-        if key in entry and not isinstance(entry[key], str):
-            fail(key, "must be a string")
+    for key in ("loss", "labels", "labels-file"):   # one value, or a table of one per output
+        if key in entry and not isinstance(entry[key], str) and not _per_output(entry[key]):
+            fail(key, "must be a string, or a table of one string per output ({ age = \"mse\", ... })")
+    if "input-file" in entry and not isinstance(entry["input-file"], str):
+        fail("input-file", "must be a string")
     if "from-logits" in entry and not isinstance(entry["from-logits"], bool):
         fail("from-logits", "must be true or false")
     labels_file, input_file = entry.get("labels-file"), entry.get("input-file")
-    return TargetConfig(_target_from(base, entry["target"]), inputs, entry.get("loss"), entry.get("labels"),
-                        labels_file and _path_from(base, labels_file), entry.get("from-logits"),
+    if isinstance(labels_file, dict):
+        labels_file = {output: _path_from(base, path) for output, path in labels_file.items()}
+    elif labels_file:
+        labels_file = _path_from(base, labels_file)
+    return TargetConfig(_target_from(base, entry["target"]), inputs, _as_flags(entry.get("loss")),
+                        _as_flags(entry.get("labels")), _as_flags(labels_file), entry.get("from-logits"),
                         input_file and _path_from(base, input_file))
+
+
+def _per_output(value) -> bool:
+    return isinstance(value, dict) and bool(value) and all(isinstance(v, str) for v in value.values())
+
+
+def _as_flags(value):
+    """A table of one value per output as the command line's `OUTPUT=VALUE` entries."""
+    return tuple(f"{output}={item}" for output, item in value.items()) if isinstance(value, dict) else value
 
 
 # Paths in pyproject.toml are relative to its folder; shapecheck may run from any folder below it.

@@ -254,3 +254,19 @@ def test_run_checks_every_loss_of_a_multi_task_step():
     assert [(h["name"], h["loss"], h["labels"]["shape"]) for h in result["heads"]] == [
         ("species", "CrossEntropyLoss", [8]), ("weight", "MSELoss", [8, 1])]
     assert [(f["rule"], f["head"]) for f in result["findings"]] == [("SC101", "weight")]
+
+
+def test_configured_targets_pair_a_loss_and_labels_with_each_output(tmp_path, monkeypatch):
+    from shapecheck import config, request
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text('''
+[[tool.shapecheck.targets]]
+target = "model.py:build"
+input = [8, 16]
+loss = { age = "mse", gender = "binary_crossentropy" }
+labels = { age = "8", gender = "8,1" }
+''')
+    [planned] = request.plan([], Flags(), config.load(tmp_path / "pyproject.toml"))
+    assert [(head.output, head.loss, head.labels.shape) for head in planned.heads] == [
+        ("age", "mse", (8,)), ("gender", "binary_crossentropy", (8, 1))]
