@@ -12,7 +12,7 @@ Category = Literal["output_vs_loss", "labels_vs_loss", "activation_vs_loss", "la
                    "internal_layer", "input_shape", "batch_dim"]
 Severity = Literal["error", "warning", "info"]
 SubjectKind = Literal["loss", "forward", "batch", "op", "layer", "labels"]
-Aspect = Literal["", "shape", "dtype", "values"]
+Aspect = Literal["", "shape", "dtype", "values", "options"]   # options: the loss's own (class weights)
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)
 SUBJECT_KINDS: tuple[SubjectKind, ...] = get_args(SubjectKind)

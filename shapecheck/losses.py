@@ -46,6 +46,11 @@ class LossContract:
         return self.name if self.from_logits is None else f"{self.name}(from_logits={self.from_logits})"
 
 
+# per-class tensors a PyTorch loss holds (`CrossEntropyLoss(weight=...)`, `BCEWithLogitsLoss(pos_weight=...)`): the
+# loss rejects them when they were sized for another class count than the output's
+WEIGHT_OPTIONS = ("weight", "pos_weight")
+
+
 def _torch(name, family, space, target, **extra):
     return LossContract(name, family, space, target, **extra)
 

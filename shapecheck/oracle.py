@@ -29,7 +29,7 @@ class LossCheck:
     """What the framework's loss made of the output and labels."""
 
     status: str                  # "ok" | "raises" | "broadcasts"
-    aspect: str = ""             # for a rejection: "shape", "dtype" or "values" of the labels
+    aspect: str = ""             # for a rejection: "shape", "dtype" or "values" of the labels, or the loss's "options"
     message: str = ""            # the framework's own message (first line), or the broadcast it performs
     evaluated_by: str = ""       # "`torch.nn.CrossEntropyLoss`", "`keras.losses.CategoricalCrossentropy`", ...
     broadcast_shape: tuple | None = None

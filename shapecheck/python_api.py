@@ -10,7 +10,7 @@ from shapecheck import pipeline
 from shapecheck.deadline import DEFAULT_SECONDS as DEFAULT_TIMEOUT
 from shapecheck.errors import ShapecheckError
 from shapecheck.labels import LabelInfo, LabelSpec
-from shapecheck.losses import FUNCTIONAL_LOSSES
+from shapecheck.losses import FUNCTIONAL_LOSSES, WEIGHT_OPTIONS
 from shapecheck.report import Report
 from shapecheck.request import Head, Request, checked_loss, checked_timeout, parse_input
 from shapecheck.shapes import TensorMeta, check_sizes
@@ -89,7 +89,9 @@ def describe_loss(loss) -> tuple[str | None, tuple, bool | None]:
         return function, (), None
     options = tuple((key, getattr(loss, key)) for key, default in _TORCH_OPTIONS.items()
                     if getattr(loss, key, default) != default)
-    return type(loss).__name__, options, None
+    weights = tuple((key, value.detach().cpu()) for key in WEIGHT_OPTIONS
+                    if hasattr(value := getattr(loss, key, None), "detach"))
+    return type(loss).__name__, options + weights, None
 
 
 def _is_loader(value) -> bool:

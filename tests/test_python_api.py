@@ -83,3 +83,22 @@ def test_watch_without_stopping_lets_training_go_on():
             nn.CrossEntropyLoss()(model(torch.randn(4, 8)), torch.randint(0, 4, (4,))).backward()
             steps += 1
     assert steps == 3 and watched.report.ok
+
+
+@pytest.mark.parametrize(("loss", "classes"), [
+    (lambda: nn.CrossEntropyLoss(weight=torch.ones(10)), 5),
+    (lambda: nn.BCEWithLogitsLoss(pos_weight=torch.ones(5)), 3),
+])
+def test_class_weights_sized_for_another_class_count_are_rejected_by_the_loss(loss, classes):
+    """The loss object's own class weights are part of the check: the framework rejects them, and the verdict
+    says that it is the loss's options, not the labels, that do not fit."""
+    labels = torch.randint(0, classes, (8,)) if classes == 5 else torch.ones(8, classes)
+    report = shapecheck.check(nn.Sequential(nn.Linear(4, classes)), input=(8, 4), loss=loss(), labels=labels,
+                              verify_fixes=False)
+    [finding] = report.errors
+    assert finding.rule == "SC100" and finding.subject.aspect == "options"
+    assert f"one class weight (`weight`, `pos_weight`) per class of the output: {classes}" in str(finding.fixes[0])
+    fitting = loss().__class__(**{key: torch.ones(classes) for key in ("weight", "pos_weight")
+                                  if getattr(loss(), key, None) is not None})
+    assert shapecheck.check(nn.Sequential(nn.Linear(4, classes)), input=(8, 4), loss=fitting, labels=labels,
+                            verify_fixes=False).ok

@@ -37,6 +37,10 @@ class LossRejectsOutput(Rule):
         loss, out, lab = ctx.loss, ctx.output.shape, ctx.labels.shape
         if aspect == "dtype":
             return [Fix(f"Give `{loss.name}` {loss.target_dtype} labels", ctx.recipes.to_dtype(loss.target_dtype))]
+        if aspect == "options":
+            classes = out[loss.class_axis] if len(out) >= 2 else 1
+            return [Fix(f"Give `{loss.name}` one class weight (`weight`, `pos_weight`) per class of the output: "
+                        f"{classes}, not the count they were computed for")]
         if aspect == "values":
             return [Fix(f"Check the label values against the {out[loss.class_axis]} outputs: "
                         "`shapecheck check --format json` lists their range")] if len(out) >= 2 else []

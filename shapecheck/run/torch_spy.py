@@ -13,10 +13,10 @@ from torch import nn
 from shapecheck.adapters.sources import user_frame
 from shapecheck.adapters.torch.post import PostProcessing, learn
 from shapecheck.adapters.torch.tracer import TORCH_DIR
-from shapecheck.losses import FUNCTIONAL_LOSSES
+from shapecheck.losses import FUNCTIONAL_LOSSES, WEIGHT_OPTIONS
 from shapecheck.run.distributed import unwrapped
 
-_FUNCTIONAL_OPTIONS = ("ignore_index", "label_smoothing")
+_FUNCTIONAL_OPTIONS = ("ignore_index", "label_smoothing", *WEIGHT_OPTIONS)
 
 
 def _is_loss_module(module: nn.Module) -> bool:
@@ -73,7 +73,7 @@ class TorchSpy:
         def loss(*args, **kwargs):
             if self.done or self.in_loss or self.depth or not self.state.waiting:
                 return function(*args, **kwargs)
-            options = tuple((k, kwargs[k]) for k in _FUNCTIONAL_OPTIONS if k in kwargs)
+            options = tuple((k, _detached(kwargs[k])) for k in _FUNCTIONAL_OPTIONS if kwargs.get(k) is not None)
             return self.loss((FUNCTIONAL_LOSSES[name], options), args, kwargs, lambda: function(*args, **kwargs))
         return loss
 

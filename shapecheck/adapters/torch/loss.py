@@ -7,6 +7,7 @@ them, else zeros (a valid class id). An output too large to allocate cheaply is 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 
 from shapecheck.labels import LabelInfo
-from shapecheck.losses import LossContract
+from shapecheck.losses import WEIGHT_OPTIONS, LossContract
 from shapecheck.oracle import LossCheck, first_line, judge, simulate, void_marker
 from shapecheck.shapes import TensorMeta
 
@@ -32,9 +33,17 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
     if marker is None and loss.wants_class_indices:
         marker = void_marker(values, output.shape[1] if len(output.shape) >= 2 else None)
     options = {**dict(loss.options), **({"ignore_index": marker} if marker is not None else {})}
-    function = loss_class(**options)
     name = f"`torch.nn.{loss.name}" + (f"(ignore_index={marker})" if marker is not None else "") + "`"
+    verdict = judge(_evaluation(loss_class(**options)), output, labels.meta, values, loss, name)
+    weights = {key: value for key, value in options.items() if key in WEIGHT_OPTIONS}
+    if verdict.status == "raises" and weights:   # the same output and labels pass without the class weights
+        plain = loss_class(**{key: value for key, value in options.items() if key not in weights})
+        if _evaluation(plain)(output, labels.meta, values)[0] is None:
+            return dataclasses.replace(verdict, aspect="options")
+    return verdict
 
+
+def _evaluation(function):
     def evaluate(out: TensorMeta, lab: TensorMeta, label_values):
         compared = (out.shape, lab.shape)
         if label_values is None and not isinstance(getattr(torch, lab.dtype, None), torch.dtype):
@@ -49,6 +58,4 @@ def check_loss(output: TensorMeta, labels: LabelInfo, loss: LossContract) -> Los
         except Exception as exc:
             return f"{type(exc).__name__}: {first_line(exc)}", compared
         return None, compared
-
-    return judge(evaluate, output, labels.meta, values, loss, name)
-
+    return evaluate
