@@ -37,14 +37,23 @@ def plan(heads: tuple[Head, ...], trace: Trace, compiled: Mapping[str, LossContr
     paths = {output_name(path): path for path in trace.outputs}
     checks: list[HeadCheck] = []
     notes: list[str] = []
+    named = {_output_path(head.output, paths): head for head in heads if head.output is not None}
     for head in heads:
         loss = loss_of(head)
         if head.output is not None:
-            path = _output_path(head.output, paths)
-            loss = loss or compiled.get(output_name(path)) or compiled.get(ALL_OUTPUTS)
-            checks.append(HeadCheck(path, output_name(path), loss, _single(labels_of(head, loss), head.output)))
-        else:
-            checks += _unnamed(head, loss, trace, paths, compiled, labels_of, notes)
+            continue
+        unnamed = _unnamed(head, loss, trace, paths, compiled, labels_of, notes)
+        for check in unnamed:   # the model's labels by output, for the outputs named with their own loss
+            if check.output in named and check.labels is not None:
+                own = named[check.output]
+                named[check.output] = dataclasses.replace(own, labels=own.labels or check.labels)
+        checks += [check for check in unnamed if check.output not in named]
+    for path, head in named.items():
+        loss = loss_of(head) or compiled.get(output_name(path)) or compiled.get(ALL_OUTPUTS)
+        labels = head.labels if isinstance(head.labels, LabelInfo) else labels_of(head, loss)
+        checks.append(HeadCheck(path, output_name(path), loss, _single(labels, head.output)))
+    order = list(paths.values())
+    checks.sort(key=lambda check: order.index(check.output) if check.output in order else 0)   # the model's order
     if len(checks) > 1 and len({check.output for check in checks}) < len(checks):
         raise ShapecheckError("an output is given two losses or two sets of labels: name each output once")
     if len(paths) > 1:   # labels paired with one output each are that output's, not one array for all

@@ -88,7 +88,6 @@ def run_case(path: Path, verify_fixes: bool = False) -> CaseRun:
 
 
 def _run_case(path: Path, verify_fixes: bool) -> CaseRun:
-    import numpy as np
 
     from shapecheck import pipeline
     from shapecheck.engine import Result
@@ -123,11 +122,11 @@ def _run_case(path: Path, verify_fixes: bool) -> CaseRun:
 
                 target = str(Path(tmp) / f"{factory}.onnx")
                 onnx.save(getattr(case, factory)(), target)
-            labels_path = Path(tmp) / f"{factory}.npy"
-            array = labels.detach().cpu().numpy() if hasattr(labels, "detach") else np.asarray(labels)
-            np.save(labels_path, array)
+            labels_path = _save_labels(labels, Path(tmp) / factory)
             input_file = _save_inputs(values, Path(tmp) / f"{factory}_inputs.npz") if values is not None else None
             try:
+                if isinstance(loss, dict):   # a model with several outputs: one loss per output name
+                    loss = tuple(f"{output}={name}" for output, name in loss.items())
                 flags = Flags(inputs=[] if input_file else inputs, loss=loss, labels_file=str(labels_path),
                               from_logits=from_logits, input_file=input_file, verify_fixes=verify_fixes)
                 result = pipeline.run(flags.request(target))
@@ -138,6 +137,20 @@ def _run_case(path: Path, verify_fixes: bool) -> CaseRun:
     return CaseRun(path.stem, expected, buggy.findings, fixed.findings, case.EXPECTED.get("where") or "",
                    buggy.error and buggy.error["message"], fixed.error and fixed.error["message"],
                    fix_in_loss_code=hasattr(case, "fixed_make_loss") and not hasattr(case, "FIXED_LOSS"))
+
+
+def _save_labels(labels, stem: Path) -> Path:
+    """One array as .npy; a dict of arrays (one per model output) as an .npz keyed by output name."""
+    import numpy as np
+
+    def array(value):
+        return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
+
+    if isinstance(labels, dict):
+        np.savez(stem.with_suffix(".npz"), **{name: array(value) for name, value in labels.items()})
+        return stem.with_suffix(".npz")
+    np.save(stem.with_suffix(".npy"), array(labels))
+    return stem.with_suffix(".npy")
 
 
 def _save_inputs(values, path: Path) -> str:

@@ -62,6 +62,8 @@ EXPORTABLE = [case for case in case_files("pytorch") if case_kind(case) in ("out
 @pytest.mark.parametrize("path", EXPORTABLE, ids=lambda p: p.stem)
 def test_exported_case_is_diagnosed_like_its_pytorch_original(path, runs):
     """The PyTorch case exported to ONNX gets the same family of error as the module itself."""
+    if "LOSS = {" in path.read_text():
+        pytest.skip("a loss per output: an export traced in eval mode names (and may drop) the outputs differently")
     exported = run_exported(path)
     if exported is None:
         pytest.skip("torch.onnx.export cannot export this model")

@@ -16,6 +16,8 @@ class SeveralOutputsToLoss(Rule):
         trace = ctx.trace
         if not trace.output_container or len(trace.outputs) < 2 or ctx.loss is None:
             return
+        if ctx.labels is not None and ctx.labels.per_output:
+            return   # each output was paired with its own loss and labels: none gets the tuple
         parts = ", ".join(f"{path.lstrip('.')} {fmt(meta.shape)}" for path, meta in trace.outputs.items())
         message = (f"in training mode the model returns {trace.output_container}({parts}): `{ctx.loss.name}` takes "
                    "one tensor, and `criterion(model(x), labels)` fails on the tuple")
