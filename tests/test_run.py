@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training_steps import assert_no_training_step
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "fixtures" / "scripts"
 # every test runs `python -m shapecheck run` on a real training script
@@ -52,14 +54,7 @@ def test_seed_bug_in_a_dataloader_loop_is_the_same_diagnosis_as_check_and_no_ste
     [checked] = json.loads(check.stdout)["results"]
     assert [d[:3] for d in diagnosis(result)] == [d[:3] for d in diagnosis(checked)]
     assert diagnosis(result)[0][3] == diagnosis(checked)[0][3]   # the same recipes, verified alike
-    # stopped before the optimiser: no step, and the weights at exit are the weights before training
-    import torch
-
-    assert not (tmp_path / "stepped").exists()
-    before, after = torch.load(tmp_path / "before.pt"), torch.load(tmp_path / "at_exit.pt")
-    assert before["weights"].keys() == after["weights"].keys()
-    assert all(torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"])
-    assert after["gradients"] == 0
+    assert_no_training_step(tmp_path)   # stopped before the optimiser: the weights at exit are those before
 
 
 def test_continue_lets_the_script_train_after_the_report(tmp_path):

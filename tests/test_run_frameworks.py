@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training_steps import assert_no_training_step
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "fixtures" / "scripts"
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
 
@@ -52,17 +54,6 @@ def diagnosis(result) -> list:
     """What a finding says and what it proposes, without where the model came from."""
     return [(f["rule"], f["layer"], f["message"], [(fix["code"], fix["verified"]) for fix in f["fixes"]])
             for f in result["findings"]]
-
-
-def assert_no_training_step(folder: Path):
-    """The weights the script saved before training equal those at exit, with no gradient and no `stepped`."""
-    import torch
-
-    assert not (folder / "stepped").exists()
-    before, after = torch.load(folder / "before.pt"), torch.load(folder / "at_exit.pt")
-    assert before["weights"].keys() == after["weights"].keys()
-    assert all(torch.equal(before["weights"][k], after["weights"][k]) for k in before["weights"])
-    assert after["gradients"] == 0
 
 
 def test_lightning_training_step_with_a_datamodule_is_checked_like_check(tmp_path):
