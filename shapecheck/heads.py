@@ -39,10 +39,9 @@ def plan(heads: tuple[Head, ...], trace: Trace, compiled: Mapping[str, LossContr
     notes: list[str] = []
     named = {_output_path(head.output, paths): head for head in heads if head.output is not None}
     for head in heads:
-        loss = loss_of(head)
         if head.output is not None:
             continue
-        unnamed = _unnamed(head, loss, trace, paths, compiled, labels_of, notes)
+        unnamed = _unnamed(head, loss_of(head), trace, paths, compiled, labels_of, notes)
         for check in unnamed:   # the model's labels by output, for the outputs named with their own loss
             if check.output in named and check.labels is not None:
                 own = named[check.output]
@@ -50,8 +49,7 @@ def plan(heads: tuple[Head, ...], trace: Trace, compiled: Mapping[str, LossContr
         checks += [check for check in unnamed if check.output not in named]
     for path, head in named.items():
         loss = loss_of(head) or compiled.get(output_name(path)) or compiled.get(ALL_OUTPUTS)
-        labels = head.labels if isinstance(head.labels, LabelInfo) else labels_of(head, loss)
-        checks.append(HeadCheck(path, output_name(path), loss, _single(labels, head.output)))
+        checks.append(HeadCheck(path, output_name(path), loss, _single(labels_of(head, loss), head.output)))
     order = list(paths.values())
     checks.sort(key=lambda check: order.index(check.output) if check.output in order else 0)   # the model's order
     if len(checks) > 1 and len({check.output for check in checks}) < len(checks):

@@ -18,7 +18,6 @@ from shapecheck.shapes import TensorMeta
 SIZES = re.compile(r"\d+(?:[,x]\d+)*(?::\w+)?")       # `3`, `128,128`, `1:float32`: a shape's tail, not a target
 SHAPE_OPTIONS = ("--input", "--labels")
 WRONG_ARGUMENT_COUNT = re.compile(r"\b(?:forward|call)\(\) (?:missing \d+ required positional|takes \d+ positional)")
-DEFAULT_BATCH = 8
 
 
 def reject_stray_sizes(argv: Sequence[str]) -> None:
@@ -105,7 +104,7 @@ def _missing_batch_axis(request: Request, result: Result) -> str | None:
     if not _failed_on_shapes(result):
         return None
     known = result.labels.shape[0] if result.labels is not None and result.labels.shape else None
-    batched = tuple(TensorMeta((known or DEFAULT_BATCH, *t.shape), t.dtype) for t in request.inputs)
+    batched = tuple(TensorMeta((known or pipeline.DEFAULT_BATCH, *t.shape), t.dtype) for t in request.inputs)
     again = pipeline.run(dataclasses.replace(request, inputs=batched, verify_fixes=False, compute_patches=False))
     if again.error is not None or _failed_on_shapes(again):
         return None

@@ -1,5 +1,5 @@
-"""One check, end to end: `run(request)` goes through its stages in order, load -> trace -> judge (the loss
-oracle) -> rules -> verify -> patch, and returns the `Result` every renderer reads. Every front-end (the CLI,
+"""One check, end to end: `run(request)` goes through its stages in order, load -> trace -> pair (which output each
+loss and labels belong to) -> judge (the loss oracle) -> rules -> verify -> patch, and returns the `Result` every renderer reads. Every front-end (the CLI,
 `[tool.shapecheck]`, the Python API, `run`/`watch`, the pytest plugin) builds a `Request` and calls `run`."""
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def judge(result: Result, adapter) -> None:
     progress.stage("loss")
     trace = traced(result)
     for head in result.heads:
-        output = trace.at_output(head.output).output if head.output is not None else None
+        output = trace.at_output(head.output).output
         loss, labels = head.loss, head.labels
         if output is None or loss is None or labels is None or not labels.shape:
             head.loss_check = None
@@ -119,11 +119,10 @@ def rules(result: Result, request: Request) -> None:
     progress.stage("rules")
     trace = traced(result)
     recipes = recipes_for(trace.framework, trace.producer, trace.library)
-    heads = result.heads or [HeadCheck(trace.output_path)]
-    runs = [engine.check(trace.at_output(head.output) if head.output is not None else trace, head.loss,
-                         head.labels, recipes, request.select, request.ignore, head.loss_check) for head in heads]
+    runs = [engine.check(trace.at_output(head.output), head.loss, head.labels, recipes, request.select,
+                         request.ignore, head.loss_check) for head in result.heads]
     findings: list[Finding] = []
-    for head, found in zip(heads, runs):
+    for head, found in zip(result.heads, runs):
         for finding in found:
             if all(any(_same(finding, other) for other in run) for run in runs):   # about the model: once
                 if not any(_same(finding, seen) for seen in findings):
@@ -156,10 +155,10 @@ def verify(result: Result, loaded: targets.LoadedTarget, request: Request) -> No
     trace = traced(result)
     try:
         with deadline(request.timeout):
-            for index, head in enumerate(result.heads or [HeadCheck(trace.output_path)]):
+            for index, head in enumerate(result.heads):
                 mine = [f for f in result.findings if f.head == head.name or (index == 0 and not f.head)]
-                view = Result(result.target, trace.at_output(head.output) if head.output is not None else trace,
-                              [head], [f for f in result.findings if f.head in ("", head.name)])
+                view = Result(result.target, trace.at_output(head.output), [head],
+                              [f for f in result.findings if f.head in ("", head.name)])
                 verification.verify(view, loaded, _example(loaded, request), Recheck(request, head),
                                     _head_post(request.post, head), mine)
     except TraceTimeout:
@@ -245,9 +244,8 @@ def _batch(request: Request) -> int:
     for head in request.heads:
         labels = head.labels
         found = next(iter(labels.values()), None) if isinstance(labels, Mapping) else labels
-        shape = found.shape if isinstance(found, LabelInfo) else found.shape if isinstance(found, LabelSpec) else ()
-        if shape:
-            return shape[0]
+        if found is not None and found.shape:
+            return found.shape[0]
     return DEFAULT_BATCH
 
 
@@ -261,10 +259,7 @@ def _traced(loaded: targets.LoadedTarget, request: Request, batch: int) -> Trace
     values (PyTorch) get them and the user's code between model and loss; the others take their shapes."""
     adapter, example = loaded.adapter, _example(loaded, request)
     inputs = list(request.inputs) or (example.specs() if example else _declared_inputs(loaded, batch))
-    if adapter.TAKES_VALUES:
-        trace = adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, example=example, post=request.post)
-    else:
-        trace = adapter.trace(loaded.model, inputs, loaded.target, loaded.sites)
+    trace = adapter.trace(loaded.model, inputs, loaded.target, loaded.sites, example=example, post=request.post)
     trace.notes[:0] = loaded.notes
     if example is not None and not adapter.TAKES_VALUES:
         trace.notes.append(f"input shapes and dtypes taken from {example.source}")

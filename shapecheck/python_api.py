@@ -4,6 +4,8 @@ the loss a name or the loss object itself (its `ignore_index`, `label_smoothing`
 
 from __future__ import annotations
 
+import dataclasses
+
 from shapecheck import inputs as inputs_mod
 from shapecheck import labels as labels_mod
 from shapecheck import pipeline
@@ -58,8 +60,8 @@ def _heads(loss, labels, from_logits, loss_options: tuple) -> tuple[Head, ...]:
     if not isinstance(loss, dict) and not isinstance(labels, dict):
         return (_head(None, loss, labels, from_logits, loss_options),)
     if not isinstance(loss, dict):   # one loss for every output, labels per output: the pairing names them
-        return (Head(loss=_head(None, loss, None, from_logits, loss_options).loss, from_logits=from_logits,
-                     labels={name: _labels(value) for name, value in labels.items()}),)
+        return (dataclasses.replace(_head(None, loss, None, from_logits, loss_options),
+                                    labels={name: _labels(value) for name, value in labels.items()}),)
     outputs = list(dict.fromkeys([*loss, *(labels if isinstance(labels, dict) else {})]))
     return tuple(_head(name, loss.get(name), labels.get(name) if isinstance(labels, dict) else None, from_logits,
                        loss_options) for name in outputs)

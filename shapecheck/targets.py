@@ -38,8 +38,8 @@ class LoadedTarget:
     model: object
     adapter: Adapter                     # the adapter module (`shapecheck.adapters.torch`)
     sites: dict = field(default_factory=dict)
-    failed_trace: Trace | None = None          # a Keras factory that raised while building: the trace of that failure
-    example: inputs_mod.ExampleInputs | None = None               # input values from a factory returning (model, example_inputs)
+    failed_trace: Trace | None = None    # a Keras factory that raised while building: the trace of that failure
+    example: inputs_mod.ExampleInputs | None = None   # input values from a factory returning (model, example_inputs)
     notes: list = field(default_factory=list)   # how the model was built, when it matters to the output
 
 

@@ -194,9 +194,10 @@ class Trace:
     def output(self) -> TensorMeta | None:
         return self.outputs.get(self.output_path) if self.output_path is not None else None
 
-    def at_output(self, path: str) -> Trace:
-        """The same trace, checked at another of its outputs (a head of a model with several)."""
-        if path == self.output_path:
+    def at_output(self, path: str | None) -> Trace:
+        """The same trace, checked at another of its outputs (a head of a model with several); itself for its own
+        output, or for None (no output was resolved)."""
+        if path is None or path == self.output_path:
             return self
         return dataclasses.replace(self, output_path=path, output_op=self.output_ops.get(path))
 

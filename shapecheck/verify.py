@@ -156,9 +156,7 @@ def _step(loaded, model, example, trace, labels, loss, post) -> tuple[bool, str]
     if labels.per_output and loaded.adapter.FRAMEWORK == "keras":
         return True, "re-checked clean (no training step: Keras trains every output at once, with one loss each)"
     try:
-        if loaded.adapter.TAKES_VALUES:
-            return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss, post=post)}"
-        return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss)}"
+        return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss, post=post)}"
     except Unsupported as why:
         return True, f"re-checked clean (no training step: {why})"
     except Exception as exc:

@@ -13,6 +13,7 @@ from torch import nn
 from shapecheck.adapters.sources import user_frame
 from shapecheck.adapters.torch.post import PostProcessing, learn
 from shapecheck.adapters.torch.tracer import TORCH_DIR
+from shapecheck.heads import output_name
 from shapecheck.losses import FUNCTIONAL_LOSSES, WEIGHT_OPTIONS
 from shapecheck.run.distributed import unwrapped
 
@@ -179,7 +180,7 @@ def _step_heads(heads: list[tuple]) -> tuple:
 
 def _head_names(posts: list) -> list[str]:
     """The output each loss read (`aux`, `logits`), or `loss 2` when two read the same one."""
-    names = [post.leaf.strip(".[]'\"") if post is not None and post.leaf else "" for post in posts]
+    names = [output_name(post.leaf) if post is not None and post.leaf else "" for post in posts]
     return [name if name and names.count(name) == 1 else f"loss {index + 1}" for index, name in enumerate(names)]
 
 
