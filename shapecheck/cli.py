@@ -89,16 +89,17 @@ class _SizesBySpaces(click.Command):
               "(never library code) instead of the report.")
 @click.option("--fix", "apply_fixes", is_flag=True, help="Write the verified fixes into your own source files "
               "(refused for files outside the project or with uncommitted changes).")
+@click.option("--changed-files", is_flag=True, help="TARGETS are files that changed (pre-commit's hooks pass them): "
+              "a .py file that defines no configured target is skipped instead of being an error.")
 def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, output_format, from_logits, trust,
-                  timeout, select, ignore, verify_fixes, fix_diff, apply_fixes):
+                  timeout, select, ignore, verify_fixes, fix_diff, apply_fixes, changed_files):
     """Trace TARGETS and check them against the loss and labels.
 
     TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
     a Keras .keras/.h5 file (its compiled loss is used unless --loss is given) or an ONNX .onnx graph. Without
     TARGET, the targets configured in pyproject.toml ([[tool.shapecheck.targets]]) are checked; a .py file
-    stands for the configured targets defined in it. A .py file with none is skipped when no --input,
-    --input-file, --loss, --labels or --labels-file is given (pre-commit passes every changed file); with one, it
-    is an error that names the factories in the file. A package.module target is imported with the current
+    stands for the configured targets defined in it; one with none is an error that names the factories in the
+    file (skipped with --changed-files, as pre-commit's hooks run). A package.module target is imported with the current
     folder on the import path, as `python -m` has it. Command-line options override the configuration.
     Exit status: 0 no errors, 1 findings of severity error, 2 usage error or a target that could not be loaded.
     """
@@ -109,7 +110,8 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
         _usage_error("--fix-diff and --fix apply verified fixes only: drop --no-verify-fixes")
     flags = Flags(inputs=inputs, input_file=input_file, loss=loss, labels=labels_spec, labels_file=labels_file,
                   from_logits=from_logits, select=_codes(select), ignore=_codes(ignore), trust=trust, timeout=timeout,
-                  verify_fixes=verify_fixes, compute_patches=output_format == "sarif" and not (fix_diff or apply_fixes))
+                  verify_fixes=verify_fixes, compute_patches=output_format == "sarif" and not (fix_diff or apply_fixes),
+                  changed_files=changed_files)
     planned = _guard(lambda: plan(list(targets), flags, config.load()))
     results = _guard(lambda: _check_with_progress(planned))
     _guard(lambda: mistakes.reject_invocation_mistakes(planned, results))

@@ -1,6 +1,6 @@
 """The Python API: `shapecheck.check(model, input=..., loss=..., labels=...)` on objects a notebook, a test or a
 training script already has. Inputs and labels may be shapes, real tensors or arrays, or a batch from a DataLoader;
-the loss a name or the loss object itself (its `ignore_index`, `label_smoothing`, `from_logits` are read)."""
+the loss a name or the loss object itself (its `ignore_index`, `label_smoothing`, `reduction`, class weights, `from_logits` are read)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from shapecheck.request import Head, Request, checked_loss, checked_timeout, par
 from shapecheck.shapes import TensorMeta, check_sizes
 
 # loss attributes that change what the loss accepts, read from a PyTorch loss object (with their defaults)
-_TORCH_OPTIONS = {"ignore_index": -100, "label_smoothing": 0.0}
+_TORCH_OPTIONS = {"ignore_index": -100, "label_smoothing": 0.0, "reduction": "mean"}
 
 
 def check(model, input=None, loss=None, labels=None, *, batch=None, from_logits=None, select=None, ignore=(),

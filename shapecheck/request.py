@@ -70,6 +70,7 @@ class Flags:
     timeout: float | None = None      # None: not given (the configuration's, else the default)
     verify_fixes: bool = True
     compute_patches: bool = False
+    changed_files: bool = False       # the targets are files that changed, as pre-commit passes them
 
     def request(self, target: str, loaded: LoadedTarget | None = None) -> Request:
         """The request for `target` (`loaded`, when it is in memory already); a typo or a conflict fails here,
@@ -142,10 +143,9 @@ def checked_timeout(seconds: float | None) -> float | None:
 def plan(target_args: list[str], flags: Flags, config: Config) -> list[Request]:
     """Which targets to check, each with its request: the CLI's flags override the target's configuration.
 
-    A `.py` file without `:factory` stands for the configured targets defined in it (pre-commit passes changed
-    files); one with none is skipped, unless the flags describe a check (an input, a loss, labels): then the file
-    was named by hand, and it is an error that names the factories found in it. No arguments at all means every
-    configured target.
+    A `.py` file without `:factory` stands for the configured targets defined in it. One with none is an error
+    that names the factories found in it, unless the arguments are changed files (pre-commit's hooks pass every
+    changed file): then it is skipped. No arguments at all means every configured target.
     """
     chosen: list[tuple[str, TargetConfig | None]] = []
     if not target_args:
@@ -162,15 +162,10 @@ def plan(target_args: list[str], flags: Flags, config: Config) -> list[Request]:
             chosen += [(t.target, t) for t in configured]
         elif not (arg.endswith(".py") and ":" not in arg):
             chosen.append((arg, None))
-        elif _describes_a_check(flags):   # typed by hand, not a changed file from pre-commit: say what to give
+        elif not flags.changed_files:
             raise targets_mod.no_factory(arg)
     unique = {name: entry for name, entry in chosen}   # a target named twice (its file and pyproject) runs once
     return [_over_config(flags, entry, config).request(name) for name, entry in unique.items()]
-
-
-def _describes_a_check(flags: Flags) -> bool:
-    """Whether the flags say what to check a target with; pre-commit's hooks pass files only."""
-    return bool(flags.inputs or flags.input_file or flags.loss or flags.labels or flags.labels_file)
 
 
 def _over_config(flags: Flags, entry: TargetConfig | None, config: Config) -> Flags:

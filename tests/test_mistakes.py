@@ -103,6 +103,8 @@ MISTAKES = [
                  id="one-input-for-two"),
     pytest.param(["check", "models.py:mlp", "--input", "2,4", "--input", "2"], 2,
                  "forward takes 1 input (input), not 2: give one --input per input", id="two-inputs-for-one"),
+    pytest.param(["check", "models.py"], 2, "`models.py` names no factory: give one as `models.py:build_model`",
+                 id="file-without-factory-or-options"),
     pytest.param(["check", "models.py:buid_model", "--input", "2,3,8,8"], 2,
                  "`models.py` has no callable `buid_model`; did you mean `build_model`?", id="factory-typo"),
     pytest.param(["run", "--epochs", "1", "train.py", "--lr", "0.1"], 2,
@@ -118,8 +120,8 @@ def test_a_mistake_is_one_line_with_its_hint(factories, args, exit_code, fragmen
     assert_one_line(run(*args), exit_code, fragment)
 
 
-def test_a_changed_file_from_pre_commit_without_configured_targets_is_still_skipped(factories):
-    result = run("check", "models.py")   # pre-commit passes changed files and no options
+def test_a_changed_file_from_pre_commit_without_configured_targets_is_skipped(factories):
+    result = run("check", "--changed-files", "models.py")   # as the hooks in .pre-commit-hooks.yaml run it
     assert result.exit_code == 0 and result.stderr == "", result.output
 
 

@@ -9,6 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import shapecheck
+from shapecheck.python_api import describe_loss
 
 
 def softmax_classifier():
@@ -102,3 +103,13 @@ def test_class_weights_sized_for_another_class_count_are_rejected_by_the_loss(lo
                                   if getattr(loss(), key, None) is not None})
     assert shapecheck.check(nn.Sequential(nn.Linear(4, classes)), input=(8, 4), loss=fitting, labels=labels,
                             verify_fixes=False).ok
+
+
+@pytest.mark.parametrize(("loss", "options"), [
+    (nn.CrossEntropyLoss(reduction="sum", ignore_index=255), (("ignore_index", 255), ("reduction", "sum"))),
+    (nn.MSELoss(reduction="none"), (("reduction", "none"),)),
+    (nn.NLLLoss(), ()),
+])
+def test_the_loss_objects_own_options_are_read(loss, options):
+    """What the loss is built with changes what it accepts (`ignore_index`) and what it gives (`reduction`)."""
+    assert describe_loss(loss) == (type(loss).__name__, options, None)

@@ -17,7 +17,7 @@ from shapecheck.heads import output_name
 from shapecheck.losses import FUNCTIONAL_LOSSES, WEIGHT_OPTIONS
 from shapecheck.run.distributed import unwrapped
 
-_FUNCTIONAL_OPTIONS = ("ignore_index", "label_smoothing", *WEIGHT_OPTIONS)
+_FUNCTIONAL_OPTIONS = ("ignore_index", "label_smoothing", "reduction", *WEIGHT_OPTIONS)
 
 
 def _is_loss_module(module: nn.Module) -> bool:
