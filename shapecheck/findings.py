@@ -11,7 +11,7 @@ from shapecheck.trace import Location
 Category = Literal["output_vs_loss", "labels_vs_loss", "activation_vs_loss", "label_range", "dtype",
                    "internal_layer", "input_shape", "batch_dim"]
 Severity = Literal["error", "warning", "info"]
-SubjectKind = Literal["loss", "forward", "batch", "op", "layer", "labels"]
+SubjectKind = Literal["loss", "forward", "batch", "op", "layer", "labels", "signal"]
 Aspect = Literal["", "shape", "dtype", "values", "options"]   # options: the loss's own (class weights)
 CATEGORIES: tuple[Category, ...] = get_args(Category)
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)
@@ -23,7 +23,8 @@ ASPECTS: tuple[Aspect, ...] = get_args(Aspect)
 class Subject:
     """What a finding is about, so that the engine can keep one explanation per thing: a head's loss (and which
     aspect the loss rejects: shape, dtype or values; "" for the pairing as a whole), the forward pass that raised,
-    the batch the probe saw mixed, an op or a layer of the forward pass, the labels."""
+    the batch the probe saw mixed, an op or a layer of the forward pass, the labels, or the training signal the
+    audit measured (a rule that supersedes the measuring rule explains it wherever it points)."""
 
     kind: SubjectKind
     aspect: Aspect = ""      # only a loss has aspects
@@ -34,6 +35,8 @@ class Subject:
 
     def covers(self, other: Subject) -> bool:
         """The same thing; a whole covers each of its aspects (and an aspect the whole)."""
+        if other.kind == "signal":   # what the audit measured on a head: explained by any finding naming a cause
+            return True
         same_thing = (self.kind, self.name) == (other.kind, other.name)
         return same_thing and (self.aspect == other.aspect or "" in (self.aspect, other.aspect))
 

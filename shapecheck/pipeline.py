@@ -1,5 +1,6 @@
 """One check, end to end: `run(request)` goes through its stages in order, load -> trace -> pair (which output each
-loss and labels belong to) -> judge (the loss oracle) -> rules -> verify -> patch, and returns the `Result` every renderer reads. Every front-end (the CLI,
+loss and labels belong to) -> judge (the loss oracle) -> audit (the training signal, measured) -> rules -> verify
+-> patch, and returns the `Result` every renderer reads. Every front-end (the CLI,
 `[tool.shapecheck]`, the Python API, `run`/`watch`, the pytest plugin) builds a `Request` and calls `run`."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Mapping
 from shapecheck import engine, progress, suppress, targets
 from shapecheck import heads as heads_mod
 from shapecheck import verify as verification
+from shapecheck.audit import AuditHead
 from shapecheck.deadline import TraceTimeout, deadline
 from shapecheck.engine import HeadCheck, Result
 from shapecheck.errors import ShapecheckError
@@ -43,6 +45,7 @@ def run(request: Request) -> Result:
                         f"(stopped at {stopped.where}); if it is only slow, raise --timeout"}
         return result
     judge(result, loaded.adapter)
+    audit(result, loaded, request)
     rules(result, request)
     verify(result, loaded, request)
     if request.compute_patches:
@@ -111,6 +114,25 @@ def judge(result: Result, adapter) -> None:
             head.loss_check = None
         else:
             head.loss_check = adapter.check_loss(output, labels, loss)
+
+
+def audit(result: Result, loaded: targets.LoadedTarget, request: Request) -> None:
+    """Measure the training signal on a tiny real batch (`shapecheck/audit.py`): gradients, input dependence and
+    the loss at initialisation, for every head whose loss accepts its output and labels."""
+    trace = traced(result)
+    heads = [AuditHead(head.output, head.loss, head.labels, _head_post(request.post, head)) for head in result.heads
+             if head.loss is not None and head.labels is not None and head.labels.shape
+             and not (head.loss_check is not None and head.loss_check.status == "raises")]
+    if not request.audit or loaded.model is None or trace.failure is not None or not heads:
+        return
+    progress.stage("audit")
+    try:
+        with deadline(request.timeout):
+            trace.audit, note = loaded.adapter.audit(loaded.model, trace.inputs, _example(loaded, request), heads)
+    except TraceTimeout as stopped:
+        note = f"training-signal audit stopped after {stopped.seconds:g} s (--timeout): its checks did not run"
+    if note:
+        trace.notes.append(note)
 
 
 def rules(result: Result, request: Request) -> None:

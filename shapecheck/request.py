@@ -49,6 +49,7 @@ class Request:
     trust: bool = False
     timeout: float | None = DEFAULT_TIMEOUT      # seconds a trace may take (None or 0: no limit)
     verify_fixes: bool = True         # prove recipes by re-checking and one training step
+    audit: bool = True                # measure the training signal on a tiny real batch (`shapecheck.audit`)
     compute_patches: bool = False     # the source patch of each verified recipe, for renderers that show it (SARIF)
     post: object = None               # the user's code between the model and the loss (PyTorch), from `run`
 
@@ -71,6 +72,7 @@ class Flags:
     verify_fixes: bool = True
     compute_patches: bool = False
     changed_files: bool = False       # the targets are files that changed, as pre-commit passes them
+    audit: bool = True
 
     def request(self, target: str, loaded: LoadedTarget | None = None) -> Request:
         """The request for `target` (`loaded`, when it is in memory already); a typo or a conflict fails here,
@@ -83,7 +85,7 @@ class Flags:
         return Request(target, loaded=loaded, inputs=inputs, example=example, heads=self.heads(),
                        select=frozenset(self.select) if self.select else None, ignore=frozenset(self.ignore),
                        severity=self.severity, trust=self.trust, timeout=timeout, verify_fixes=self.verify_fixes,
-                       compute_patches=self.compute_patches)
+                       compute_patches=self.compute_patches, audit=self.audit)
 
     def heads(self) -> tuple[Head, ...]:
         """One head per output named in `--loss`/`--labels`/`--labels-file` (`gender=...`), and the unnamed

@@ -5,9 +5,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from shapecheck.shapes import TensorMeta
+
+if TYPE_CHECKING:
+    from shapecheck.audit import Audit
 
 # What a layer is, whatever its framework's class: adapters map their classes onto these.
 LayerKind = Literal["linear", "conv", "rnn", "embedding", "norm", "pool", "activation", "flatten", "dropout",
@@ -178,6 +181,7 @@ class Trace:
     notes: list[str] = field(default_factory=list)
     alternate: Trace | None = None
     probe: ProbeResult | None = None
+    audit: Audit | None = None           # the training-signal audit's measurements (`shapecheck.audit`)
     model_class: str = ""
     declared_inputs: list[TensorMeta] | None = None   # the input shapes a model declares (Keras `Input`, ONNX)
     producer: str = ""                   # for ONNX graphs: the exporter (`pytorch`, `tf2onnx`)

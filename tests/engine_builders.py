@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from shapecheck import engine
+from shapecheck.audit import Audit, Constant, HeadAudit, OutputValues, Stop, Unreached
 from shapecheck.labels import LabelInfo, from_array, from_spec
 from shapecheck.losses import LossContract, resolve_loss
 from shapecheck.oracle import simulate
@@ -134,6 +135,37 @@ class Case:
     trace: Trace
     loss: LossContract | None = None
     labels: LabelInfo | None = None
+
+
+# --- what the training-signal audit measures (`shapecheck.audit`), as facts a case's trace carries -----------------
+
+def unreached(*layers: str, stop: Stop | None = None) -> Audit:
+    """`layers` got no gradient from the loss, at initialisation nor after the audit's training steps."""
+    return Audit(unreached=Unreached(layers, values=100 * len(layers), total=1000, steps=3, stop=stop))
+
+
+def measured_head(output: str | None = None, **facts) -> Audit:
+    """One head's measurements: `values`, `loss_value`, `loss_error`, `constant`, `labels_real`."""
+    return Audit(heads={output or "": HeadAudit(**facts)})
+
+
+def probabilities(classes: int) -> OutputValues:
+    """Rows of `classes` values in [0, 1] that sum to 1: a softmax's output."""
+    return OutputValues(0.05, 0.4, classes, (1.0, 1.0), (classes * 1.1, classes * 1.4))
+
+
+def log_probabilities(classes: int) -> OutputValues:
+    """A log_softmax's output: every row's exp sums to 1."""
+    return OutputValues(-4.0, -0.5, classes, (-25.0, -18.0), (1.0, 1.0))
+
+
+def scores(classes: int) -> OutputValues:
+    """Raw scores, neither probabilities nor log-probabilities."""
+    return OutputValues(-2.5, 3.1, classes, (-1.2, 2.0), (4.0, 30.0))
+
+
+def constant(value: float = 1.0, op: str = "", layer: str = "") -> Constant:
+    return Constant((value, value), op, layer)
 
 
 def findings(case: Case, *codes: str):

@@ -24,10 +24,15 @@ from engine_builders import (
     labels_shaped,
     linear,
     lstm,
+    log_probabilities,
+    measured_head,
     meta,
     one_hot,
+    probabilities,
     torch_loss,
+    unreached,
 )
+from shapecheck.audit import Constant, Stop
 from shapecheck.rules import load_rules
 from shapecheck.trace import Layer, ProbeResult, Trace, traced_at_two_batches
 
@@ -419,6 +424,35 @@ def _():   # view(T, N, F) of a batch-first [N, T, F]
     def clips(n: int) -> Trace:
         return Forward(meta(n, 10, 64)).op("view", (10, n, 64)).trace()
     return Case(traced_at_two_batches(clips, 4), torch_loss("MSELoss"), labels_shaped("10,4,64"))
+
+
+@case("SC401")
+def _():   # a gate routed by argmax: no gradient reaches it
+    trace = Forward(meta(8, 16)).op("linear", (8, 4), "gate").op("argmax", (8,)).op("linear", (8, 3), "expert") \
+        .trace(linear("gate", 16, 4), linear("expert", 16, 3))
+    trace.audit = unreached("gate", stop=Stop("argmax", "argmax", "", (8, 4)))
+    return Case(trace, torch_loss("CrossEntropyLoss"), labels_shaped("8:int64"))
+
+
+@case("SC402")
+def _():   # standardised ages cast to embedding ids: all 0, so the output is one constant
+    trace = head(meta(8, 8), (8, 1))
+    trace.audit = measured_head(constant=Constant((-0.5, -0.5), "long", ""))
+    return Case(trace, torch_loss("MSELoss"), labels_shaped("8,1"))
+
+
+@case("SC403")
+def _():   # scores normalised by hand (exp / sum) before CrossEntropyLoss: no softmax op to see
+    trace = head(meta(8, 20), (8, 10), then=[("exp", (8, 10), {}), ("div", (8, 10), {})])
+    trace.audit = measured_head(values=probabilities(10))
+    return Case(trace, torch_loss("CrossEntropyLoss"), labels_shaped("8:int64"))
+
+
+@case("SC404")
+def _():   # KLDivLoss against a teacher's raw logits: nan from the first step
+    trace = head(meta(8, 20), (8, 10), then=[("log_softmax", (8, 10), {"dim": 1})])
+    trace.audit = measured_head(values=log_probabilities(10), loss_value=float("nan"), labels_real=True)
+    return Case(trace, torch_loss("KLDivLoss"), labels_of(np.random.default_rng(0).standard_normal((8, 10)), "float32"))
 
 
 @case("SC901")

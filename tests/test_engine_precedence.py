@@ -26,14 +26,21 @@ from engine_builders import (
     labels_of,
     labels_shaped,
     linear,
+    measured_head,
     meta,
     one_hot,
+    probabilities,
+    scores,
     torch_loss,
+    unreached,
 )
+from shapecheck.audit import Constant
 from shapecheck.rules import load_rules
 from shapecheck.trace import Layer, ProbeResult, Trace, traced_at_two_batches
 
 CATCH_ALLS = ("SC100", "SC901", "SC305")
+# the audit's measured rules: a rule that names the cause explains what they measured, wherever it points
+MEASURED = ("SC401", "SC402", "SC403", "SC404")
 
 
 def superseding_pairs() -> list[str]:
@@ -60,6 +67,22 @@ def frozen_batch(build: Callable[[], Case]) -> Callable[[], Case]:
     return frozen
 
 
+def audited(build: Callable[[], Case], code: str) -> Callable[[], Case]:
+    """`build`'s model, where the audit also measured what makes the rule `code` report."""
+    def measure() -> Case:
+        case = build()
+        space = case.loss.input_space if case.loss is not None else "logits"
+        facts = {
+            "SC401": lambda: unreached("fc"),
+            "SC402": lambda: measured_head(case.trace.output_path, constant=Constant((1.0, 1.0))),
+            "SC403": lambda: measured_head(case.trace.output_path, values=probabilities(4) if space != "probabilities"
+                                           else scores(4)),
+            "SC404": lambda: measured_head(case.trace.output_path, loss_value=float("nan")),
+        }
+        return with_trace(case, audit=facts[code]())
+    return measure
+
+
 def probed(build: Callable[[], Case]) -> Callable[[], Case]:
     """`build`'s model, where the probe also saw samples mix, with no layer to blame."""
     return lambda: with_trace(build(), probe=ProbeResult(None))
@@ -78,6 +101,8 @@ def own_case(pair: str) -> Callable[[], Case]:
 
 CASE_OF: dict[str, Callable[[], Case]] = {pair: own_case(pair) for pair in superseding_pairs()
                                           if pair.split(">")[1] in CATCH_ALLS}
+CASE_OF.update({pair: audited(own_case(pair), pair.split(">")[1]) for pair in superseding_pairs()
+                if pair.split(">")[1] in MEASURED})
 
 # Pairs whose superseder's own case already meets the other rule's condition.
 CASE_OF.update({pair: own_case(pair) for pair in (
@@ -106,6 +131,13 @@ def case_for(*pairs: str):
 
 # Pairs whose two conditions never hold at once: the superseder's own case shows the other rule staying silent.
 IMPOSSIBLE: dict[str, str] = {}   # pairs whose two conditions cannot hold at once (none today)
+
+
+@case_for("SC403>SC404")
+def _():   # softmax probabilities into NLLLoss, done by hand: the loss is negative because of what it receives
+    trace = head(meta(8, 20), (8, 10), then=[("exp", (8, 10), {}), ("div", (8, 10), {})])
+    trace.audit = measured_head(values=probabilities(10), loss_value=-0.1)
+    return Case(trace, torch_loss("NLLLoss"), labels_shaped("8:int64"))
 
 
 @case_for("SC101>SC107")

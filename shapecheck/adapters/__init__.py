@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from shapecheck.audit import Audit, AuditHead
     from shapecheck.edits import Edit
     from shapecheck.labels import LabelInfo
     from shapecheck.losses import LossContract
@@ -70,6 +71,11 @@ class Adapter(Protocol):
     def train_step(self, model: Any, specs: list[TensorMeta], example: Any, labels: LabelInfo, loss: LossContract,
                    post: Any = None) -> str:
         """One real training step of an edited copy, described in a line; raises `Unsupported` when it cannot."""
+        ...
+
+    def audit(self, model: Any, specs: list[TensorMeta], example: Any, heads: Sequence[AuditHead]
+              ) -> tuple[Audit | None, str]:
+        """The training-signal audit (`shapecheck.audit`) on a tiny real batch, or None and a note saying why not."""
         ...
 
 # TensorFlow logs to stderr from C++ when it is imported (oneDNN notices, absl warnings); shapecheck computes

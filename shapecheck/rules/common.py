@@ -266,3 +266,14 @@ def unlike_declared(given: TensorMeta, wanted: TensorMeta) -> bool:
 def requested_sizes(failure) -> list[int]:
     """The sizes a failed reshape asked for (`view(64, 128, 4, 4)`), as recorded with the failure."""
     return [d for d in failure.args.get("args", []) if isinstance(d, int)]
+
+
+def measured(ctx: Context):
+    """What the training-signal audit measured on this head (`shapecheck.audit.HeadAudit`), or None."""
+    audit = ctx.trace.audit
+    return audit.head(ctx.trace.output_path) if audit is not None else None
+
+
+def site(layer: str, ctx: Context) -> str:
+    """Where an op ran, for messages: "in `encoder`", or "in `Net.forward`" for the model's own code."""
+    return f"in {ref(ctx, layer)}" if layer else f"in `{ctx.trace.model_class or 'the model'}.forward`"

@@ -10,6 +10,7 @@ class BinaryTargetsOutOfRange(Rule):
     summary = "A binary cross-entropy gets targets outside [0, 1] (0/255 masks, class ids)"
     subject = "loss"
     aspect = "values"
+    supersedes = frozenset({"SC404"})
 
     def check(self, ctx):
         labels, loss = ctx.labels, ctx.loss

@@ -9,6 +9,7 @@ class SigmoidBeforeLogitsLoss(Rule):
     name = "sigmoid-before-logits-loss"
     category = "activation_vs_loss"
     summary = "The output already went through a sigmoid (or softmax, tanh), and a binary loss on logits applies a sigmoid"
+    supersedes = frozenset({"SC403", "SC404"})
 
     def check(self, ctx):
         loss = ctx.loss

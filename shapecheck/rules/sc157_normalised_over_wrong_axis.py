@@ -11,6 +11,7 @@ class NormalisedOverWrongAxis(Rule):
     category = "activation_vs_loss"
     summary = "The final softmax/log_softmax normalises over another axis than the one the loss reads as classes"
     subject = "op"   # the softmax/log_softmax op that normalises
+    supersedes = frozenset({"SC403", "SC404"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.family != "categorical":

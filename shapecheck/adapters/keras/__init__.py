@@ -19,6 +19,7 @@ quiet_frameworks()
 
 import keras  # noqa: E402
 
+from shapecheck.adapters.keras.audit import audit  # noqa: E402, F401 (the training-signal audit)
 from shapecheck.adapters.keras.edit import edited, train_step  # noqa: E402, F401 (recipe verification)
 from shapecheck.adapters.keras.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
 from shapecheck.adapters.keras.tracer import KERAS_DIR, Recorder, trace_model  # noqa: E402

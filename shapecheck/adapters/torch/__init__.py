@@ -19,6 +19,7 @@ from shapecheck.adapters.torch.batchflow import unproven_op  # noqa: E402
 from shapecheck.adapters.torch.edit import edited, train_step  # noqa: E402, F401 (recipe verification)
 from shapecheck.adapters.torch.graph import is_exported, run_graph  # noqa: E402
 from shapecheck.adapters.torch.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
+from shapecheck.adapters.torch.audit import audit  # noqa: E402, F401 (the training-signal audit)
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS, probe_batch_mixing  # noqa: E402
 from shapecheck.adapters.torch.tracer import TORCH_DIR, fake_tensor_mode, model_device, run_once  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402
@@ -97,7 +98,7 @@ def materialize(model: nn.Module) -> bool:
         for module in ours:
             _materialize_module(module)
             _WITHOUT_WEIGHTS.discard(module)
-    return not any(p.is_meta for p in sized)
+    return not any(p.is_meta for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter))
 
 
 def _materialize_module(module: nn.Module):

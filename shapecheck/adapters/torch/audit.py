@@ -1,0 +1,378 @@
+"""The training-signal audit of a PyTorch module (`shapecheck.audit`): a real forward and backward pass on a tiny
+seeded batch, in eval mode (dropout, stochastic depth and LayerDrop off, batch norm on its running statistics).
+
+Whatever looks wrong at initialisation (parameters with no gradient, an output that ignores the input) is measured
+again on a copy after a few Adam steps: a deliberately zero-initialised head or residual scale gets its gradient
+after one step, a detached branch never does. The user's model is left as it was: its modes, buffers and `.grad`.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from shapecheck.adapters.sources import user_frame
+from shapecheck.adapters.torch.probe import MAX_PARAMETERS
+from shapecheck.adapters.torch.tracer import (
+    TORCH_DIR,
+    choose_output,
+    example_tensors,
+    make_inputs,
+    preserved,
+    set_train_mode,
+    tensor_leaves,
+)
+from shapecheck.audit import (
+    MAX_SAMPLES,
+    STEPS,
+    Audit,
+    AuditHead,
+    Constant,
+    HeadAudit,
+    OutputValues,
+    Stop,
+    Unreached,
+)
+from shapecheck.ops import canonical
+from shapecheck.shapes import TensorMeta
+
+# ops whose output never depends on their input's values: a new tensor shaped like it
+_SHAPED_LIKE = {"zeros_like", "ones_like", "empty_like", "full_like", "new_zeros", "new_ones", "new_full",
+                "new_empty", "new_tensor", "size", "dim", "numel"}
+
+
+def audit(model: nn.Module, specs: list[TensorMeta], example, heads: Sequence[AuditHead]) -> tuple[Audit | None, str]:
+    """The audit's measurements, or None and a note saying why it did not run."""
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        return None, f"training-signal audit skipped: {count / 1e6:.0f}M parameters (limit " \
+                     f"{MAX_PARAMETERS // 10**6}M)"
+    from shapecheck.adapters.torch import materialize   # a factory's model is built on the meta device
+
+    if isinstance(model, torch.jit.ScriptModule) or not materialize(model):
+        return None, "training-signal audit skipped: the model cannot run with real weights here"
+    started = time.perf_counter()
+    args, kwargs, full, batch = _inputs(specs, example)
+    grads = {p: p.grad for p in model.parameters()}
+    try:
+        with preserved(model), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            set_train_mode(model, False)
+            found = _measure(model, args, kwargs, full, batch, heads)
+    except Exception as exc:   # best effort: the static checks already ran
+        return None, f"training-signal audit skipped: the real forward pass raised {type(exc).__name__}"
+    finally:
+        for parameter, grad in grads.items():
+            parameter.grad = grad
+    found.samples, found.seconds = batch, time.perf_counter() - started
+    return found, ""
+
+
+def _inputs(specs: list[TensorMeta], example) -> tuple[list, dict, int, int]:
+    full = example.batch if example is not None else specs[0].shape[0]
+    batch = min(full, MAX_SAMPLES)
+    torch.manual_seed(0)
+    if example is not None:
+        args, kwargs = example_tensors(example, batch)
+    else:
+        args, kwargs = make_inputs(specs, batch, real=True), {}
+    return args, kwargs, full, batch
+
+
+def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Sequence[AuditHead]) -> Audit:
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad and p.numel()}
+    ran = _Ran(model)
+    recorder = _Recorder(ran)
+    model.zero_grad(set_to_none=True)
+    with ran, recorder:
+        output = model(*args, **kwargs)
+    labels = {head.output or "": _labels(head, _prediction(output, head), full, batch) for head in heads}
+    found = Audit(heads={head.output or "": _head_audit(head, _prediction(output, head), labels) for head in heads})
+    total = _total_loss(output, heads, labels)
+    if total is None:
+        return found
+    total.backward()
+    silent = {name for name, p in trainable.items() if ran.ran(name) and not _has_gradient(p)}
+    constant = [head for head in heads if not _moves(model, args, kwargs, head, batch)]
+    if not silent and not constant:
+        return found
+    trained = _trained_copy(model, args, kwargs, heads, labels, silent)
+    silent &= trained.silent
+    silent -= _reaching_other_outputs(trained.model, args, kwargs, silent)
+    if silent:
+        found.unreached = Unreached(
+            layers=tuple(dict.fromkeys(name.rpartition(".")[0] for name in trainable if name in silent)),
+            values=sum(trainable[name].numel() for name in silent), total=sum(p.numel() for p in trainable.values()),
+            steps=STEPS, stop=recorder.stop())
+    for head in constant:
+        if not _moves(trained.model, args, kwargs, head, batch):
+            key = head.output or ""
+            found.heads[key] = _with_constant(found.heads[key], model, args, kwargs, head, batch)
+    return found
+
+
+def _prediction(output, head: AuditHead) -> torch.Tensor | None:
+    post = head.post(output) if head.post is not None else output
+    leaves = dict(tensor_leaves(post))
+    path = head.output if head.output in leaves else choose_output(list(leaves.items()))
+    return leaves.get(path) if path is not None else None
+
+
+def _labels(head: AuditHead, prediction: torch.Tensor | None, full: int, batch: int
+            ) -> tuple[torch.Tensor | None, bool]:
+    """The user's labels for the audit's samples (the first `batch` of the check's `full`), else valid stand-ins the
+    loss accepts; and whether they are the user's."""
+    labels, loss = head.labels, head.loss
+    shape = tuple(labels.shape)
+    per_sample = bool(shape) and shape[0] == full
+    if labels.array is not None:
+        values = torch.as_tensor(labels.array)
+        return (values[:batch] if per_sample else values), True
+    if prediction is None or not shape:
+        return None, False
+    shape = (batch, *shape[1:]) if per_sample else shape
+    generator = torch.Generator().manual_seed(0)
+    axis = loss.class_axis if prediction.dim() > 1 else 0
+    classes = prediction.shape[axis] if prediction.dim() > 1 else 2
+    if loss.wants_class_indices:
+        return torch.randint(0, classes, shape, generator=generator), False
+    if loss.target == "one_hot":
+        return torch.softmax(torch.randn(prediction.shape, generator=generator), dim=axis), False
+    if loss.family == "binary":
+        return torch.randint(0, 2, shape, generator=generator).float(), False
+    return torch.randn(shape, generator=generator), False
+
+
+def _loss_function(head: AuditHead):
+    loss_class = getattr(nn, head.loss.name, None)
+    if loss_class is None or head.loss.framework not in ("torch", "onnx"):
+        return None
+    return loss_class(**dict(head.loss.options))
+
+
+def _head_audit(head: AuditHead, prediction: torch.Tensor | None, labels: dict) -> HeadAudit:
+    if prediction is None:
+        return HeadAudit()
+    values = _output_values(prediction.detach(), head)
+    target, real = labels[head.output or ""]
+    function = _loss_function(head)
+    if function is None or target is None:
+        return HeadAudit(values=values)
+    try:
+        with torch.no_grad():
+            value = float(function(prediction.detach(), target))
+    except Exception as exc:
+        return HeadAudit(values=values, loss_error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                         labels_real=real)
+    return HeadAudit(values=values, loss_value=value, labels_real=real)
+
+
+def _output_values(prediction: torch.Tensor, head: AuditHead) -> OutputValues:
+    values = prediction.float()
+    if not values.numel():
+        return OutputValues(0.0, 0.0, 0)
+    axis = head.loss.class_axis if values.dim() > 1 else None
+    low, high = float(values.min()), float(values.max())
+    if axis is None:
+        return OutputValues(low, high, 1)
+    sums, exp_sums = values.sum(axis), values.exp().sum(axis)
+    return OutputValues(low, high, values.shape[axis], (float(sums.min()), float(sums.max())),
+                        (float(exp_sums.min()), float(exp_sums.max())))
+
+
+def _total_loss(output, heads: Sequence[AuditHead], labels: dict) -> torch.Tensor | None:
+    """The sum of the heads' losses that compute and need a gradient: what a training step would backpropagate."""
+    total = None
+    for head in heads:
+        prediction, function = _prediction(output, head), _loss_function(head)
+        target = labels[head.output or ""][0]
+        if prediction is None or function is None or target is None or not prediction.requires_grad:
+            continue
+        try:
+            value = function(prediction, target)
+        except Exception:
+            continue
+        if torch.isfinite(value):
+            total = value if total is None else total + value
+    return total
+
+
+def _has_gradient(parameter: torch.Tensor) -> bool:
+    return parameter.grad is not None and bool(parameter.grad.abs().max() > 0)
+
+
+class _Ran:
+    """Which modules ran in the forward pass (a parameter of a module that never ran is SC207's, not the audit's),
+    and which one is running now."""
+
+    def __init__(self, model: nn.Module):
+        self.model, self.names, self.stack, self.handles = model, set(), [], []
+
+    def __enter__(self):
+        for name, module in self.model.named_modules():
+            self.handles.append(module.register_forward_pre_hook(lambda m, a, name=name: self._enter(name)))
+            self.handles.append(module.register_forward_hook(self._leave))
+        return self
+
+    def _enter(self, name: str):
+        self.names.add(name)
+        self.stack.append(name)
+
+    def _leave(self, module, args, output):   # returns None: a forward hook's value would replace the output
+        self.stack.pop()
+
+    @property
+    def current(self) -> str:
+        return self.stack[-1] if self.stack else ""
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+    def ran(self, parameter: str) -> bool:
+        return parameter.rpartition(".")[0] in self.names
+
+
+class _Recorder(TorchFunctionMode):
+    """Every op of the forward pass with its tensors, to find where the gradient stops after the backward pass."""
+
+    def __init__(self, ran: _Ran):
+        super().__init__()
+        self.ran = ran
+        self.ops: list[tuple[str, str, list[torch.Tensor], list[torch.Tensor], object]] = []
+        self.reached: set[int] = set()   # ids of tensors that got a non-zero gradient
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        if name == "__get__":
+            return result
+        inputs = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+        outputs = [t for _, t in tensor_leaves(result)]
+        if inputs and outputs:
+            self.ops.append((name, self.ran.current, inputs, outputs, user_frame((TORCH_DIR,), depth=2)))
+            for tensor in outputs:
+                if tensor.requires_grad:
+                    tensor.register_hook(self._reach(id(tensor)))
+        return result
+
+    def _reach(self, key: int):
+        def hook(grad):
+            if grad is not None and bool(grad.abs().max() > 0):
+                self.reached.add(key)
+        return hook
+
+    def stop(self) -> Stop | None:
+        """The first op an input of which needs a gradient and gets none, while its output gets one or needs none."""
+        for name, layer, inputs, outputs, source in self.ops:
+            silent = [t for t in inputs if t.requires_grad and not self._got(t)]
+            if silent and (any(id(t) in self.reached for t in outputs) or not any(t.requires_grad for t in outputs)):
+                return Stop(canonical(name), name, layer, tuple(silent[0].shape), source)
+        return None
+
+    def _got(self, tensor: torch.Tensor) -> bool:
+        return _has_gradient(tensor) if tensor.is_leaf else id(tensor) in self.reached
+
+
+class _Trained:
+    def __init__(self, model: nn.Module, silent: set[str]):
+        self.model, self.silent = model, set(silent)
+
+
+def _trained_copy(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], labels: dict,
+                  silent: set[str]) -> _Trained:
+    """A copy trained `STEPS` seeded Adam steps on the audit's batch; `silent` narrowed to the parameters that
+    still get no gradient after every step."""
+    torch.manual_seed(0)
+    trained = _Trained(copy.deepcopy(model), silent)
+    parameters = dict(trained.model.named_parameters())
+    optimizer = torch.optim.Adam([p for p in parameters.values() if p.requires_grad], lr=1e-3)
+    for _ in range(STEPS + 1):
+        optimizer.zero_grad(set_to_none=True)
+        total = _total_loss(trained.model(*args, **kwargs), heads, labels)
+        if total is None:
+            break
+        total.backward()
+        trained.silent = {name for name in trained.silent if not _has_gradient(parameters[name])}
+        optimizer.step()
+    return trained
+
+
+def _reaching_other_outputs(model: nn.Module, args, kwargs, silent: set[str]) -> set[str]:
+    """The silent parameters that reach an output no loss reads (an auxiliary head left without a loss): those
+    are the pairing's to report, not a broken gradient."""
+    if not silent:
+        return set()
+    model.zero_grad(set_to_none=True)
+    leaves = [t for _, t in tensor_leaves(model(*args, **kwargs)) if t.requires_grad and t.is_floating_point()]
+    if not leaves:
+        return set()
+    sum(t.float().mean() for t in leaves).backward()
+    parameters = dict(model.named_parameters())
+    return {name for name in silent if _has_gradient(parameters[name])}
+
+
+def _rolled(tensors, batch: int):
+    return [t.roll(1, 0) if isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == batch else t for t in tensors]
+
+
+def _moves(model: nn.Module, args, kwargs, head: AuditHead, batch: int) -> bool:
+    """Whether the head's output changes when each sample gets another sample's input (True when no input can
+    change: every sample is the same)."""
+    if batch < 2:
+        return True
+    rolled_args = _rolled(args, batch)
+    rolled_kwargs = dict(zip(kwargs, _rolled(list(kwargs.values()), batch)))
+    if all(torch.equal(a, b) for a, b in zip([*args, *kwargs.values()], [*rolled_args, *rolled_kwargs.values()])
+           if isinstance(a, torch.Tensor)):
+        return True
+    with torch.no_grad():
+        first = _prediction(model(*args, **kwargs), head)
+        second = _prediction(model(*rolled_args, **rolled_kwargs), head)
+    if first is None or second is None or first.shape != second.shape:
+        return True
+    return _moved(first, second)
+
+
+def _moved(a: torch.Tensor, b: torch.Tensor) -> bool:
+    if a.is_floating_point():
+        return bool((a.float() - b.float()).abs().max() > 1e-6 * (1 + a.float().abs().max()))
+    return not torch.equal(a, b)
+
+
+def _with_constant(measured: HeadAudit, model: nn.Module, args, kwargs, head: AuditHead, batch: int) -> HeadAudit:
+    """The head's measurements with the fact that its output ignores the input, and the first op where the
+    input's variation stops (an op whose input moved and whose output did not)."""
+    passes = []
+    for inputs, keywords in ((args, kwargs), (_rolled(args, batch), dict(zip(kwargs, _rolled(list(kwargs.values()),
+                                                                                               batch))))):
+        ran = _Ran(model)
+        recorder = _Recorder(ran)
+        with torch.no_grad(), ran, recorder:
+            prediction = _prediction(model(*inputs, **keywords), head)
+        passes.append((recorder, prediction))
+    (first, prediction), (second, _) = passes
+    low, high = (float(prediction.min()), float(prediction.max())) if prediction is not None and \
+        prediction.numel() else (0.0, 0.0)
+    stop = _variation_stop(first, second)
+    constant = Constant((low, high), *(stop or ("", "", None)))
+    return HeadAudit(measured.values, measured.loss_value, measured.loss_error, measured.labels_real, constant)
+
+
+def _variation_stop(first: _Recorder, second: _Recorder) -> tuple[str, str, object] | None:
+    if len(first.ops) != len(second.ops):
+        return None
+    for (name, layer, inputs_a, outputs_a, source), (_, _, inputs_b, outputs_b, _) in zip(first.ops, second.ops):
+        if name in _SHAPED_LIKE or any(a.shape != b.shape for a, b in zip(inputs_a + outputs_a, inputs_b + outputs_b)):
+            continue
+        if any(_moved(a, b) for a, b in zip(inputs_a, inputs_b)) and not any(
+                _moved(a, b) for a, b in zip(outputs_a, outputs_b)):
+            return canonical(name), layer, source
+    return None

@@ -1,0 +1,127 @@
+"""The training-signal audit: what a real step on a tiny batch measures, as facts the rules read.
+
+Bugs that raise nothing still leave numbers behind: parameters that no gradient reaches, an output that does not
+move when the input does, a loss whose value at initialisation no correct model can give, output values outside
+what the loss reads. An adapter measures them (`Adapter.audit`) on the model at initialisation and, for anything
+suspicious, again after a few seeded training steps of a copy, so that a deliberate zero initialisation (a
+zero-init head, a residual branch scaled by zero) is never reported. This module imports no framework.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from shapecheck.labels import LabelInfo
+from shapecheck.losses import LossContract
+from shapecheck.trace import Location
+
+STEPS = 3             # training steps a suspicious fact must survive (one step lifts a zero-initialised scale)
+MAX_SAMPLES = 16      # the audit's batch: the first samples of the check's
+SUM_TOLERANCE = 1e-3  # how close to 1 a row must sum to be a probability distribution
+
+
+@dataclass(frozen=True)
+class AuditHead:
+    """A head the audit computes the loss of: its output, loss and labels (real values, or a shape)."""
+
+    output: str | None
+    loss: LossContract
+    labels: LabelInfo
+    post: object = None     # the user's code between the model and this loss (PyTorch, from `run`)
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where the gradient stops: the first op whose input gets no gradient while its output does (or needs none)."""
+
+    op: str                  # canonical op name (`detach`, `argmax`, `softmax`, `mul`)
+    spelling: str            # the framework's own name
+    layer: str               # the module it ran in ("" the model's own forward)
+    shape: tuple[int, ...]   # the shape of the input whose gradient stops there
+    source: Location | None = None   # the user's line that ran it
+
+
+@dataclass(frozen=True)
+class Unreached:
+    """Trainable parameters that got no gradient from the loss at initialisation nor after `steps` steps."""
+
+    layers: tuple[str, ...]   # their modules, in forward order
+    values: int               # how many values they hold
+    total: int                # trainable values in the model
+    steps: int
+    stop: Stop | None = None
+
+
+@dataclass(frozen=True)
+class Constant:
+    """An output that did not move when every sample's input changed, at initialisation and after the steps."""
+
+    value_range: tuple[float, float]   # what it holds
+    op: str = ""                       # the first op whose output stopped moving while its input moved
+    layer: str = ""
+    source: Location | None = None
+
+
+@dataclass(frozen=True)
+class OutputValues:
+    """The values the loss receives from one output at initialisation, along the loss's class axis."""
+
+    minimum: float
+    maximum: float
+    classes: int                                    # the size of the class axis (1 for one value per sample)
+    row_sums: tuple[float, float] | None = None     # min and max of the rows' sums along the class axis
+    exp_row_sums: tuple[float, float] | None = None   # the same for exp(values): log-probabilities sum to 1
+
+    @property
+    def are_probabilities(self) -> bool:
+        """Every row is a distribution: values in [0, 1] summing to 1 over two or more classes."""
+        return self.classes > 1 and self.minimum >= 0.0 and self.maximum <= 1.0 and \
+            self.row_sums is not None and _near_one(self.row_sums)
+
+    @property
+    def are_log_probabilities(self) -> bool:
+        return self.classes > 1 and self.maximum <= 0.0 and self.exp_row_sums is not None and \
+            _near_one(self.exp_row_sums)
+
+
+def _near_one(span: tuple[float, float]) -> bool:
+    return abs(span[0] - 1.0) <= SUM_TOLERANCE and abs(span[1] - 1.0) <= SUM_TOLERANCE
+
+
+@dataclass(frozen=True)
+class HeadAudit:
+    """One head's measurements: its loss at initialisation and the values its loss receives."""
+
+    values: OutputValues | None = None
+    loss_value: float | None = None     # the loss at initialisation, on the labels (or valid stand-ins)
+    loss_error: str = ""                # the loss raised on the real output values
+    labels_real: bool = False           # the loss was computed on the user's labels, not stand-ins
+    constant: Constant | None = None
+
+
+@dataclass
+class Audit:
+    """What the audit measured on a model: facts about the whole model, and per head (by output path)."""
+
+    unreached: Unreached | None = None
+    heads: dict[str, HeadAudit] = field(default_factory=dict)
+    samples: int = 0
+    seconds: float = 0.0
+
+    def head(self, output: str | None) -> HeadAudit | None:
+        return self.heads.get(output or "")
+
+
+def expected_loss(loss: LossContract, classes: int) -> float | None:
+    """What an untrained model gives, about: ln C for a C-way cross-entropy, ln 2 for a binary one."""
+    if loss.family == "categorical" and classes > 1:
+        return math.log(classes)
+    if loss.family == "binary":
+        return math.log(2)
+    return None
+
+
+def is_nonnegative(loss: LossContract) -> bool:
+    """Cross-entropies and divergences cannot go below 0 on the inputs and targets they are defined for."""
+    return loss.family in ("binary", "categorical") and loss.name not in ("PoissonNLLLoss", "poisson")

@@ -1,0 +1,48 @@
+from shapecheck.findings import Fix
+from shapecheck.rules import Rule
+from shapecheck.rules.common import ref, site
+from shapecheck.shapes import fmt
+
+# ops whose output has no gradient with respect to their input, by definition
+_NO_GRADIENT = {"argmax", "argmin", "round", "floor", "ceil", "sign", "long", "int", "to", "eq", "ne", "gt", "lt",
+                "ge", "le", "bool", "topk", "sort", "argsort"}
+
+
+class ParametersWithoutGradient(Rule):
+    code = "SC401"
+    name = "parameters-without-gradient"
+    category = "internal_layer"
+    summary = "Trainable layers get no gradient from the loss (measured): they never learn"
+    subject = "signal"   # measured; a rule that names the cause (a softmax over one output) explains it
+
+    def check(self, ctx):
+        audit = ctx.trace.audit
+        if audit is None or audit.unreached is None:
+            return
+        unreached, stop = audit.unreached, audit.unreached.stop
+        shown = ", ".join(ref(ctx, name) if name else f"`{ctx.trace.model_class}`" for name in unreached.layers[:4])
+        more = f" and {len(unreached.layers) - 4} more" if len(unreached.layers) > 4 else ""
+        count = len(unreached.layers)
+        message = (f"no gradient reaches {count} layer{'s' if count > 1 else ''} ({shown}{more}; "
+                   f"{unreached.values:,} of {unreached.total:,} trainable values) from the loss, at initialisation "
+                   f"or after {unreached.steps} training steps")
+        if stop is not None:
+            message += f": it stops at `{stop.spelling}` {site(stop.layer, ctx)}, whose input {fmt(stop.shape)} " \
+                       "gets none"
+        layer = ctx.trace.layer(stop.layer if stop is not None and stop.layer else unreached.layers[0])
+        location = stop.source if stop is not None and stop.source is not None else layer.source if layer else None
+        yield self.finding(message, layer, [_fix(stop)], location=location)
+
+
+def _fix(stop) -> Fix:
+    if stop is None:
+        return Fix("Find where these layers' output stops reaching the loss (a detached tensor, an output the loss "
+                   "never reads); to freeze them on purpose, set `requires_grad_(False)`")
+    if stop.op == "detach":
+        return Fix(f"Remove the `{stop.spelling}` (or the `torch.no_grad()` block) on the path to the loss; to freeze "
+                   "these layers on purpose, set `requires_grad_(False)` on them instead")
+    if stop.op in _NO_GRADIENT:
+        return Fix(f"`{stop.spelling}` has no gradient: train on the scores before it, and apply `{stop.spelling}` "
+                   "only to the predictions you read")
+    return Fix(f"The gradient through `{stop.spelling}` is exactly zero there: look for an axis of size 1, a mask of "
+               "zeros or an activation every value saturates")
