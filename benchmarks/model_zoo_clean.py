@@ -9,8 +9,9 @@ Not a test: it builds ~95 torchvision models (classification, semantic segmentat
 (5 classes), checked with its matching loss and labels holding real class ids (a `.npy` file, so the label-value
 rules run too), and released before the next. Every error finding on these models is a false positive.
 
-Prints one line per model: name, seconds (build + check), and its error findings (rule + the first line of the
-message) or `clean`; warnings are listed in brackets. Exits 1 if any model has an error finding.
+Prints one line per model: name, seconds (build + check), the training-signal audit's share of them, and its error
+findings (rule + the first line of the message) or `clean`; warnings are listed in brackets. Exits 1 if any model
+has an error finding.
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ class Outcome:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failure: str | None = None   # result.error, shapecheck raising, or the model not building
+    audit_seconds: float | None = None   # the training-signal audit's share (None: it did not run)
 
 
 def first_line(text: str) -> str:
@@ -223,6 +225,8 @@ def run_case(case: Case, workdir: Path, verbose: bool) -> Outcome:
             return outcome
         if result.error:
             outcome.failure = f"{result.error.get('kind')}: {first_line(result.error.get('message'))}"
+        audit = result.trace.audit if result.trace is not None else None
+        outcome.audit_seconds = audit.seconds if audit is not None else None
         for finding in result.findings:
             text = f"{finding.rule} {first_line(finding.message)}"
             (outcome.errors if finding.severity == "error" else outcome.warnings).append(text)
@@ -262,7 +266,8 @@ def print_outcome(outcome: Outcome) -> None:
         status = "clean"
     if outcome.warnings:
         status += f"  [warnings: {'; '.join(outcome.warnings)}]"
-    print(f"{outcome.name:<58} {outcome.seconds:7.1f}s  {status}", flush=True)
+    audit = f"{outcome.audit_seconds:6.2f}s" if outcome.audit_seconds is not None else "     - "
+    print(f"{outcome.name:<58} {outcome.seconds:7.1f}s  audit {audit}  {status}", flush=True)
 
 
 def run_framework(framework: str, only: str | None, verbose: bool) -> list[Outcome]:
@@ -292,6 +297,10 @@ def summarize(label: str, outcomes: list[Outcome], seconds: float) -> None:
     failed = [o for o in outcomes if o.failure]
     print(f"-- {label}: {len(outcomes)} models checked, {len(with_errors)} with errors, "
           f"{len(failed)} whose check failed, {seconds:.1f}s total", flush=True)
+    audited = sorted(o.audit_seconds for o in outcomes if o.audit_seconds is not None)
+    if audited:
+        print(f"-- {label}: training-signal audit ran on {len(audited)} models: median {audited[len(audited) // 2]:.2f}s, "
+              f"worst {audited[-1]:.2f}s", flush=True)
 
 
 def main() -> int:

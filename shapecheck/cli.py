@@ -89,10 +89,14 @@ class _SizesBySpaces(click.Command):
               "(never library code) instead of the report.")
 @click.option("--fix", "apply_fixes", is_flag=True, help="Write the verified fixes into your own source files "
               "(refused for files outside the project or with uncommitted changes).")
+@click.option("--audit/--no-audit", default=None,
+              help="Measure the training signal on a tiny real batch (SC4xx): gradients reaching each layer, the "
+              "output's dependence on the input, the loss at initialisation (default: on, or the configuration's "
+              "`audit`); --no-audit: static checks only.")
 @click.option("--changed-files", is_flag=True, help="TARGETS are files that changed (pre-commit's hooks pass them): "
               "a .py file that defines no configured target is skipped instead of being an error.")
 def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, output_format, from_logits, trust,
-                  timeout, select, ignore, verify_fixes, fix_diff, apply_fixes, changed_files):
+                  timeout, select, ignore, verify_fixes, fix_diff, apply_fixes, audit, changed_files):
     """Trace TARGETS and check them against the loss and labels.
 
     TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
@@ -111,7 +115,7 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     flags = Flags(inputs=inputs, input_file=input_file, loss=loss, labels=labels_spec, labels_file=labels_file,
                   from_logits=from_logits, select=_codes(select), ignore=_codes(ignore), trust=trust, timeout=timeout,
                   verify_fixes=verify_fixes, compute_patches=output_format == "sarif" and not (fix_diff or apply_fixes),
-                  changed_files=changed_files)
+                  audit=audit, changed_files=changed_files)
     planned = _guard(lambda: plan(list(targets), flags, config.load()))
     results = _guard(lambda: _check_with_progress(planned))
     _guard(lambda: mistakes.reject_invocation_mistakes(planned, results))
@@ -141,7 +145,11 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
 @click.option("--ignore", multiple=True, metavar="CODE", help="Skip these rules (code prefixes).")
 @click.option("--verify-fixes/--no-verify-fixes", default=True, show_default=True,
               help="Prove each fix recipe: apply it to an in-memory copy, re-check, and run one training step.")
-def run_command(script, script_args, output_format, keep_going, timeout, select, ignore, verify_fixes):
+@click.option("--audit/--no-audit", default=None,
+              help="Measure the training signal on a tiny real batch (SC4xx): gradients reaching each layer, the "
+              "output's dependence on the input, the loss at initialisation (default: on, or the configuration's "
+              "`audit`); --no-audit: static checks only.")
+def run_command(script, script_args, output_format, keep_going, timeout, select, ignore, verify_fixes, audit):
     """Run SCRIPT [ARGS...] until its first training step and check that step.
 
     The script runs as `python SCRIPT ARGS...` would, up to its first loss evaluation (PyTorch), `fit` or
@@ -162,7 +170,8 @@ def run_command(script, script_args, output_format, keep_going, timeout, select,
     report, note = _guard(lambda: run_script(script, list(script_args), stop=not keep_going,
                                              timeout=timeout or None, compute_patches=output_format == "sarif",
                                              on_report=show, select=_codes(select) or None,
-                                             ignore=_codes(ignore), verify_fixes=verify_fixes))
+                                             ignore=_codes(ignore), verify_fixes=verify_fixes,
+                                             audit=audit is not False))
     if report is None:
         _usage_error(f"{script}: {note}")
     for message in report.load_errors + ([f"{script}: {note}"] if note else []):

@@ -5,6 +5,7 @@
     ignore = ["SC207"]
     severity = { SC208 = "warning" }
     timeout = 60            # seconds a trace may take before it is stopped (0: no limit)
+    audit = true            # measure the training signal on a tiny real batch (SC4xx); false: static checks only
 
     [[tool.shapecheck.targets]]
     target = "src/models/classifier.py:build_classifier"
@@ -28,7 +29,7 @@ from shapecheck.errors import ShapecheckError
 from shapecheck.findings import SEVERITIES, Severity
 from shapecheck.targets import is_file_path, split
 
-TOP_KEYS = {"select", "ignore", "severity", "targets", "timeout"}
+TOP_KEYS = {"select", "ignore", "severity", "targets", "timeout", "audit"}
 TARGET_KEYS = {"target", "input", "input-file", "loss", "labels", "labels-file", "from-logits"}
 
 
@@ -51,6 +52,7 @@ class Config:
     severity: dict[str, Severity] = field(default_factory=dict)
     targets: list[TargetConfig] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT   # seconds a trace may take; 0 for no limit
+    audit: bool = True                 # the training-signal audit (`shapecheck.audit`)
 
     def targets_in(self, path: str) -> list[TargetConfig]:
         """The configured targets defined in a file (`src/model.py` for `src/model.py:build`) or equal to it."""
@@ -107,6 +109,9 @@ def _parse(section: dict, path: Path, text: str) -> Config:
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout >= 0:
         fail("timeout", "must be a number of seconds (0 for no limit)")
     config.timeout = float(timeout)
+    config.audit = section.get("audit", True)
+    if not isinstance(config.audit, bool):
+        fail("audit", "must be true or false")
     targets = section.get("targets", [])
     if not isinstance(targets, list):
         fail("targets", "must be an array of tables ([[tool.shapecheck.targets]])")

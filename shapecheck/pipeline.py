@@ -216,8 +216,9 @@ class Recheck:
             dataclasses.replace(self.request, inputs=tuple(inputs), example=None)
         head = dataclasses.replace(self.head, loss=loss, labels=labels, loss_check=None)
         result = Result(target=loaded.target, heads=[head])
-        result.trace = trace or _traced(loaded, request, labels.shape[0] if labels is not None and labels.shape
-                                        else _batch(request))
+        # a reused trace keeps no audit: it measured the model under the loss and labels before the recipe
+        result.trace = dataclasses.replace(trace, audit=None) if trace is not None else \
+            _traced(loaded, request, labels.shape[0] if labels is not None and labels.shape else _batch(request))
         judge(result, loaded.adapter)
         rules(result, request)
         return traced(result), result.findings

@@ -23,21 +23,23 @@ _TORCH_OPTIONS = {"ignore_index": -100, "label_smoothing": 0.0, "reduction": "me
 
 def check(model, input=None, loss=None, labels=None, *, batch=None, from_logits=None, select=None, ignore=(),
           verify_fixes: bool = True, timeout: float | None = DEFAULT_TIMEOUT, target: str | None = None,
-          sites=None, post=None, loss_options: tuple | None = None) -> Report:
+          sites=None, post=None, loss_options: tuple | None = None, audit: bool = True) -> Report:
     """Check a model object. `input`: a shape (`(16, 3, 224, 224)`, `"16,3,224,224"`), several shapes, a tensor or
     array, a tuple/dict of them, or a DataLoader (its first batch); `batch`: an `(inputs, labels)` pair as a
-    DataLoader yields it. `labels`: a shape or real values. `loss`: a name or a loss object. `run`/`watch()` also
+    DataLoader yields it. `labels`: a shape or real values. `loss`: a name or a loss object. `audit=False` skips
+    the training-signal audit (a real step on a tiny batch: SC401-SC404). `run`/`watch()` also
     pass where the script built each module (`sites`), what it did to the output before the loss (`post`) and the
     functional loss's keyword arguments (`loss_options`)."""
     request = request_for(model, input, loss, labels, batch=batch, from_logits=from_logits, select=select,
                           ignore=ignore, verify_fixes=verify_fixes, timeout=timeout, target=target, sites=sites,
-                          post=post, loss_options=loss_options)
+                          post=post, loss_options=loss_options, audit=audit)
     return Report([pipeline.run(request)])
 
 
 def request_for(model, input=None, loss=None, labels=None, *, batch=None, from_logits=None, select=None, ignore=(),
                 verify_fixes: bool = True, timeout: float | None = DEFAULT_TIMEOUT, target: str | None = None,
-                sites=None, post=None, loss_options: tuple | None = None, compute_patches: bool = False) -> Request:
+                sites=None, post=None, loss_options: tuple | None = None, compute_patches: bool = False,
+                audit: bool = True) -> Request:
     """The request `check` runs, built from the objects given (`run` also asks for SARIF's patches)."""
     from shapecheck.targets import LoadedTarget, adapter_for
 
@@ -51,7 +53,7 @@ def request_for(model, input=None, loss=None, labels=None, *, batch=None, from_l
                    heads=_heads(loss, labels, from_logits, tuple(loss_options or ())),
                    select=frozenset(select) if select else None, ignore=frozenset(ignore),
                    timeout=checked_timeout(timeout), verify_fixes=verify_fixes, compute_patches=compute_patches,
-                   post=post)
+                   audit=audit, post=post)
 
 
 def _heads(loss, labels, from_logits, loss_options: tuple) -> tuple[Head, ...]:

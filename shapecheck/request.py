@@ -72,7 +72,7 @@ class Flags:
     verify_fixes: bool = True
     compute_patches: bool = False
     changed_files: bool = False       # the targets are files that changed, as pre-commit passes them
-    audit: bool = True
+    audit: bool | None = None         # None: not given (the configuration's, else on)
 
     def request(self, target: str, loaded: LoadedTarget | None = None) -> Request:
         """The request for `target` (`loaded`, when it is in memory already); a typo or a conflict fails here,
@@ -85,7 +85,7 @@ class Flags:
         return Request(target, loaded=loaded, inputs=inputs, example=example, heads=self.heads(),
                        select=frozenset(self.select) if self.select else None, ignore=frozenset(self.ignore),
                        severity=self.severity, trust=self.trust, timeout=timeout, verify_fixes=self.verify_fixes,
-                       compute_patches=self.compute_patches, audit=self.audit)
+                       compute_patches=self.compute_patches, audit=self.audit is not False)
 
     def heads(self) -> tuple[Head, ...]:
         """One head per output named in `--loss`/`--labels`/`--labels-file` (`gender=...`), and the unnamed
@@ -187,4 +187,5 @@ def _over_config(flags: Flags, entry: TargetConfig | None, config: Config) -> Fl
         ignore=flags.ignore or config.ignore,
         severity=tuple(config.severity.items()),
         timeout=flags.timeout if flags.timeout is not None else config.timeout,
+        audit=flags.audit if flags.audit is not None else config.audit,
     )

@@ -1,6 +1,6 @@
 """Run shapecheck over the real-world cases in ../shared/corpus and fixtures/corpus, as the corpus README describes.
 
-`python tests/corpus.py [pytorch|keras] [pattern]` prints one line per case; tests/test_corpus.py asserts on the same runs.
+`python tests/corpus.py [pytorch|keras|onnx] [pattern] [no-audit]` prints one line per case; tests/test_corpus.py asserts on the same runs.
 """
 
 from __future__ import annotations
@@ -77,17 +77,17 @@ def _spec(shape, dtype: str | None) -> list[str]:
     return [",".join(map(str, s)) + suffix for s in shapes]
 
 
-def run_case(path: Path, verify_fixes: bool = False) -> CaseRun:
+def run_case(path: Path, verify_fixes: bool = False, audit: bool = True) -> CaseRun:
     """The buggy and fixed variants' findings; recipes are proven only when asked, as nothing here reads them."""
     saved_environ = dict(os.environ)
     try:
-        return _run_case(path, verify_fixes)
+        return _run_case(path, verify_fixes, audit)
     finally:   # cases may set variables such as KERAS_BACKEND for their own run
         os.environ.clear()
         os.environ.update(saved_environ)
 
 
-def _run_case(path: Path, verify_fixes: bool) -> CaseRun:
+def _run_case(path: Path, verify_fixes: bool, audit: bool) -> CaseRun:
 
     from shapecheck import pipeline
     from shapecheck.engine import Result
@@ -128,7 +128,8 @@ def _run_case(path: Path, verify_fixes: bool) -> CaseRun:
                 if isinstance(loss, dict):   # a model with several outputs: one loss per output name
                     loss = tuple(f"{output}={name}" for output, name in loss.items())
                 flags = Flags(inputs=[] if input_file else inputs, loss=loss, labels_file=str(labels_path),
-                              from_logits=from_logits, input_file=input_file, verify_fixes=verify_fixes)
+                              from_logits=from_logits, input_file=input_file, verify_fixes=verify_fixes,
+                              audit=audit)
                 result = pipeline.run(flags.request(target))
             except ShapecheckError as exc:   # what the CLI reports as a usage error (exit 2)
                 result = Result(target, error={"kind": "usage", "message": str(exc)})
@@ -205,8 +206,9 @@ def run_exported(path: Path, verify_fixes: bool = False) -> CaseRun | None:
     return CaseRun(path.stem, case.EXPECTED["kind"], result.findings, [], buggy_error=result.error and result.error["message"])
 
 
-def main(framework: str = "pytorch", pattern: str = "*", verbose: bool = True) -> int:
-    runs = [run_case(path) for path in case_files(framework, pattern)]
+def main(framework: str = "pytorch", pattern: str = "*", audit: str = "audit", verbose: bool = True) -> int:
+    """`audit`: "no-audit" runs the static checks only (what the training-signal audit adds is the difference)."""
+    runs = [run_case(path, audit=audit != "no-audit") for path in case_files(framework, pattern)]
     for run in runs:
         codes = ",".join(f.rule for f in run.buggy if f.severity == "error") or run.buggy_error or "-"
         fixed = ",".join(f.rule for f in run.fixed if f.severity == "error") or run.fixed_error or "clean"

@@ -11,6 +11,8 @@ from click.testing import CliRunner
 from jsonschema import Draft7Validator
 
 from shapecheck.cli import main
+from shapecheck.config import load
+from shapecheck.request import Flags, plan
 
 REPO = Path(__file__).resolve().parents[1]
 # The official schema (OASIS sarif-spec, sarif-schema-2.1.0.json); see tests/schemas/README.md.
@@ -64,8 +66,17 @@ def test_command_line_overrides_the_configuration(project):
 
 def test_a_changed_python_file_stands_for_its_configured_targets(project):
     (project / "other.py").write_text("x = 1\n")
-    result = run("check", "models.py", "other.py")
+    result = run("check", "--changed-files", "models.py", "other.py")   # as pre-commit's hooks run it
     assert "models.py:binary" in result.output and "other.py" not in result.output
+
+
+def test_the_audit_can_be_turned_off_in_the_configuration(project):
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace("[tool.shapecheck]", "[tool.shapecheck]\naudit = false"))
+    [request] = plan([], Flags(), load(pyproject))
+    assert request.audit is False
+    [request] = plan([], Flags(audit=True), load(pyproject))   # the command line overrides it
+    assert request.audit is True
 
 
 def test_a_library_layer_is_reported_and_suppressed_on_the_users_line(project):

@@ -10,7 +10,7 @@ class ClassIdOutOfRange(Rule):
     summary = "Class-index labels fall outside [0, C) for a head with C outputs"
     subject = "loss"
     aspect = "values"
-    supersedes = frozenset({"SC100"})
+    supersedes = frozenset({"SC100", "SC404"})
 
     def check(self, ctx):
         found = class_id_stats(ctx)

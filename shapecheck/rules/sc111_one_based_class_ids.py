@@ -10,7 +10,7 @@ class OneBasedClassIds(Rule):
     summary = "Class ids run 1..C instead of 0..C-1: the last class is out of range, class 0 never used"
     subject = "loss"
     aspect = "values"
-    supersedes = frozenset({"SC100", "SC110"})
+    supersedes = frozenset({"SC100", "SC110", "SC404"})
 
     def check(self, ctx):
         found = class_id_stats(ctx)

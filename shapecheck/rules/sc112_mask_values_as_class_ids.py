@@ -10,7 +10,7 @@ class MaskValuesAsClassIds(Rule):
     summary = "Mask pixel values (gray levels such as 0/255) are used as class ids"
     subject = "loss"
     aspect = "values"
-    supersedes = frozenset({"SC100", "SC110"})
+    supersedes = frozenset({"SC100", "SC110", "SC404"})
 
     def check(self, ctx):
         found = class_id_stats(ctx)

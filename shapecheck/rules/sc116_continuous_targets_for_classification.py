@@ -9,7 +9,7 @@ class ContinuousTargetsForClassification(Rule):
     category = "label_range"
     summary = "Fractional labels are given to a class-index loss: scaled mask ids, or regression targets"
     subject = "loss"
-    supersedes = frozenset({"SC100", "SC107"})
+    supersedes = frozenset({"SC100", "SC107", "SC404"})
 
     def check(self, ctx):
         labels, loss = ctx.labels, ctx.loss

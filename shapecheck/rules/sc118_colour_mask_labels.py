@@ -11,7 +11,7 @@ class ColourMaskLabels(Rule):
     summary = "Segmentation labels are an RGB colour image, not a map of class indices"
     subject = "loss"
     aspect = "shape"
-    supersedes = frozenset({"SC100", "SC101"})
+    supersedes = frozenset({"SC100", "SC101", "SC404"})
 
     def check(self, ctx):
         channels = colour_channels(ctx)

@@ -11,7 +11,7 @@ class OneBasedOneHot(Rule):
     summary = "One-hot labels of 1-based class ids: one column too many, and column 0 is never used"
     subject = "loss"
     aspect = "shape"
-    supersedes = frozenset({"SC100", "SC101"})
+    supersedes = frozenset({"SC100", "SC101", "SC404"})
 
     def check(self, ctx):
         if not one_based_one_hot(ctx):

@@ -8,6 +8,7 @@ class NonFiniteLabels(Rule):
     name = "non-finite-labels"
     category = "label_range"
     summary = "Labels hold NaN or infinite values: the loss and then every weight become NaN"
+    supersedes = frozenset({"SC404"})
 
     def check(self, ctx):
         labels = ctx.labels

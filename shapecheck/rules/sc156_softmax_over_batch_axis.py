@@ -11,7 +11,7 @@ class SoftmaxOverBatchAxis(Rule):
     category = "activation_vs_loss"
     summary = "A softmax or log_softmax normalises over the batch axis (dim=0, or no dim on a 3-D tensor)"
     subject = "op"   # the softmax/log_softmax op that normalises
-    supersedes = frozenset({"SC157", "SC403", "SC404"})
+    supersedes = frozenset({"SC157", "SC402", "SC403", "SC404"})
 
     def check(self, ctx):
         for op in ctx.trace.ops:

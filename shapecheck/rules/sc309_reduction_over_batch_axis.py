@@ -15,7 +15,7 @@ class ReductionOverBatchAxis(Rule):
     summary = "A mean/sum/max in forward reduces over the batch axis, merging the samples into one"
     subject = "batch"
     explains_failure = True
-    supersedes = frozenset({"SC305", "SC901"})
+    supersedes = frozenset({"SC305", "SC402", "SC901"})
 
     def check(self, ctx):
         op = batch_reduction(ctx.trace)

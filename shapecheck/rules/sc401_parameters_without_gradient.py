@@ -38,7 +38,7 @@ def _fix(stop) -> Fix:
     if stop is None:
         return Fix("Find where these layers' output stops reaching the loss (a detached tensor, an output the loss "
                    "never reads); to freeze them on purpose, set `requires_grad_(False)`")
-    if stop.op == "detach":
+    if stop.op in ("detach", "stop_gradient"):
         return Fix(f"Remove the `{stop.spelling}` (or the `torch.no_grad()` block) on the path to the loss; to freeze "
                    "these layers on purpose, set `requires_grad_(False)` on them instead")
     if stop.op in _NO_GRADIENT:

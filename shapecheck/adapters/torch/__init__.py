@@ -15,11 +15,11 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from shapecheck.adapters.sources import user_frame  # noqa: E402
+from shapecheck.adapters.torch.audit import audit  # noqa: E402, F401 (the training-signal audit)
 from shapecheck.adapters.torch.batchflow import unproven_op  # noqa: E402
 from shapecheck.adapters.torch.edit import edited, train_step  # noqa: E402, F401 (recipe verification)
 from shapecheck.adapters.torch.graph import is_exported, run_graph  # noqa: E402
 from shapecheck.adapters.torch.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
-from shapecheck.adapters.torch.audit import audit  # noqa: E402, F401 (the training-signal audit)
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS, probe_batch_mixing  # noqa: E402
 from shapecheck.adapters.torch.tracer import TORCH_DIR, fake_tensor_mode, model_device, run_once  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402

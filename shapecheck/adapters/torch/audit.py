@@ -9,9 +9,10 @@ after one step, a detached branch never does. The user's model is left as it was
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -40,7 +41,10 @@ from shapecheck.audit import (
     Unreached,
 )
 from shapecheck.ops import canonical
+from shapecheck.oracle import void_marker
 from shapecheck.shapes import TensorMeta
+
+FRESH_SAMPLES = 64   # the second, larger batch that may reach a layer only some samples use
 
 # ops whose output never depends on their input's values: a new tensor shaped like it
 _SHAPED_LIKE = {"zeros_like", "ones_like", "empty_like", "full_like", "new_zeros", "new_ones", "new_full",
@@ -53,7 +57,7 @@ def audit(model: nn.Module, specs: list[TensorMeta], example, heads: Sequence[Au
     if count > MAX_PARAMETERS:
         return None, f"training-signal audit skipped: {count / 1e6:.0f}M parameters (limit " \
                      f"{MAX_PARAMETERS // 10**6}M)"
-    from shapecheck.adapters.torch import materialize   # a factory's model is built on the meta device
+    from shapecheck.adapters.torch import materialize  # a factory's model is built on the meta device
 
     if isinstance(model, torch.jit.ScriptModule) or not materialize(model):
         return None, "training-signal audit skipped: the model cannot run with real weights here"
@@ -64,7 +68,8 @@ def audit(model: nn.Module, specs: list[TensorMeta], example, heads: Sequence[Au
         with preserved(model), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             set_train_mode(model, False)
-            found = _measure(model, args, kwargs, full, batch, heads)
+            fresh = (lambda: make_inputs(specs, FRESH_SAMPLES, real=True)) if example is None else None
+            found = _measure(model, args, kwargs, full, batch, heads, fresh)
     except Exception as exc:   # best effort: the static checks already ran
         return None, f"training-signal audit skipped: the real forward pass raised {type(exc).__name__}"
     finally:
@@ -85,7 +90,9 @@ def _inputs(specs: list[TensorMeta], example) -> tuple[list, dict, int, int]:
     return args, kwargs, full, batch
 
 
-def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Sequence[AuditHead]) -> Audit:
+def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Sequence[AuditHead],
+             fresh: Callable[[], list] | None) -> Audit:
+    """`fresh` makes another random batch (None when the inputs are the user's values, which cannot be invented)."""
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad and p.numel()}
     ran = _Ran(model)
     recorder = _Recorder(ran)
@@ -105,6 +112,7 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     trained = _trained_copy(model, args, kwargs, heads, labels, silent)
     silent &= trained.silent
     silent -= _reaching_other_outputs(trained.model, args, kwargs, silent)
+    silent -= _reached_by_other_samples(trained.model, fresh, heads, full, batch, silent)
     if silent:
         found.unreached = Unreached(
             layers=tuple(dict.fromkeys(name.rpartition(".")[0] for name in trainable if name in silent)),
@@ -149,11 +157,17 @@ def _labels(head: AuditHead, prediction: torch.Tensor | None, full: int, batch: 
     return torch.randn(shape, generator=generator), False
 
 
-def _loss_function(head: AuditHead):
+def _loss_function(head: AuditHead, prediction: torch.Tensor | None):
+    """The head's loss as the oracle builds it: class ids of a void marker (255 in VOC masks) are ignored."""
     loss_class = getattr(nn, head.loss.name, None)
     if loss_class is None or head.loss.framework not in ("torch", "onnx"):
         return None
-    return loss_class(**dict(head.loss.options))
+    options = dict(head.loss.options)
+    if head.loss.wants_class_indices and "ignore_index" not in options and prediction is not None and \
+            prediction.dim() > 1:
+        marker = void_marker(head.labels.array, prediction.shape[head.loss.class_axis])
+        options.update({"ignore_index": int(marker)} if marker is not None else {})
+    return loss_class(**options)
 
 
 def _head_audit(head: AuditHead, prediction: torch.Tensor | None, labels: dict) -> HeadAudit:
@@ -161,7 +175,7 @@ def _head_audit(head: AuditHead, prediction: torch.Tensor | None, labels: dict) 
         return HeadAudit()
     values = _output_values(prediction.detach(), head)
     target, real = labels[head.output or ""]
-    function = _loss_function(head)
+    function = _loss_function(head, prediction)
     if function is None or target is None:
         return HeadAudit(values=values)
     try:
@@ -190,7 +204,8 @@ def _total_loss(output, heads: Sequence[AuditHead], labels: dict) -> torch.Tenso
     """The sum of the heads' losses that compute and need a gradient: what a training step would backpropagate."""
     total = None
     for head in heads:
-        prediction, function = _prediction(output, head), _loss_function(head)
+        prediction = _prediction(output, head)
+        function = _loss_function(head, prediction)
         target = labels[head.output or ""][0]
         if prediction is None or function is None or target is None or not prediction.requires_grad:
             continue
@@ -305,6 +320,30 @@ def _trained_copy(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], la
     return trained
 
 
+def _reached_by_other_samples(model: nn.Module, fresh: Callable[[], list] | None, heads: Sequence[AuditHead],
+                              full: int, batch: int, silent: set[str]) -> set[str]:
+    """The silent parameters a larger batch of other samples reaches: a layer that only some samples use (an
+    expert no sample of this batch was routed to) is data-dependent, not cut off. Labels are valid stand-ins."""
+    if not silent or fresh is None:
+        return set()
+    torch.manual_seed(1)
+    try:
+        args = fresh()
+        model.zero_grad(set_to_none=True)
+        output = model(*args)
+        stand_ins = [dataclasses.replace(head, labels=dataclasses.replace(head.labels, array=None)) for head in heads]
+        labels = {head.output or "": _labels(head, _prediction(output, head), full, FRESH_SAMPLES)
+                  for head in stand_ins}
+        total = _total_loss(output, stand_ins, labels)
+        if total is None:
+            return set()
+        total.backward()
+    except Exception:   # a model built for one batch size: the audit's own batch is all there is
+        return set()
+    parameters = dict(model.named_parameters())
+    return {name for name in silent if _has_gradient(parameters[name])}
+
+
 def _reaching_other_outputs(model: nn.Module, args, kwargs, silent: set[str]) -> set[str]:
     """The silent parameters that reach an output no loss reads (an auxiliary head left without a loss): those
     are the pairing's to report, not a broken gradient."""
@@ -342,9 +381,13 @@ def _moves(model: nn.Module, args, kwargs, head: AuditHead, batch: int) -> bool:
 
 
 def _moved(a: torch.Tensor, b: torch.Tensor) -> bool:
-    if a.is_floating_point():
-        return bool((a.float() - b.float()).abs().max() > 1e-6 * (1 + a.float().abs().max()))
-    return not torch.equal(a, b)
+    """Relative to the values' own scale: an untrained network in eval mode may output values near 1e-13 that still
+    follow the input, while an output that ignores it repeats exactly (a constant, a cast, a saturated unit)."""
+    if not a.is_floating_point():
+        return not torch.equal(a, b)
+    a, b = a.double(), b.double()
+    scale = torch.maximum(a.abs().max(), b.abs().max())
+    return bool((a - b).abs().max() > 1e-6 * scale)
 
 
 def _with_constant(measured: HeadAudit, model: nn.Module, args, kwargs, head: AuditHead, batch: int) -> HeadAudit:
