@@ -108,6 +108,7 @@ class Audit:
     heads: dict[str, HeadAudit] = field(default_factory=dict)
     samples: int = 0
     seconds: float = 0.0
+    made_up_inputs: bool = True   # standard-normal inputs, not the user's values: their range is not the data's
 
     def head(self, output: str | None) -> HeadAudit | None:
         return self.heads.get(output or "")
@@ -124,4 +125,4 @@ def expected_loss(loss: LossContract, classes: int) -> float | None:
 
 def is_nonnegative(loss: LossContract) -> bool:
     """Cross-entropies and divergences cannot go below 0 on the inputs and targets they are defined for."""
-    return loss.family in ("binary", "categorical") and loss.name not in ("PoissonNLLLoss", "poisson")
+    return loss.family in ("binary", "categorical")

@@ -4,8 +4,8 @@ from shapecheck.rules.common import ref, site
 from shapecheck.shapes import fmt
 
 # ops whose output has no gradient with respect to their input, by definition
-_NO_GRADIENT = {"argmax", "argmin", "round", "floor", "ceil", "sign", "long", "int", "to", "eq", "ne", "gt", "lt",
-                "ge", "le", "bool", "topk", "sort", "argsort"}
+_NO_GRADIENT = {"argmax", "argmin", "argsort", "round", "floor", "ceil", "sign", "long", "int", "bool", "eq", "ne",
+                "gt", "lt", "ge", "le"}
 
 
 class ParametersWithoutGradient(Rule):
@@ -24,9 +24,11 @@ class ParametersWithoutGradient(Rule):
         more = f" and {len(unreached.layers) - 4} more" if len(unreached.layers) > 4 else ""
         count = len(unreached.layers)
         message = (f"no gradient reaches {count} layer{'s' if count > 1 else ''} ({shown}{more}; "
-                   f"{unreached.values:,} of {unreached.total:,} trainable values) from the loss, at initialisation "
-                   f"or after {unreached.steps} training steps")
-        if stop is not None:
+                   f"{unreached.values:,} of {unreached.total:,} trainable values) from the loss, measured on "
+                   f"{audit.samples} samples at initialisation and after {unreached.steps} training steps")
+        if stop is not None and stop.op == "no_grad":
+            message += f": `{stop.layer or ctx.trace.model_class}` runs under `torch.no_grad()`"
+        elif stop is not None:
             message += f": it stops at `{stop.spelling}` {site(stop.layer, ctx)}, whose input {fmt(stop.shape)} " \
                        "gets none"
         layer = ctx.trace.layer(stop.layer if stop is not None and stop.layer else unreached.layers[0])
@@ -38,9 +40,9 @@ def _fix(stop) -> Fix:
     if stop is None:
         return Fix("Find where these layers' output stops reaching the loss (a detached tensor, an output the loss "
                    "never reads); to freeze them on purpose, set `requires_grad_(False)`")
-    if stop.op in ("detach", "stop_gradient"):
-        return Fix(f"Remove the `{stop.spelling}` (or the `torch.no_grad()` block) on the path to the loss; to freeze "
-                   "these layers on purpose, set `requires_grad_(False)` on them instead")
+    if stop.op in ("detach", "stop_gradient", "no_grad"):
+        return Fix(f"Remove the `{stop.spelling}` on the path to the loss; to freeze these layers on purpose, set "
+                   "`requires_grad_(False)` on them instead")
     if stop.op in _NO_GRADIENT:
         return Fix(f"`{stop.spelling}` has no gradient: train on the scores before it, and apply `{stop.spelling}` "
                    "only to the predictions you read")

@@ -33,11 +33,14 @@ def _mismatch(loss, values) -> tuple[str, str] | None:
         bound = f"it cannot go below {floor:.2f} and " if floor is not None else ""
         return (f"reads raw scores (logits), but the output is probabilities ({span}, {rows}): the loss normalises "
                 f"them again, so {bound}its gradients shrink",
-                "Return the raw scores (remove the final softmax) and keep the loss")
+                "Return the raw scores (remove the final normalisation: a softmax, or exp divided by its sum) and "
+                "keep the loss")
     if loss.input_space == "log_probabilities" and values.classes > 1:
         if values.are_probabilities:
+            effect = "-p[target], negative and bounded in [-1, 0]" if loss.wants_class_indices else \
+                "sum(q * (log q - p)) against the target distribution q, which goes negative"
             return (f"reads log-probabilities, but the output is probabilities ({span}, {rows}): the loss is "
-                    "-p[target], negative and bounded in [-1, 0]", "End the model with log_softmax instead of softmax")
+                    f"{effect}", "End the model with log_softmax instead of softmax")
         if not values.are_log_probabilities and values.exp_row_sums is not None:
             low, high = values.exp_row_sums
             return (f"reads log-probabilities, but the output is not ({span}; exp of a row sums to {low:.3g}.."

@@ -26,15 +26,27 @@ class LossAtInitialisation(Rule):
                       f"{head.loss_error}"
         elif head.loss_value is not None and not math.isfinite(head.loss_value):
             message = f"`{loss.label}` is {head.loss_value} at initialisation, on {on}"
+            if head.values is not None and not math.isfinite(head.values.minimum + head.values.maximum):
+                message += f": the model's output itself holds {_non_finite(head.values)}"
+                yield self.finding(message, ctx.head, [Fix(
+                    "Find the op that makes the output non-finite: a log of a value that can be 0 or negative, a "
+                    "division by a value that can be 0, a square root of a negative, an exp that overflows")])
+                return
         elif head.loss_value is not None and is_nonnegative(loss) and head.loss_value < -1e-6:
-            message = (f"`{loss.label}` is {head.loss_value:.4g} at initialisation, on {on}: a cross-entropy is never "
-                       f"negative on the inputs and targets it is defined for{_expected(loss, head)}")
+            message = (f"`{loss.label}` is {head.loss_value:.4g} at initialisation, on {on}: a cross-entropy or "
+                       f"divergence is never negative on the inputs and targets it is defined for"
+                       f"{_expected(loss, head)}")
         else:
             return
         yield self.finding(message, ctx.head, [Fix(
             "Check what the loss receives: log-probabilities for NLLLoss and KLDivLoss, probabilities in [0, 1] "
             "for a loss without logits; targets in [0, 1] for a binary cross-entropy, a probability distribution "
             "per row for KLDivLoss (the teacher's softmax, not its logits)")])
+
+
+def _non_finite(values) -> str:
+    return ", ".join(f"{name} {value}" for name, value in (("minimum", values.minimum), ("maximum", values.maximum))
+                     if not math.isfinite(value))
 
 
 def _expected(loss, head) -> str:

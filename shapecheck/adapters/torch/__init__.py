@@ -95,9 +95,11 @@ def materialize(model: nn.Module) -> bool:
     sized = [p for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)]
     ours = [module for module in model.modules() if module in _WITHOUT_WEIGHTS]
     if ours and sum(p.numel() for p in sized) <= MAX_PARAMETERS:
-        for module in ours:
-            _materialize_module(module)
-            _WITHOUT_WEIGHTS.discard(module)
+        with torch.random.fork_rng():   # seeded, so every run measures the same weights; the caller's RNG kept
+            torch.manual_seed(0)
+            for module in ours:
+                _materialize_module(module)
+                _WITHOUT_WEIGHTS.discard(module)
     return not any(p.is_meta for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter))
 
 

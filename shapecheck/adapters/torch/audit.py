@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from shapecheck.adapters import keep_triton_out_after_tensorflow
 from shapecheck.adapters.sources import user_frame
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS
 from shapecheck.adapters.torch.tracer import (
@@ -62,10 +63,10 @@ def audit(model: nn.Module, specs: list[TensorMeta], example, heads: Sequence[Au
     if isinstance(model, torch.jit.ScriptModule) or not materialize(model):
         return None, "training-signal audit skipped: the model cannot run with real weights here"
     started = time.perf_counter()
-    args, kwargs, full, batch = _inputs(specs, example)
     grads = {p: p.grad for p in model.parameters()}
     try:
-        with preserved(model), warnings.catch_warnings():
+        with torch.random.fork_rng(), preserved(model), warnings.catch_warnings():   # seeded; the caller's RNG kept
+            args, kwargs, full, batch = _inputs(specs, example)
             warnings.simplefilter("ignore")
             set_train_mode(model, False)
             fresh = (lambda: make_inputs(specs, FRESH_SAMPLES, real=True)) if example is None else None
@@ -75,7 +76,7 @@ def audit(model: nn.Module, specs: list[TensorMeta], example, heads: Sequence[Au
     finally:
         for parameter, grad in grads.items():
             parameter.grad = grad
-    found.samples, found.seconds = batch, time.perf_counter() - started
+    found.samples, found.seconds, found.made_up_inputs = batch, time.perf_counter() - started, example is None
     return found, ""
 
 
@@ -260,8 +261,13 @@ class _Recorder(TorchFunctionMode):
     def __init__(self, ran: _Ran):
         super().__init__()
         self.ran = ran
+        self.grad_outside = True
         self.ops: list[tuple[str, str, list[torch.Tensor], list[torch.Tensor], object]] = []
         self.reached: set[int] = set()   # ids of tensors that got a non-zero gradient
+
+    def __enter__(self):
+        self.grad_outside = torch.is_grad_enabled()   # a pass run under no_grad as a whole has no blocks to name
+        return super().__enter__()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -272,6 +278,8 @@ class _Recorder(TorchFunctionMode):
         inputs = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
         outputs = [t for _, t in tensor_leaves(result)]
         if inputs and outputs:
+            if self.grad_outside and not torch.is_grad_enabled():   # in a `torch.no_grad()` block: it stops them
+                name = "no_grad"
             self.ops.append((name, self.ran.current, inputs, outputs, user_frame((TORCH_DIR,), depth=2)))
             for tensor in outputs:
                 if tensor.requires_grad:
@@ -287,9 +295,12 @@ class _Recorder(TorchFunctionMode):
     def stop(self) -> Stop | None:
         """The first op an input of which needs a gradient and gets none, while its output gets one or needs none."""
         for name, layer, inputs, outputs, source in self.ops:
+            if name in _SHAPED_LIKE:   # reads its input's shape, never its values
+                continue
             silent = [t for t in inputs if t.requires_grad and not self._got(t)]
             if silent and (any(id(t) in self.reached for t in outputs) or not any(t.requires_grad for t in outputs)):
-                return Stop(canonical(name), name, layer, tuple(silent[0].shape), source)
+                data = [t for t in silent if not isinstance(t, nn.Parameter)] or silent   # the tensor, not a weight
+                return Stop(canonical(name), name, layer, tuple(data[0].shape), source)
         return None
 
     def _got(self, tensor: torch.Tensor) -> bool:
@@ -305,19 +316,44 @@ def _trained_copy(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], la
                   silent: set[str]) -> _Trained:
     """A copy trained `STEPS` seeded Adam steps on the audit's batch; `silent` narrowed to the parameters that
     still get no gradient after every step."""
+    keep_triton_out_after_tensorflow()   # the optimiser's first step imports dynamo, which imports triton if it can
     torch.manual_seed(0)
     trained = _Trained(copy.deepcopy(model), silent)
+    _calibrate_batch_norm(trained.model, args, kwargs)
     parameters = dict(trained.model.named_parameters())
     optimizer = torch.optim.Adam([p for p in parameters.values() if p.requires_grad], lr=1e-3)
-    for _ in range(STEPS + 1):
+    for step in range(STEPS + 1):   # measured at the copy's start and after each step
+        if step:
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         total = _total_loss(trained.model(*args, **kwargs), heads, labels)
         if total is None:
             break
         total.backward()
         trained.silent = {name for name in trained.silent if not _has_gradient(parameters[name])}
-        optimizer.step()
     return trained
+
+
+def _calibrate_batch_norm(model: nn.Module, args, kwargs) -> None:
+    """Give the copy's batch norms this batch's statistics, as training would: at initialisation their running
+    statistics (mean 0, variance 1) can shrink an untrained network's signal to float noise in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None   # a cumulative average: after one pass, exactly the batch's statistics
+        norm.train()
+    try:
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except Exception:   # one value per channel (a batch of one): keep the initial statistics
+        pass
+    finally:
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+            norm.eval()
 
 
 def _reached_by_other_samples(model: nn.Module, fresh: Callable[[], list] | None, heads: Sequence[AuditHead],
