@@ -4,8 +4,9 @@
     python benchmarks/model_zoo_clean.py --framework torch --only resnet
     python benchmarks/model_zoo_clean.py --isolate            # each framework in its own child process
 
-Not a test: it builds ~95 torchvision models (classification, semantic segmentation, video classification) and
-~40 keras.applications models, which takes a while. Each model is built with random weights and a small head
+Not a test: it builds ~95 torchvision models (classification, semantic segmentation, video classification), a
+selection of timm and Hugging Face classifiers (when installed) and ~40 keras.applications models, which takes a
+while. Each model is built with random weights and a small head
 (5 classes), checked with its matching loss and labels holding real class ids (a `.npy` file, so the label-value
 rules run too), and released before the next. Every error finding on these models is a false positive.
 
@@ -110,6 +111,81 @@ def torch_cases() -> list[Case]:
 
 def _torch_builder(builder, kwargs):
     return lambda: builder(**kwargs)
+
+
+# timm and Hugging Face classifiers, as fine-tuning code builds them (stochastic depth and LayerDrop on, as their
+# training recipes set them); skipped when the library is not installed.
+TIMM_MODELS = ("resnet18", "efficientnet_b0", "convnext_atto", "vit_tiny_patch16_224", "deit_tiny_distilled_patch16_224",
+               "swin_tiny_patch4_window7_224", "mobilenetv3_small_100", "regnetx_002", "ghostnet_100", "levit_128s",
+               "mixer_s16_224", "efficientformer_l1", "maxvit_nano_rw_256", "caformer_s18")
+TEXT_LENGTH = 16
+
+
+def library_cases() -> list[Case]:
+    cases = []
+    try:
+        import timm
+    except ImportError:
+        timm = None
+    for name in TIMM_MODELS if timm is not None else ():
+        size = 256 if "256" in name else 224 if any(k in name for k in ("224", "levit", "efficientformer")) \
+            else SMALL_IMAGE
+        build = _timm_builder(name)
+        cases.append(Case(f"timm/{name}", "torch", build, [f"{BATCH},3,{size},{size}"], class_ids(),
+                          "CrossEntropyLoss"))
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        return cases
+    for name in ("BertForSequenceClassification", "DistilBertForSequenceClassification",
+                 "RobertaForSequenceClassification", "GPT2ForSequenceClassification"):
+        cases.append(Case(f"transformers/{name}", "torch", _text_classifier(name), [f"{BATCH},{TEXT_LENGTH}:int64"],
+                          class_ids(), "CrossEntropyLoss"))
+    cases.append(Case("transformers/ViTForImageClassification", "torch", _vit_classifier, [f"{BATCH},3,32,32"],
+                      class_ids(), "CrossEntropyLoss"))
+    cases.append(Case("transformers/Wav2Vec2ForSequenceClassification (layerdrop 0.1)", "torch", _audio_classifier,
+                      [f"{BATCH},4000"], class_ids(), "CrossEntropyLoss"))
+    return cases
+
+
+def _timm_builder(name: str):
+    def build():
+        import timm
+
+        depth = {} if name.startswith("ghostnet") else {"drop_path_rate": 0.1}   # GhostNet has no stochastic depth
+        return timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **depth)
+    return build
+
+
+def _text_classifier(name: str):
+    def build():
+        import transformers
+
+        config_class = getattr(transformers, name.replace("ForSequenceClassification", "Config"))
+        sizes = {"DistilBertForSequenceClassification": {"dim": 32, "hidden_dim": 64, "n_layers": 2, "n_heads": 2},
+                 "GPT2ForSequenceClassification": {"n_embd": 32, "n_layer": 2, "n_head": 2, "pad_token_id": 0}}
+        config = config_class(vocab_size=100, num_labels=NUM_CLASSES, **sizes.get(name, {
+            "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}))
+        return getattr(transformers, name)(config)
+    return build
+
+
+def _vit_classifier():
+    import transformers
+
+    config = transformers.ViTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=2, intermediate_size=64, num_labels=NUM_CLASSES)
+    return transformers.ViTForImageClassification(config)
+
+
+def _audio_classifier():
+    import transformers
+
+    config = transformers.Wav2Vec2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=64, conv_dim=(16, 16), conv_stride=(5, 4),
+                                         conv_kernel=(10, 8), num_feat_extract_layers=2, layerdrop=0.1,
+                                         num_labels=NUM_CLASSES, classifier_proj_size=16)
+    return transformers.Wav2Vec2ForSequenceClassification(config)
 
 
 # ---------------------------------------------------------------------------------------------------------- keras
@@ -277,7 +353,7 @@ def run_framework(framework: str, only: str | None, verbose: bool) -> list[Outco
         import torch
 
         torch.manual_seed(0)
-        cases = torch_cases()
+        cases = torch_cases() + library_cases()
     else:
         cases = keras_cases()
     cases = [c for c in cases if not only or only.lower() in c.name.lower()]

@@ -1,5 +1,8 @@
 """The training-signal audit of a PyTorch module (`shapecheck.audit`): a real forward and backward pass on a tiny
-seeded batch, in eval mode (dropout, stochastic depth and LayerDrop off, batch norm on its running statistics).
+seeded batch, in training mode, as the step computes it (eval mode may take another path: LeViT reads cached
+attention biases, batch norm's initial statistics can shrink an untrained network's signal to float noise). Every
+pass is seeded: the two passes compared for input dependence draw the same dropout masks, and each training step
+of the copy draws its own, so a layer that dropout or LayerDrop skipped once is not taken for a cut.
 
 Whatever looks wrong at initialisation (parameters with no gradient, an output that ignores the input) is measured
 again on a copy after a few Adam steps: a deliberately zero-initialised head or residual scale gets its gradient
@@ -68,7 +71,7 @@ def audit(model: nn.Module, specs: list[TensorMeta], example, heads: Sequence[Au
         with torch.random.fork_rng(), preserved(model), warnings.catch_warnings():   # seeded; the caller's RNG kept
             args, kwargs, full, batch = _inputs(specs, example)
             warnings.simplefilter("ignore")
-            set_train_mode(model, False)
+            set_train_mode(model, True)
             fresh = (lambda: make_inputs(specs, FRESH_SAMPLES, real=True)) if example is None else None
             found = _measure(model, args, kwargs, full, batch, heads, fresh)
     except Exception as exc:   # best effort: the static checks already ran
@@ -95,10 +98,11 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
              fresh: Callable[[], list] | None) -> Audit:
     """`fresh` makes another random batch (None when the inputs are the user's values, which cannot be invented)."""
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad and p.numel()}
-    ran = _Ran(model)
-    recorder = _Recorder(ran)
+    modules = _Modules(model)
+    recorder = _Recorder(modules)
     model.zero_grad(set_to_none=True)
-    with ran, recorder:
+    torch.manual_seed(0)
+    with modules, recorder:
         output = model(*args, **kwargs)
     labels = {head.output or "": _labels(head, _prediction(output, head), full, batch) for head in heads}
     found = Audit(heads={head.output or "": _head_audit(head, _prediction(output, head), labels) for head in heads})
@@ -106,7 +110,9 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     if total is None:
         return found
     total.backward()
-    silent = {name for name, p in trainable.items() if ran.ran(name) and not _has_gradient(p)}
+    # a parameter no op read is unused in this mode (wav2vec2's `masked_spec_embed` serves training-time masking
+    # only): SC207's concern, not a cut gradient
+    silent = {name for name, p in trainable.items() if id(p) in recorder.read and not _has_gradient(p)}
     constant = [head for head in heads if not _moves(model, args, kwargs, head, batch)]
     if not silent and not constant:
         return found
@@ -223,22 +229,17 @@ def _has_gradient(parameter: torch.Tensor) -> bool:
     return parameter.grad is not None and bool(parameter.grad.abs().max() > 0)
 
 
-class _Ran:
-    """Which modules ran in the forward pass (a parameter of a module that never ran is SC207's, not the audit's),
-    and which one is running now."""
+class _Modules:
+    """Which module is running: where an op ran, for messages."""
 
     def __init__(self, model: nn.Module):
-        self.model, self.names, self.stack, self.handles = model, set(), [], []
+        self.model, self.stack, self.handles = model, [], []
 
     def __enter__(self):
         for name, module in self.model.named_modules():
-            self.handles.append(module.register_forward_pre_hook(lambda m, a, name=name: self._enter(name)))
+            self.handles.append(module.register_forward_pre_hook(lambda m, a, name=name: self.stack.append(name)))
             self.handles.append(module.register_forward_hook(self._leave))
         return self
-
-    def _enter(self, name: str):
-        self.names.add(name)
-        self.stack.append(name)
 
     def _leave(self, module, args, output):   # returns None: a forward hook's value would replace the output
         self.stack.pop()
@@ -251,19 +252,17 @@ class _Ran:
         for handle in self.handles:
             handle.remove()
 
-    def ran(self, parameter: str) -> bool:
-        return parameter.rpartition(".")[0] in self.names
-
 
 class _Recorder(TorchFunctionMode):
     """Every op of the forward pass with its tensors, to find where the gradient stops after the backward pass."""
 
-    def __init__(self, ran: _Ran):
+    def __init__(self, modules: _Modules):
         super().__init__()
-        self.ran = ran
+        self.modules = modules
         self.grad_outside = True
         self.ops: list[tuple[str, str, list[torch.Tensor], list[torch.Tensor], object]] = []
         self.reached: set[int] = set()   # ids of tensors that got a non-zero gradient
+        self.read: set[int] = set()      # ids of the parameters some op read
 
     def __enter__(self):
         self.grad_outside = torch.is_grad_enabled()   # a pass run under no_grad as a whole has no blocks to name
@@ -275,12 +274,13 @@ class _Recorder(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         if name == "__get__":
             return result
-        inputs = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+        inputs = [t for _, t in tensor_leaves((args, kwargs))]   # with lists: an LSTM's flat weights
+        self.read.update(id(t) for t in inputs if isinstance(t, nn.Parameter))
         outputs = [t for _, t in tensor_leaves(result)]
         if inputs and outputs:
             if self.grad_outside and not torch.is_grad_enabled():   # in a `torch.no_grad()` block: it stops them
                 name = "no_grad"
-            self.ops.append((name, self.ran.current, inputs, outputs, user_frame((TORCH_DIR,), depth=2)))
+            self.ops.append((name, self.modules.current, inputs, outputs, user_frame((TORCH_DIR,), depth=2)))
             for tensor in outputs:
                 if tensor.requires_grad:
                     tensor.register_hook(self._reach(id(tensor)))
@@ -318,14 +318,14 @@ def _trained_copy(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], la
     still get no gradient after every step."""
     keep_triton_out_after_tensorflow()   # the optimiser's first step imports dynamo, which imports triton if it can
     torch.manual_seed(0)
-    trained = _Trained(copy.deepcopy(model), silent)
-    _calibrate_batch_norm(trained.model, args, kwargs)
+    trained = _Trained(_copy(model), silent)
     parameters = dict(trained.model.named_parameters())
     optimizer = torch.optim.Adam([p for p in parameters.values() if p.requires_grad], lr=1e-3)
     for step in range(STEPS + 1):   # measured at the copy's start and after each step
         if step:
             optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        torch.manual_seed(step)   # each step its own dropout masks and dropped layers
         total = _total_loss(trained.model(*args, **kwargs), heads, labels)
         if total is None:
             break
@@ -334,26 +334,15 @@ def _trained_copy(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], la
     return trained
 
 
-def _calibrate_batch_norm(model: nn.Module, args, kwargs) -> None:
-    """Give the copy's batch norms this batch's statistics, as training would: at initialisation their running
-    statistics (mean 0, variance 1) can shrink an untrained network's signal to float noise in eval mode."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None   # a cumulative average: after one pass, exactly the batch's statistics
-        norm.train()
+def _copy(model: nn.Module) -> nn.Module:
+    """A deep copy. A module that holds tensors computed in a pass (a cache) cannot be deep-copied: `train()` clears
+    most such caches (LeViT's attention biases), and the copy is in training mode anyway."""
     try:
-        with torch.no_grad():
-            model(*args, **kwargs)
-    except Exception:   # one value per channel (a batch of one): keep the initial statistics
-        pass
-    finally:
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
-            norm.eval()
+        return copy.deepcopy(model)
+    except RuntimeError:
+        set_train_mode(model, False)
+        set_train_mode(model, True)
+        return copy.deepcopy(model)
 
 
 def _reached_by_other_samples(model: nn.Module, fresh: Callable[[], list] | None, heads: Sequence[AuditHead],
@@ -386,6 +375,7 @@ def _reaching_other_outputs(model: nn.Module, args, kwargs, silent: set[str]) ->
     if not silent:
         return set()
     model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
     leaves = [t for _, t in tensor_leaves(model(*args, **kwargs)) if t.requires_grad and t.is_floating_point()]
     if not leaves:
         return set()
@@ -409,7 +399,9 @@ def _moves(model: nn.Module, args, kwargs, head: AuditHead, batch: int) -> bool:
            if isinstance(a, torch.Tensor)):
         return True
     with torch.no_grad():
+        torch.manual_seed(0)   # the same dropout masks in both passes: only the inputs differ
         first = _prediction(model(*args, **kwargs), head)
+        torch.manual_seed(0)
         second = _prediction(model(*rolled_args, **rolled_kwargs), head)
     if first is None or second is None or first.shape != second.shape:
         return True
@@ -417,7 +409,7 @@ def _moves(model: nn.Module, args, kwargs, head: AuditHead, batch: int) -> bool:
 
 
 def _moved(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Relative to the values' own scale: an untrained network in eval mode may output values near 1e-13 that still
+    """Relative to the values' own scale: an untrained network may output values near 1e-13 that still
     follow the input, while an output that ignores it repeats exactly (a constant, a cast, a saturated unit)."""
     if not a.is_floating_point():
         return not torch.equal(a, b)
@@ -432,9 +424,10 @@ def _with_constant(measured: HeadAudit, model: nn.Module, args, kwargs, head: Au
     passes = []
     for inputs, keywords in ((args, kwargs), (_rolled(args, batch), dict(zip(kwargs, _rolled(list(kwargs.values()),
                                                                                                batch))))):
-        ran = _Ran(model)
-        recorder = _Recorder(ran)
-        with torch.no_grad(), ran, recorder:
+        modules = _Modules(model)
+        recorder = _Recorder(modules)
+        torch.manual_seed(0)
+        with torch.no_grad(), modules, recorder:
             prediction = _prediction(model(*inputs, **keywords), head)
         passes.append((recorder, prediction))
     (first, prediction), (second, _) = passes
