@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import LossContract
-from shapecheck.trace import Location
+from shapecheck.trace import Location, Trace
 
 STEPS = 3             # training steps a suspicious fact must survive (one step lifts a zero-initialised scale)
+MAX_ACTIVATIONS = 400_000_000   # values the forward pass computes at the audit's batch: about 1.6 GB in float32,
+# several times that with the backward pass and the trained copy (MViT on 16 frames of 224 px is 2.9 billion)
 MAX_SAMPLES = 16      # the audit's batch: the first samples of the check's
 SUM_TOLERANCE = 1e-3  # how close to 1 a row must sum to be a probability distribution
 
@@ -112,6 +114,12 @@ class Audit:
 
     def head(self, output: str | None) -> HeadAudit | None:
         return self.heads.get(output or "")
+
+
+def activations(trace: Trace, samples: int) -> int:
+    """How many values the forward pass computes at `samples` samples, from the trace's ops."""
+    computed = sum(math.prod(tensor.shape) for op in trace.ops for tensor in op.outputs)
+    return computed * samples // max(trace.batch or 1, 1)
 
 
 def expected_loss(loss: LossContract, classes: int) -> float | None:

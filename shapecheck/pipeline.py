@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from shapecheck import audit as audit_mod
 from shapecheck import engine, progress, suppress, targets
 from shapecheck import heads as heads_mod
 from shapecheck import verify as verification
@@ -124,6 +125,11 @@ def audit(result: Result, loaded: targets.LoadedTarget, request: Request) -> Non
              if head.loss is not None and head.labels is not None and head.labels.shape
              and not (head.loss_check is not None and head.loss_check.status == "raises")]
     if not request.audit or loaded.model is None or trace.failure is not None or not heads:
+        return
+    computed = audit_mod.activations(trace, min(trace.batch or 1, audit_mod.MAX_SAMPLES))
+    if computed > audit_mod.MAX_ACTIVATIONS:
+        trace.notes.append(f"training-signal audit skipped: the forward pass computes {computed / 1e6:,.0f}M values "
+                           f"(limit {audit_mod.MAX_ACTIVATIONS // 10**6}M)")
         return
     progress.stage("audit")
     try:
