@@ -17,6 +17,10 @@ from shapecheck.losses import LossContract
 from shapecheck.trace import Location, Trace
 
 STEPS = 3             # training steps a suspicious fact must survive (one step lifts a zero-initialised scale)
+FIT_STEPS = 100       # one-batch overfit: Adam steps on the audit's batch
+FIT_LEARNING_RATE = 3e-3
+FIT_MAX_PARAMETERS = 2_000_000     # only small models are overfit: bounded time, and no doubt about capacity
+FIT_MAX_SECONDS = 5.0              # skipped when the first step says the steps would take longer
 MAX_ACTIVATIONS = 400_000_000   # values the forward pass computes at the audit's batch: about 1.6 GB in float32,
 # several times that with the backward pass and the trained copy (MViT on 16 frames of 224 px is 2.9 billion)
 MAX_SAMPLES = 16      # the audit's batch: the first samples of the check's
@@ -102,11 +106,26 @@ class HeadAudit:
     constant: Constant | None = None
 
 
+@dataclass(frozen=True)
+class Fit:
+    """The one-batch overfit: the loss of a copy trained `steps` seeded Adam steps on the audit's samples. A correct
+    small model memorises a handful of samples; one that cannot has a bug between its input and its loss."""
+
+    samples: int
+    steps: int
+    initial: float
+    final: float                 # the lowest of the last few steps (dropout makes single steps noisy)
+    trainable: int               # trainable values: 0 means every parameter is frozen
+    weakest: tuple[str, float] | None = None   # the layer whose weights get the smallest gradient for their size,
+    # and that ratio against the median layer's, when it is vanishingly small
+
+
 @dataclass
 class Audit:
     """What the audit measured on a model: facts about the whole model, and per head (by output path)."""
 
     unreached: Unreached | None = None
+    fit: Fit | None = None
     heads: dict[str, HeadAudit] = field(default_factory=dict)
     samples: int = 0
     seconds: float = 0.0

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from shapecheck import engine
-from shapecheck.audit import Audit, Constant, HeadAudit, OutputValues, Stop, Unreached
+from shapecheck.audit import Audit, Constant, Fit, HeadAudit, OutputValues, Stop, Unreached
 from shapecheck.labels import LabelInfo, from_array, from_spec
 from shapecheck.losses import LossContract, resolve_loss
 from shapecheck.oracle import simulate
@@ -152,6 +152,11 @@ def measured_head(output: str | None = None, **facts) -> Audit:
 def probabilities(classes: int) -> OutputValues:
     """Rows of `classes` values in [0, 1] that sum to 1: a softmax's output."""
     return OutputValues(0.05, 0.4, classes, (1.0, 1.0), (classes * 1.1, classes * 1.4))
+
+
+def fitted(initial: float, final: float, trainable: int = 1000) -> Audit:
+    """The one-batch overfit took the loss from `initial` to `final` (`trainable` 0: every parameter frozen)."""
+    return Audit(fit=Fit(8, 100, initial, final, trainable))
 
 
 def log_probabilities(classes: int) -> OutputValues:

@@ -180,3 +180,33 @@ def test_no_audit_runs_the_static_checks_only(tmp_path, monkeypatch):
     audited, static = CliRunner().invoke(main, args), CliRunner().invoke(main, [*args, "--no-audit"])
     assert audited.exit_code == 1 and "error[SC401]" in audited.output and "`detach`" in audited.output
     assert static.exit_code == 0 and "SC401" not in static.output
+
+
+class Squashed(nn.Module):
+    """A regression head squashed into [-5, 5] with a tiny slope: targets up to 900 are out of its reach."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1))
+
+    def forward(self, x):
+        return 5 * torch.tanh(self.net(x) / 100)
+
+
+def test_a_small_model_that_cannot_fit_a_handful_of_samples_is_measured_as_such():
+    fit = measure(Squashed(), "MSELoss", np.linspace(0, 900, 8, dtype="float32").reshape(8, 1)).fit
+    assert fit.steps == 100 and fit.final > 0.5 * fit.initial
+
+
+def test_a_correct_small_model_fits_them():
+    fit = measure(Encoder(), "CrossEntropyLoss", CLASS_IDS).fit
+    assert fit.final < 0.5 * fit.initial
+
+
+def test_a_frozen_backbone_is_not_overfit_and_an_all_frozen_model_trains_nothing():
+    model = Encoder()
+    model.encoder.requires_grad_(False)
+    assert measure(model, "CrossEntropyLoss", CLASS_IDS).fit is None   # a linear probe memorises by design less
+    model.head.requires_grad_(False)
+    fit = measure(model, "CrossEntropyLoss", CLASS_IDS).fit
+    assert (fit.trainable, fit.steps) == (0, 0)

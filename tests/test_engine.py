@@ -18,6 +18,7 @@ from engine_builders import (
     conv,
     embedding,
     findings,
+    fitted,
     head,
     keras_loss,
     labels_of,
@@ -453,6 +454,13 @@ def _():   # KLDivLoss against a teacher's raw logits: nan from the first step
     trace = head(meta(8, 20), (8, 10), then=[("log_softmax", (8, 10), {"dim": 1})])
     trace.audit = measured_head(values=log_probabilities(10), loss_value=float("nan"), labels_real=True)
     return Case(trace, torch_loss("KLDivLoss"), labels_of(np.random.default_rng(0).standard_normal((8, 10)), "float32"))
+
+
+@case("SC405")
+def _():   # a regression head squashed by 5 * tanh(x / 100): the loss on targets up to 900 hardly moves
+    trace = head(meta(8, 16), (8, 1), then=[("tanh", (8, 1), {}), ("mul", (8, 1), {})])
+    trace.audit = fitted(2.9e5, 2.88e5)
+    return Case(trace, torch_loss("MSELoss"), labels_shaped("8,1"))
 
 
 @case("SC901")

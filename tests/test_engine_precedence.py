@@ -21,6 +21,7 @@ from engine_builders import (
     assert_no_framework_imported,
     conv,
     findings,
+    fitted,
     head,
     keras_loss,
     labels_of,
@@ -40,7 +41,7 @@ from shapecheck.trace import Layer, ProbeResult, Trace, traced_at_two_batches
 
 CATCH_ALLS = ("SC100", "SC901", "SC305")
 # the audit's measured rules: a rule that names the cause explains what they measured, wherever it points
-MEASURED = ("SC401", "SC402", "SC403", "SC404")
+MEASURED = ("SC401", "SC402", "SC403", "SC404", "SC405")
 
 
 def superseding_pairs() -> list[str]:
@@ -78,8 +79,13 @@ def audited(build: Callable[[], Case], code: str) -> Callable[[], Case]:
             "SC403": lambda: measured_head(case.trace.output_path, values=probabilities(4) if space != "probabilities"
                                            else scores(4)),
             "SC404": lambda: measured_head(case.trace.output_path, loss_value=float("nan")),
+            "SC405": lambda: fitted(2.0, 1.9),
         }
-        return with_trace(case, audit=facts[code]())
+        found = facts[code]()
+        if case.trace.audit is not None:   # the superseder's own measurement stays: both facts hold at once
+            found = dataclasses.replace(case.trace.audit, fit=found.fit, unreached=case.trace.audit.unreached
+                                        or found.unreached, heads={**found.heads, **case.trace.audit.heads})
+        return with_trace(case, audit=found)
     return measure
 
 

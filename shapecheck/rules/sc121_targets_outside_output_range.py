@@ -10,6 +10,7 @@ class TargetsOutsideOutputRange(Rule):
     name = "targets-outside-output-range"
     category = "label_range"
     summary = "Regression targets lie outside the range the model's output can take (sigmoid, tanh, exp(-x))"
+    supersedes = frozenset({"SC405"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.family != "regression" or ctx.labels.stats is None:

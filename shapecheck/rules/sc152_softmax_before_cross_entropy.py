@@ -10,7 +10,7 @@ class SoftmaxBeforeCrossEntropy(Rule):
     category = "activation_vs_loss"
     summary = "The output already went through a softmax, and a cross-entropy on logits applies another one"
     subject = "op"   # the activation op before the loss
-    supersedes = frozenset({"SC157", "SC403", "SC404"})
+    supersedes = frozenset({"SC157", "SC403", "SC404", "SC405"})
 
     def check(self, ctx):
         loss = ctx.loss

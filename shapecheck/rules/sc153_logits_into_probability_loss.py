@@ -8,7 +8,7 @@ class LogitsIntoProbabilityLoss(Rule):
     name = "logits-into-probability-loss"
     category = "activation_vs_loss"
     summary = "A loss on probabilities (BCELoss, from_logits=False) gets an output no sigmoid or softmax bounded"
-    supersedes = frozenset({"SC403", "SC404"})
+    supersedes = frozenset({"SC403", "SC404", "SC405"})
 
     def check(self, ctx):
         loss = ctx.loss

@@ -8,7 +8,7 @@ class NllWithoutLogSoftmax(Rule):
     name = "nll-without-log-softmax"
     category = "activation_vs_loss"
     summary = "NLLLoss or KLDivLoss gets an output that is not log-probabilities (softmax output gives a negative loss)"
-    supersedes = frozenset({"SC403", "SC404"})
+    supersedes = frozenset({"SC403", "SC404", "SC405"})
 
     def check(self, ctx):
         if ctx.loss is None or ctx.loss.input_space != "log_probabilities" or ctx.output is None:

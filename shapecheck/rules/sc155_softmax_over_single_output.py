@@ -10,7 +10,7 @@ class SoftmaxOverSingleOutput(Rule):
     name = "softmax-over-single-output"
     category = "activation_vs_loss"
     summary = "A softmax over an axis of size 1 always outputs 1.0: the model predicts one value for everything"
-    supersedes = frozenset({"SC401", "SC402", "SC403", "SC404"})
+    supersedes = frozenset({"SC401", "SC402", "SC403", "SC404", "SC405"})
 
     def check(self, ctx):
         op = final_activation(ctx)

@@ -10,7 +10,6 @@ class BatchMixingLayer(Rule):
     summary = "In eval mode, one sample's output depends on other samples in the batch"
     subject = "batch"   # the catch-all for the probe: rules that name the cause (a time-major RNN, a reduction,
     # a reshape) supersede it
-    supersedes = frozenset({"SC402"})
 
     def check(self, ctx):
         probe = ctx.trace.probe

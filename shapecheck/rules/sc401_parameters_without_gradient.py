@@ -14,6 +14,7 @@ class ParametersWithoutGradient(Rule):
     category = "internal_layer"
     summary = "Trainable layers get no gradient from the loss (measured): they never learn"
     subject = "signal"   # measured; a rule that names the cause (a softmax over one output) explains it
+    supersedes = frozenset({"SC405"})
 
     def check(self, ctx):
         audit = ctx.trace.audit

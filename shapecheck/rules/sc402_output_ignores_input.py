@@ -13,6 +13,7 @@ class OutputIgnoresInput(Rule):
     category = "internal_layer"
     summary = "The output is the same whatever the input (measured): the model cannot learn anything about it"
     subject = "signal"
+    supersedes = frozenset({"SC405"})
 
     def check(self, ctx):
         head = measured(ctx)

@@ -12,7 +12,7 @@ class OutputValuesUnfitForLoss(Rule):
     summary = "The values the loss receives are not the kind it reads (measured): probabilities into a logits loss, " \
               "scores into a log-probability loss, values outside [0, 1] into a probability loss"
     subject = "signal"
-    supersedes = frozenset({"SC404"})
+    supersedes = frozenset({"SC404", "SC405"})
 
     def check(self, ctx):
         head, loss = measured(ctx), ctx.loss

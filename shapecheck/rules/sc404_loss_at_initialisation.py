@@ -13,6 +13,7 @@ class LossAtInitialisation(Rule):
     summary = "The loss of the untrained model is a value no correct setup gives (measured): negative, not finite, " \
               "or raised on the real output"
     subject = "signal"
+    supersedes = frozenset({"SC405"})
 
     def check(self, ctx):
         head, loss = measured(ctx), ctx.loss

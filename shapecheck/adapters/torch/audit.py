@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,11 +35,16 @@ from shapecheck.adapters.torch.tracer import (
     tensor_leaves,
 )
 from shapecheck.audit import (
+    FIT_LEARNING_RATE,
+    FIT_MAX_PARAMETERS,
+    FIT_MAX_SECONDS,
+    FIT_STEPS,
     MAX_SAMPLES,
     STEPS,
     Audit,
     AuditHead,
     Constant,
+    Fit,
     HeadAudit,
     OutputValues,
     Stop,
@@ -107,14 +113,20 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     labels = {head.output or "": _labels(head, _prediction(output, head), full, batch) for head in heads}
     found = Audit(heads={head.output or "": _head_audit(head, _prediction(output, head), labels) for head in heads})
     total = _total_loss(output, heads, labels)
+    if not trainable:   # every parameter frozen: the step trains nothing
+        losses = [head.loss_value for head in found.heads.values() if head.loss_value is not None]
+        found.fit = Fit(batch, 0, sum(losses), sum(losses), 0) if losses else None
+        return found
     if total is None:
         return found
     total.backward()
+    weakest = _weakest(trainable)
     # a parameter no op read is unused in this mode (wav2vec2's `masked_spec_embed` serves training-time masking
     # only): SC207's concern, not a cut gradient
     silent = {name for name, p in trainable.items() if id(p) in recorder.read and not _has_gradient(p)}
     constant = [head for head in heads if not _moves(model, args, kwargs, head, batch)]
     if not silent and not constant:
+        found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest)
         return found
     trained = _trained_copy(model, args, kwargs, heads, labels, silent)
     silent &= trained.silent
@@ -129,7 +141,45 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
         if not _moves(trained.model, args, kwargs, head, batch):
             key = head.output or ""
             found.heads[key] = _with_constant(found.heads[key], model, args, kwargs, head, batch)
+    if found.unreached is None and not any(head.constant for head in found.heads.values()):
+        found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest)
     return found
+
+
+def _weakest(trainable: dict[str, nn.Parameter]) -> tuple[str, float] | None:
+    """The layer whose weights get the smallest gradient for their size at initialisation, and that ratio against
+    the median layer's, when it is under 1e-4 of it: where a signal that still flows fades to nothing."""
+    ratios = {name: float(p.grad.norm() / p.norm()) for name, p in trainable.items()
+              if p.dim() >= 2 and p.grad is not None and float(p.norm()) > 0}
+    if len(ratios) < 3:
+        return None
+    median = statistics.median(ratios.values())
+    name, ratio = min(ratios.items(), key=lambda item: item[1])
+    return (name.rpartition(".")[0], ratio / median) if median > 0 and ratio < 1e-4 * median else None
+
+
+def _fit_one_batch(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], labels: dict, batch: int,
+                   weakest: tuple[str, float] | None) -> Fit | None:
+    """The loss of a copy trained `FIT_STEPS` seeded Adam steps on the audit's samples, for small models whose
+    every parameter trains (a frozen backbone limits what the head can memorise by design)."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    if trainable > FIT_MAX_PARAMETERS or any(not p.requires_grad for p in model.parameters()):
+        return None
+    duplicate = _copy(model)
+    optimizer = torch.optim.Adam([p for p in duplicate.parameters() if p.requires_grad], lr=FIT_LEARNING_RATE)
+    losses, started = [], time.perf_counter()
+    for step in range(FIT_STEPS):
+        if step == 1 and (time.perf_counter() - started) * FIT_STEPS > FIT_MAX_SECONDS:
+            return None
+        torch.manual_seed(step)
+        optimizer.zero_grad(set_to_none=True)
+        total = _total_loss(duplicate(*args, **kwargs), heads, labels)
+        if total is None:
+            return None
+        losses.append(float(total))
+        total.backward()
+        optimizer.step()
+    return Fit(batch, FIT_STEPS, losses[0], min(losses[-5:]), trainable, weakest)
 
 
 def _prediction(output, head: AuditHead) -> torch.Tensor | None:
