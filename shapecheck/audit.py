@@ -17,8 +17,10 @@ from shapecheck.losses import LossContract
 from shapecheck.trace import Location, Trace
 
 STEPS = 3             # training steps a suspicious fact must survive (one step lifts a zero-initialised scale)
-FIT_STEPS = 100       # one-batch overfit: Adam steps on the audit's batch
+FIT_STEPS = 300       # one-batch overfit: at most this many Adam steps on the audit's batch
 FIT_LEARNING_RATE = 3e-3
+FIT_MEMORISED = 0.5   # the loss halved: the model memorises the batch, the overfit stops
+FIT_STUCK = 0.9       # after every step, the loss still above this share of its first value: it cannot fit them
 FIT_MAX_PARAMETERS = 2_000_000     # only small models are overfit: bounded time, and no doubt about capacity
 FIT_MAX_SECONDS = 5.0              # skipped when the first step says the steps would take longer
 MAX_ACTIVATIONS = 400_000_000   # values the forward pass computes at the audit's batch: about 1.6 GB in float32,
@@ -112,7 +114,7 @@ class Fit:
     small model memorises a handful of samples; one that cannot has a bug between its input and its loss."""
 
     samples: int
-    steps: int
+    steps: int                   # the steps taken (fewer than `FIT_STEPS` once the loss halved)
     initial: float
     final: float                 # the lowest of the last few steps (dropout makes single steps noisy)
     trainable: int               # trainable values: 0 means every parameter is frozen

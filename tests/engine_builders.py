@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from shapecheck import engine
-from shapecheck.audit import Audit, Constant, Fit, HeadAudit, OutputValues, Stop, Unreached
+from shapecheck.audit import FIT_STEPS, Audit, Constant, Fit, HeadAudit, OutputValues, Stop, Unreached
 from shapecheck.labels import LabelInfo, from_array, from_spec
 from shapecheck.losses import LossContract, resolve_loss
 from shapecheck.oracle import simulate
@@ -156,7 +156,7 @@ def probabilities(classes: int) -> OutputValues:
 
 def fitted(initial: float, final: float, trainable: int = 1000) -> Audit:
     """The one-batch overfit took the loss from `initial` to `final` (`trainable` 0: every parameter frozen)."""
-    return Audit(fit=Fit(8, 100, initial, final, trainable))
+    return Audit(fit=Fit(8, FIT_STEPS, initial, final, trainable))
 
 
 def log_probabilities(classes: int) -> OutputValues:

@@ -195,12 +195,12 @@ class Squashed(nn.Module):
 
 def test_a_small_model_that_cannot_fit_a_handful_of_samples_is_measured_as_such():
     fit = measure(Squashed(), "MSELoss", np.linspace(0, 900, 8, dtype="float32").reshape(8, 1)).fit
-    assert fit.steps == 100 and fit.final > 0.5 * fit.initial
+    assert fit.steps == 300 and fit.final > 0.9 * fit.initial
 
 
 def test_a_correct_small_model_fits_them():
     fit = measure(Encoder(), "CrossEntropyLoss", CLASS_IDS).fit
-    assert fit.final < 0.5 * fit.initial
+    assert fit.steps < 300 and fit.final <= 0.5 * fit.initial   # it stops once the loss halved
 
 
 def test_a_frozen_backbone_is_not_overfit_and_an_all_frozen_model_trains_nothing():

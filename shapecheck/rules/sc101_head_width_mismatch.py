@@ -30,7 +30,7 @@ class HeadWidthMismatch(Rule):
     summary = "The model outputs a different number of values per sample than the labels hold"
     subject = "loss"
     aspect = "shape"
-    supersedes = frozenset({"SC100", "SC102", "SC107"})
+    supersedes = frozenset({"SC100", "SC102", "SC107", "SC405"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or not same_batch(ctx) or len(ctx.output.shape) < 2:

@@ -13,7 +13,7 @@ class TargetShapeMismatch(Rule):
     summary = "An element-wise loss gets labels whose shape differs from the output's (error, or a silent broadcast)"
     subject = "loss"
     aspect = "shape"
-    supersedes = frozenset({"SC100"})
+    supersedes = frozenset({"SC100", "SC405"})
 
     def check(self, ctx):
         if not loss_ready(ctx) or ctx.loss.target != "same_shape" or not same_batch(ctx):

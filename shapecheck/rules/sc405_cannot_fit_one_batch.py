@@ -1,9 +1,7 @@
-from shapecheck.audit import FIT_LEARNING_RATE
+from shapecheck.audit import FIT_LEARNING_RATE, FIT_STEPS, FIT_STUCK
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import ref
-
-FIT_RATIO = 0.5   # a small model that cannot halve its loss on a handful of samples does not learn from them
 
 
 class CannotFitOneBatch(Rule):
@@ -25,7 +23,8 @@ class CannotFitOneBatch(Rule):
                                           "`for p in model.<head>.parameters(): p.requires_grad = True` (setting "
                                           "`requires_grad` on a module object does nothing)")], severity="error")
             return
-        if fit.initial <= 1e-3 or fit.final <= FIT_RATIO * fit.initial:
+        # a slow learner (a deep, thin network under LayerDrop) may take all the steps; a stuck one hardly moves
+        if fit.steps < FIT_STEPS or fit.initial <= 1e-3 or fit.final <= FIT_STUCK * fit.initial:
             return
         message = (f"the model cannot fit {fit.samples} samples: {fit.steps} seeded Adam steps (lr "
                    f"{FIT_LEARNING_RATE:g}) took the loss from {fit.initial:.4g} only to {fit.final:.4g}, where a "

@@ -37,6 +37,7 @@ from shapecheck.adapters.torch.tracer import (
 from shapecheck.audit import (
     FIT_LEARNING_RATE,
     FIT_MAX_PARAMETERS,
+    FIT_MEMORISED,
     FIT_MAX_SECONDS,
     FIT_STEPS,
     MAX_SAMPLES,
@@ -160,10 +161,14 @@ def _weakest(trainable: dict[str, nn.Parameter]) -> tuple[str, float] | None:
 
 def _fit_one_batch(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], labels: dict, batch: int,
                    weakest: tuple[str, float] | None) -> Fit | None:
-    """The loss of a copy trained `FIT_STEPS` seeded Adam steps on the audit's samples, for small models whose
-    every parameter trains (a frozen backbone limits what the head can memorise by design)."""
+    """The loss of a copy trained seeded Adam steps on the audit's samples until it halves (a model that memorises
+    stops early) or `FIT_STEPS` have run, for small models whose every parameter trains (a frozen backbone limits
+    what the head can memorise by design)."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     if trainable > FIT_MAX_PARAMETERS or any(not p.requires_grad for p in model.parameters()):
+        return None
+    # random stand-ins are memorisable one per sample, not one per pixel: a local model cannot fit noise maps
+    if any(not real and target is not None and target.dim() > 2 for target, real in labels.values()):
         return None
     duplicate = _copy(model)
     optimizer = torch.optim.Adam([p for p in duplicate.parameters() if p.requires_grad], lr=FIT_LEARNING_RATE)
@@ -177,9 +182,15 @@ def _fit_one_batch(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], l
         if total is None:
             return None
         losses.append(float(total))
+        if min(losses[-5:]) <= FIT_MEMORISED * losses[0]:
+            break
         total.backward()
         optimizer.step()
-    return Fit(batch, FIT_STEPS, losses[0], min(losses[-5:]), trainable, weakest)
+    set_train_mode(duplicate, False)   # what it memorised, without dropout's or LayerDrop's noise
+    with torch.no_grad():
+        memorised = _total_loss(duplicate(*args, **kwargs), heads, labels, evaluating=True)
+    final = min(losses[-5:] + ([float(memorised)] if memorised is not None else []))
+    return Fit(batch, len(losses), losses[0], final, trainable, weakest)
 
 
 def _prediction(output, head: AuditHead) -> torch.Tensor | None:
@@ -257,14 +268,15 @@ def _output_values(prediction: torch.Tensor, head: AuditHead) -> OutputValues:
                         (float(exp_sums.min()), float(exp_sums.max())))
 
 
-def _total_loss(output, heads: Sequence[AuditHead], labels: dict) -> torch.Tensor | None:
-    """The sum of the heads' losses that compute and need a gradient: what a training step would backpropagate."""
+def _total_loss(output, heads: Sequence[AuditHead], labels: dict, evaluating: bool = False) -> torch.Tensor | None:
+    """The sum of the heads' losses that compute and need a gradient: what a training step would backpropagate
+    (`evaluating`: every head's, gradient or not)."""
     total = None
     for head in heads:
         prediction = _prediction(output, head)
         function = _loss_function(head, prediction)
         target = labels[head.output or ""][0]
-        if prediction is None or function is None or target is None or not prediction.requires_grad:
+        if prediction is None or function is None or target is None or not (prediction.requires_grad or evaluating):
             continue
         try:
             value = function(prediction, target)
