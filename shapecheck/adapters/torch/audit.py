@@ -37,8 +37,8 @@ from shapecheck.adapters.torch.tracer import (
 from shapecheck.audit import (
     FIT_LEARNING_RATE,
     FIT_MAX_PARAMETERS,
-    FIT_MEMORISED,
     FIT_MAX_SECONDS,
+    FIT_MEMORISED,
     FIT_STEPS,
     MAX_SAMPLES,
     STEPS,
