@@ -59,6 +59,9 @@ class Unreached:
     total: int                # trainable values in the model
     steps: int
     stop: Stop | None = None
+    # the parameters, when no module has lost all of its own: a gradient that stops inside a layer (the reverse
+    # direction of a bidirectional LSTM read at its last step sees one input, so its recurrent weights get none)
+    partial: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ class ParametersWithoutGradient(Rule):
         if audit is None or audit.unreached is None:
             return
         unreached, stop = audit.unreached, audit.unreached.stop
-        shown = ", ".join(ref(ctx, name) if name else f"`{ctx.trace.model_class}`" for name in unreached.layers[:4])
-        more = f" and {len(unreached.layers) - 4} more" if len(unreached.layers) > 4 else ""
-        count = len(unreached.layers)
-        message = (f"no gradient reaches {count} layer{'s' if count > 1 else ''} ({shown}{more}; "
+        names = unreached.partial or unreached.layers   # a layer that lost only some of its parameters: name those
+        shown = ", ".join(ref(ctx, name) if name else f"`{ctx.trace.model_class}`" for name in names[:4])
+        more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+        noun = "parameter" if unreached.partial else "layer"
+        message = (f"no gradient reaches {len(names)} {noun}{'s' if len(names) > 1 else ''} ({shown}{more}; "
                    f"{unreached.values:,} of {unreached.total:,} trainable values) from the loss, measured on "
                    f"{audit.samples} samples at initialisation and after {unreached.steps} training steps")
         if stop is not None and stop.op == "no_grad":
@@ -34,7 +35,9 @@ class ParametersWithoutGradient(Rule):
                        "gets none"
         layer = ctx.trace.layer(stop.layer if stop is not None and stop.layer else unreached.layers[0])
         location = stop.source if stop is not None and stop.source is not None else layer.source if layer else None
-        yield self.finding(message, layer, [_fix(stop)], location=location)
+        # inside a layer whose other parameters learn, the cut may be by design: a warning, not an error
+        yield self.finding(message, layer, [_fix(stop)], location=location,
+                           severity="warning" if unreached.partial else None)
 
 
 def _fix(stop) -> Fix:

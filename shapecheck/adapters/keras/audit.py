@@ -1,11 +1,11 @@
 """The training-signal audit of a Keras 3 model (`shapecheck.audit`) on the TensorFlow backend: a real forward and
-backward pass on a tiny seeded batch, in inference mode (`training=False`: dropout off, batch norm on its moving
-statistics).
+backward pass on a tiny seeded batch, in training mode as `fit` computes it (batch normalisation on the batch's
+statistics: on its initial moving statistics, an untrained deep model's signal can vanish to a constant output).
 
 Whatever looks wrong at initialisation (variables with no gradient, an output that ignores the input) is measured
 again on a clone after a few Adam steps: a deliberately zero-initialised layer gets its gradient after one step, a
-`stop_gradient` never does. The clone's batch normalisation first takes the batch's statistics, as training gives
-it. The user's model is left as it was: its weights and its compile state.
+`stop_gradient` never does. The user's model is left as it was: its weights (batch normalisation's moving
+statistics, which training-mode passes move, are restored) and its compile state.
 
 The losses are the `keras.losses` classes `compile()` would use, with their quirks: a cross-entropy given the output
 of a softmax or sigmoid activation computes from the logits that activation kept, as a real `fit` does.
@@ -54,6 +54,7 @@ def audit(model: keras.Model, specs: list[TensorMeta], example, heads: Sequence[
     if keras.backend.backend() != "tensorflow":
         return None, f"training-signal audit skipped: it runs on the TensorFlow backend, not {keras.backend.backend()}"
     started = time.perf_counter()
+    moving = [(variable, variable.numpy()) for variable in model.non_trainable_variables]   # training passes move them
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -62,6 +63,9 @@ def audit(model: keras.Model, specs: list[TensorMeta], example, heads: Sequence[
             found = _measure(model, inputs, full, batch, heads)
     except Exception as exc:   # best effort: the static checks already ran
         return None, f"training-signal audit skipped: running the model for real raised {type(exc).__name__}"
+    finally:
+        for variable, value in moving:
+            variable.assign(value)
     found.samples, found.seconds = batch, time.perf_counter() - started
     return found, ""
 
@@ -127,9 +131,9 @@ def _graph(model):
     return model if hasattr(model, "_run_through_graph") else getattr(model, "_functional", None)
 
 
-def _forward(model: keras.Model, inputs: list[tf.Tensor], recorder: _Recorder | None = None, training: bool = False
+def _forward(model: keras.Model, inputs: list[tf.Tensor], recorder: _Recorder | None = None, training: bool = True
              ) -> dict[str, tf.Tensor]:
-    """The model's outputs (in inference mode unless `training`), keyed as the tracer keys `Trace.outputs` ("" for
+    """The model's outputs (in training mode unless told otherwise), keyed as the tracer keys `Trace.outputs` ("" for
     the only one)."""
     graph = _graph(model)
     if graph is not None:
@@ -237,7 +241,7 @@ class _Recorder:
     `outer.inner`): each layer with its input and output tensors. With a tape, every float output is watched, so
     that the gradient reaching it can be read after the backward pass."""
 
-    def __init__(self, tape: tf.GradientTape | None = None, training: bool = False):
+    def __init__(self, tape: tf.GradientTape | None = None, training: bool = True):
         self.tape, self.training = tape, training
         self.calls: list[tuple[str, keras.layers.Layer, list, list]] = []
 
@@ -327,18 +331,6 @@ def _clone(model: keras.Model, inputs: list[tf.Tensor]) -> keras.Model:
     return clone
 
 
-def _calibrate(model: keras.Model, inputs: list[tf.Tensor]) -> None:
-    """Set batch normalisation's moving statistics to the audit batch's, where a trained model's have converged: at
-    initialisation they are 0 and 1, and in inference mode a deep model's signal can vanish through them
-    (`keras.applications` convolutions are glorot-initialised), which a real `fit`, on batch statistics, never sees."""
-    norms = [layer for layer in model._flatten_layers(include_self=False)
-             if isinstance(layer, keras.layers.BatchNormalization)]
-    for layer in norms:
-        layer.momentum = 0.0   # the clone's own layers: the next training pass sets the statistics outright
-    if norms:
-        _forward(model, inputs, training=True)
-
-
 def _counterparts(model: keras.Model, clone: keras.Model) -> list:
     """The clone's variables matching the model's trainable ones, by position in `weights` (the order
     `set_weights` copies in): a clone need not keep a nested model's `trainable` flag."""
@@ -348,12 +340,11 @@ def _counterparts(model: keras.Model, clone: keras.Model) -> list:
 
 def _trained_copy(model: keras.Model, inputs: list[tf.Tensor], heads: Sequence[AuditHead], labels: dict,
                   silent: set[int]) -> tuple[keras.Model, list, set[int]]:
-    """A clone, its batch normalisation calibrated, trained `STEPS` seeded Adam steps on the audit's batch; its
+    """A clone trained `STEPS` seeded Adam steps on the audit's batch; its
     variables matching the model's trainable ones; and `silent` narrowed to those that still get no gradient after
     every step."""
     keras.utils.set_random_seed(0)
     clone = _clone(model, inputs)
-    _calibrate(clone, inputs)
     variables = _counterparts(model, clone)
     optimizer = keras.optimizers.Adam(learning_rate=1e-3)
     for step in range(STEPS + 1):   # measured before each step and after the last

@@ -134,10 +134,12 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     silent -= _reaching_other_outputs(trained.model, args, kwargs, silent)
     silent -= _reached_by_other_samples(trained.model, fresh, heads, full, batch, silent)
     if silent:
+        owners = dict.fromkeys(name.rpartition(".")[0] for name in trainable if name in silent)
+        whole = any(all(name in silent for name in trainable if name.rpartition(".")[0] == owner) for owner in owners)
         found.unreached = Unreached(
-            layers=tuple(dict.fromkeys(name.rpartition(".")[0] for name in trainable if name in silent)),
-            values=sum(trainable[name].numel() for name in silent), total=sum(p.numel() for p in trainable.values()),
-            steps=STEPS, stop=recorder.stop())
+            layers=tuple(owners), values=sum(trainable[name].numel() for name in silent),
+            total=sum(p.numel() for p in trainable.values()), steps=STEPS, stop=recorder.stop(),
+            partial=() if whole else tuple(name for name in trainable if name in silent))
     for head in constant:
         if not _moves(trained.model, args, kwargs, head, batch):
             key = head.output or ""
