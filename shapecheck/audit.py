@@ -22,7 +22,8 @@ FIT_LEARNING_RATE = 3e-3
 FIT_MEMORISED = 0.5   # the loss halved: the model memorises the batch, the overfit stops
 FIT_STUCK = 0.9       # after every step, the loss still above this share of its first value: it cannot fit them
 FIT_MAX_PARAMETERS = 2_000_000     # only small models are overfit: bounded time, and no doubt about capacity
-FIT_MAX_SECONDS = 5.0              # skipped when the first step says the steps would take longer
+FIT_MAX_VALUES = 1_000_000         # values one forward pass computes: 300 steps of it stay within seconds (a bound
+# on the model's work, not on the clock, so that a busy machine gives the same findings)
 MAX_ACTIVATIONS = 400_000_000   # values the forward pass computes at the audit's batch: about 1.6 GB in float32,
 # several times that with the backward pass and the trained copy (MViT on 16 frames of 224 px is 2.9 billion)
 MAX_SAMPLES = 16      # the audit's batch: the first samples of the check's

@@ -37,7 +37,7 @@ from shapecheck.adapters.torch.tracer import (
 from shapecheck.audit import (
     FIT_LEARNING_RATE,
     FIT_MAX_PARAMETERS,
-    FIT_MAX_SECONDS,
+    FIT_MAX_VALUES,
     FIT_MEMORISED,
     FIT_STEPS,
     MAX_SAMPLES,
@@ -127,7 +127,7 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     silent = {name for name, p in trainable.items() if id(p) in recorder.read and not _has_gradient(p)}
     constant = [head for head in heads if not _moves(model, args, kwargs, head, batch)]
     if not silent and not constant:
-        found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest)
+        found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest, recorder.computed)
         return found
     trained = _trained_copy(model, args, kwargs, heads, labels, silent)
     silent &= trained.silent
@@ -145,7 +145,7 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
             key = head.output or ""
             found.heads[key] = _with_constant(found.heads[key], model, args, kwargs, head, batch)
     if found.unreached is None and not any(head.constant for head in found.heads.values()):
-        found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest)
+        found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest, recorder.computed)
     return found
 
 
@@ -162,22 +162,21 @@ def _weakest(trainable: dict[str, nn.Parameter]) -> tuple[str, float] | None:
 
 
 def _fit_one_batch(model: nn.Module, args, kwargs, heads: Sequence[AuditHead], labels: dict, batch: int,
-                   weakest: tuple[str, float] | None) -> Fit | None:
+                   weakest: tuple[str, float] | None, computed: int) -> Fit | None:
     """The loss of a copy trained seeded Adam steps on the audit's samples until it halves (a model that memorises
     stops early) or `FIT_STEPS` have run, for small models whose every parameter trains (a frozen backbone limits
     what the head can memorise by design)."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    if trainable > FIT_MAX_PARAMETERS or any(not p.requires_grad for p in model.parameters()):
+    if trainable > FIT_MAX_PARAMETERS or computed > FIT_MAX_VALUES or \
+            any(not p.requires_grad for p in model.parameters()):
         return None
     # random stand-ins are memorisable one per sample, not one per pixel: a local model cannot fit noise maps
     if any(not real and target is not None and target.dim() > 2 for target, real in labels.values()):
         return None
     duplicate = _copy(model)
     optimizer = torch.optim.Adam([p for p in duplicate.parameters() if p.requires_grad], lr=FIT_LEARNING_RATE)
-    losses, started = [], time.perf_counter()
+    losses = []
     for step in range(FIT_STEPS):
-        if step == 1 and (time.perf_counter() - started) * FIT_STEPS > FIT_MAX_SECONDS:
-            return None
         torch.manual_seed(step)
         optimizer.zero_grad(set_to_none=True)
         total = _total_loss(duplicate(*args, **kwargs), heads, labels)
@@ -327,6 +326,11 @@ class _Recorder(TorchFunctionMode):
         self.ops: list[tuple[str, str, list[torch.Tensor], list[torch.Tensor], object]] = []
         self.reached: set[int] = set()   # ids of tensors that got a non-zero gradient
         self.read: set[int] = set()      # ids of the parameters some op read
+
+    @property
+    def computed(self) -> int:
+        """How many values the recorded pass computed."""
+        return sum(tensor.numel() for _, _, _, outputs, _ in self.ops for tensor in outputs)
 
     def __enter__(self):
         self.grad_outside = torch.is_grad_enabled()   # a pass run under no_grad as a whole has no blocks to name
