@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from shapecheck.adapters.keras.edit import MAX_PARAMETERS
 from shapecheck.adapters.keras.loss import CLASSES
-from shapecheck.adapters.keras.tracer import _activation_name, _attribute_names, _first_line, _inner, _tensors
+from shapecheck.adapters.keras.tracer import activation_name, attribute_names, error_line, inner_layer, tensors_in
 from shapecheck.audit import (
     MAX_SAMPLES,
     STEPS,
@@ -140,7 +140,7 @@ def _forward(model: keras.Model, inputs: list[tf.Tensor], recorder: _Recorder | 
         output = (recorder or _Recorder(training=training)).run(graph, inputs)
     else:
         output = model(inputs if len(inputs) > 1 else inputs[0], training=training)
-    leaves = _tensors(output)
+    leaves = tensors_in(output)
     names = list(getattr(model, "output_names", None) or [])
     names = names if len(names) == len(leaves) else [f"[{index}]" for index in range(len(leaves))]
     return {name if len(leaves) > 1 else "": tensor for name, tensor in zip(names, leaves)}
@@ -196,7 +196,7 @@ def _head_audit(head: AuditHead, prediction: tf.Tensor | None, labels: tuple[np.
     try:
         value = float(function(target, prediction))
     except Exception as exc:
-        return HeadAudit(values=values, loss_error=f"{type(exc).__name__}: {_first_line(exc)}", labels_real=real)
+        return HeadAudit(values=values, loss_error=f"{type(exc).__name__}: {error_line(exc)}", labels_real=real)
     return HeadAudit(values=values, loss_value=value, labels_real=real)
 
 
@@ -254,14 +254,14 @@ class _Recorder:
         def call(*args, **kwargs):
             graph = _graph(operation) if isinstance(operation, keras.Model) else None
             if graph is not None:
-                return self.run(graph, _tensors(args), name + ".")
+                return self.run(graph, tensors_in(args), name + ".")
             if "training" in getattr(operation, "_call_context_args", ()):
                 kwargs["training"] = self.training   # as `Functional.call(training=...)` passes it to every layer
             outputs = operation(*args, **kwargs)
-            produced = _tensors(outputs)
+            produced = tensors_in(outputs)
             if self.tape is not None:
                 self.tape.watch([tensor for tensor in produced if tensor.dtype.is_floating])
-            self.calls.append((name, operation, _tensors((args, kwargs)), produced))
+            self.calls.append((name, operation, tensors_in((args, kwargs)), produced))
             return outputs
 
         return call
@@ -287,13 +287,13 @@ class _Recorder:
 def _op_name(layer) -> str:
     """What a layer computes, for a message: its activation when it has one, what its Lambda code calls, else its
     lower-cased class."""
-    inner = _inner(layer)
+    inner = inner_layer(layer)
     if isinstance(inner, keras.layers.Lambda):
         code = getattr(inner.function, "__code__", None)
         called = code.co_names if code is not None else ()
         stop = next((name for name in _LAMBDA_STOPS if name in called), None)
-        return stop or _activation_name(layer) or "lambda"
-    return _activation_name(layer) or type(inner).__name__.lower()
+        return stop or activation_name(layer) or "lambda"
+    return activation_name(layer) or type(inner).__name__.lower()
 
 
 def _owners(model: keras.Model, recorder: _Recorder) -> dict[int, str]:
@@ -302,7 +302,7 @@ def _owners(model: keras.Model, recorder: _Recorder) -> dict[int, str]:
     if recorder.calls:
         layers = [(name, layer) for name, layer, _, _ in recorder.calls]
     else:
-        attributes = _attribute_names(model)
+        attributes = attribute_names(model)
         layers = [(attributes.get(id(layer), layer.name), layer) for layer in model.layers]
     owners: dict[int, str] = {}
     for name, layer in layers:

@@ -40,17 +40,17 @@ def meta(tensor) -> TensorMeta:
     return TensorMeta(shape, normalize_dtype(str(tensor.dtype).removeprefix("<dtype: '").rstrip("'>")))
 
 
-def _tensors(values) -> list:
+def tensors_in(values) -> list:
     return [t for t in tree.flatten(values) if hasattr(t, "shape") and hasattr(t, "dtype")]
 
 
-def _inner(layer):
+def inner_layer(layer):
     """TimeDistributed/Bidirectional wrap the layer that does the work."""
     return getattr(layer, "layer", None) or getattr(layer, "forward_layer", None) or layer
 
 
-def _activation_name(layer) -> str | None:
-    inner = _inner(layer)
+def activation_name(layer) -> str | None:
+    inner = inner_layer(layer)
     kind = type(inner).__name__
     if kind == "Softmax":
         return "softmax"
@@ -64,7 +64,7 @@ def _activation_name(layer) -> str | None:
 
 
 def _config(layer, kind: str) -> dict:
-    inner = _inner(layer)
+    inner = inner_layer(layer)
     config = {}
     kernel = getattr(inner, "kernel", None) if getattr(inner, "built", False) else None
     if kind == "linear":
@@ -101,7 +101,7 @@ class Recorder:
 
     def note_failure(self, layer, name: str, args, exc: Exception):
         if self.failed is None:
-            inputs = [meta(t) for t in _tensors(args)]
+            inputs = [meta(t) for t in tensors_in(args)]
             self.failed = (layer, name, inputs, _lambda_cause(layer, inputs, exc))
 
     @contextlib.contextmanager
@@ -123,11 +123,11 @@ class Recorder:
             keras.layers.Layer.__call__ = original
 
     def failure(self, exc: Exception) -> Failure:
-        message = _first_line(exc)
+        message = error_line(exc)
         if self.failed is None:
             return Failure(layer=None, op=None, exception=type(exc).__name__, message=message)
         _, name, inputs, inner = self.failed
-        return Failure(layer=name, op=None, exception=type(inner).__name__, message=_first_line(inner), inputs=inputs)
+        return Failure(layer=name, op=None, exception=type(inner).__name__, message=error_line(inner), inputs=inputs)
 
     def build_failure(self, exc: Exception, sites) -> Trace | None:
         """A factory raised inside a layer call: a trace that holds that layer and the failure."""
@@ -159,7 +159,7 @@ _BOILERPLATE = ("Exception encountered when calling", "Arguments received by", "
                 "Detected at node", "File ")
 
 
-def _first_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     """The line that says what went wrong, without Keras's frame and argument listing or terminal colours."""
     text = re.sub(r"\x1b\[[0-9;]*m|\{\{function_node [^}]*\}\}", "", str(exc))
     lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -169,7 +169,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _layer_record(name: str, layer, sites) -> Layer:
-    kind = _KINDS.get(type(_inner(layer)).__name__, "other")
+    kind = _KINDS.get(type(inner_layer(layer)).__name__, "other")
     if isinstance(layer, keras.Model):
         kind = "container"
     params = {}
@@ -178,7 +178,7 @@ def _layer_record(name: str, layer, sites) -> Layer:
         params.setdefault(short, TensorMeta(tuple(int(d) for d in variable.shape),
                                             normalize_dtype(str(variable.dtype))))
     return Layer(name=name, type=type(layer).__name__, kind=kind, params=params, config=_config(layer, kind),
-                 source=sites.get(layer) or sites.get(_inner(layer)), is_leaf=kind != "container")
+                 source=sites.get(layer) or sites.get(inner_layer(layer)), is_leaf=kind != "container")
 
 
 class _Run(Recorder):
@@ -202,7 +202,7 @@ class _Run(Recorder):
     def _watching_sublayers(self, model, prefix: str):
         original = keras.layers.Layer.__call__
         run = self
-        attributes = _attribute_names(model)
+        attributes = attribute_names(model)
 
         def call(layer, *args, **kwargs):
             if layer is model:
@@ -227,13 +227,13 @@ class _Run(Recorder):
             if isinstance(operation, keras.Model) and (hasattr(operation, "_run_through_graph")
                                                        or getattr(operation, "_functional", None) is not None):
                 self.layers.setdefault(name, _layer_record(name, operation, self.sites)).calls += 1
-                return self.call_model(operation, _tensors(args), name + ".")
+                return self.call_model(operation, tensors_in(args), name + ".")
             return self._record_call(operation, name, lambda: operation(*args, **kwargs), args)
 
         return run
 
     def _record_call(self, layer, name: str, call, args):
-        inputs = _tensors(args)
+        inputs = tensors_in(args)
         try:
             _check_merge(layer, inputs)
             outputs = call()
@@ -246,7 +246,7 @@ class _Run(Recorder):
         record = self.layers.get(name) or _layer_record(name, layer, self.sites)
         self.layers[name] = record
         record.calls += 1
-        produced = _tensors(outputs)
+        produced = tensors_in(outputs)
         if record.calls == 1:
             record.inputs = [meta(t) for t in inputs]
             record.input_producers = [self.producer.get(id(t)) for t in inputs]
@@ -256,8 +256,8 @@ class _Run(Recorder):
 
     def _add_ops(self, record: Layer, layer, inputs, outputs):
         """The layer's computation, then its activation as an op of its own (Dense(1, activation="softmax"))."""
-        activation = _activation_name(layer)
-        first = _OP_NAMES.get(record.kind, type(_inner(layer)).__name__.lower())
+        activation = activation_name(layer)
+        first = _OP_NAMES.get(record.kind, type(inner_layer(layer)).__name__.lower())
         names = [first] if record.kind != "activation" and first != "lambda" or activation is None else []
         if activation is not None:
             names.append(activation)
@@ -272,7 +272,7 @@ class _Run(Recorder):
             self.producer[id(tensor)] = len(self.ops) - 1
 
 
-def _attribute_names(model) -> dict[int, str]:
+def attribute_names(model) -> dict[int, str]:
     """A subclassed model's layers by the attribute its `__init__` stored them in (`d2`, `blocks[1]`): the names
     the user wrote, where Keras would say `dense_1`."""
     names = {}
@@ -295,12 +295,12 @@ _MERGES = ("Concatenate", "Add", "Subtract", "Multiply", "Average", "Maximum", "
 def _check_merge(layer, inputs):
     """Symbolic Concatenate and Add accept maps of different sizes (a U-Net skip connection at an input size that
     does not halve evenly) that fail at run time; fail here as the run would."""
-    kind = type(_inner(layer)).__name__
+    kind = type(inner_layer(layer)).__name__
     if kind not in _MERGES or len(inputs) < 2:
         return
     shapes = [tuple(tensor.shape) for tensor in inputs]
     rank = len(shapes[0])
-    skip = getattr(_inner(layer), "axis", None) if kind == "Concatenate" else None
+    skip = getattr(inner_layer(layer), "axis", None) if kind == "Concatenate" else None
     for shape in shapes[1:]:
         if len(shape) != rank:
             continue
@@ -337,7 +337,7 @@ def run_once(model, specs: list[TensorMeta], batch: int, target: str, sites) -> 
     except Exception as exc:  # the model's own error is the finding
         trace.failure = run.failure(exc)
     else:
-        leaves = _tensors(output)
+        leaves = tensors_in(output)
         names = list(getattr(model, "output_names", None) or [])   # a functional model's output layer names
         names = names if len(names) == len(leaves) else [f"[{i}]" for i in range(len(leaves))]
         trace.outputs = {name if len(leaves) > 1 else "": meta(t) for name, t in zip(names, leaves)}
