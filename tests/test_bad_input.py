@@ -120,6 +120,10 @@ def _valid_files(folder: Path) -> dict[str, bytes]:
     import onnx
     import torch
 
+    from shapecheck.adapters import keep_triton_out_after_tensorflow
+
+    keep_triton_out_after_tensorflow()   # torch.export imports dynamo, and triton crashes after TensorFlow
+
     small = torch.nn.Sequential(torch.nn.Linear(4, 2))
     torch.jit.save(torch.jit.script(small), folder / "v.pt")
     torch.export.save(torch.export.export(small, (torch.randn(2, 4),)), folder / "v.pt2")
