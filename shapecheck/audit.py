@@ -141,6 +141,24 @@ class Audit:
         return self.heads.get(output or "")
 
 
+def audit_labels(labels: LabelInfo, full: int, batch: int) -> tuple[tuple[int, ...], bool]:
+    """The labels' shape at the audit's `batch` samples (of the check's `full`), and whether their first axis is
+    the samples'."""
+    shape = tuple(labels.shape)
+    per_sample = bool(shape) and shape[0] == full
+    return ((batch, *shape[1:]) if per_sample else shape), per_sample
+
+
+def stand_in_kind(loss: LossContract) -> str:
+    """The labels a loss accepts, to make up when only their shape is known: `class_ids` in range, `distribution`
+    rows shaped like the output, `binary` 0/1 values, or `normal` values for a regression."""
+    if loss.wants_class_indices:
+        return "class_ids"
+    if loss.target == "one_hot":
+        return "distribution"
+    return "binary" if loss.family == "binary" else "normal"
+
+
 def activations(trace: Trace, samples: int) -> int:
     """How many values the forward pass computes at `samples` samples, from the trace's ops."""
     computed = sum(math.prod(tensor.shape) for op in trace.ops for tensor in op.outputs)

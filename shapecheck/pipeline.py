@@ -12,7 +12,6 @@ from shapecheck import audit as audit_mod
 from shapecheck import engine, progress, suppress, targets
 from shapecheck import heads as heads_mod
 from shapecheck import verify as verification
-from shapecheck.audit import AuditHead
 from shapecheck.deadline import TraceTimeout, deadline
 from shapecheck.engine import HeadCheck, Result
 from shapecheck.errors import ShapecheckError
@@ -121,7 +120,7 @@ def audit(result: Result, loaded: targets.LoadedTarget, request: Request) -> Non
     """Measure the training signal on a tiny real batch (`shapecheck/audit.py`): gradients, input dependence and
     the loss at initialisation, for every head whose loss accepts its output and labels."""
     trace = traced(result)
-    heads = [AuditHead(head.output, head.loss, head.labels, _head_post(request.post, head)) for head in result.heads
+    heads = [audit_mod.AuditHead(head.output, head.loss, head.labels, _head_post(request.post, head)) for head in result.heads
              if head.loss is not None and head.labels is not None and head.labels.shape
              and not (head.loss_check is not None and head.loss_check.status == "raises")]
     if not request.audit or loaded.model is None or trace.failure is not None or not heads:

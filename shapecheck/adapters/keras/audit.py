@@ -35,6 +35,8 @@ from shapecheck.audit import (
     OutputValues,
     Stop,
     Unreached,
+    audit_labels,
+    stand_in_kind,
 )
 from shapecheck.ops import canonical
 from shapecheck.shapes import TensorMeta
@@ -131,15 +133,14 @@ def _graph(model):
     return model if hasattr(model, "_run_through_graph") else getattr(model, "_functional", None)
 
 
-def _forward(model: keras.Model, inputs: list[tf.Tensor], recorder: _Recorder | None = None, training: bool = True
+def _forward(model: keras.Model, inputs: list[tf.Tensor], recorder: _Recorder | None = None
              ) -> dict[str, tf.Tensor]:
-    """The model's outputs (in training mode unless told otherwise), keyed as the tracer keys `Trace.outputs` ("" for
-    the only one)."""
+    """The model's outputs in training mode, keyed as the tracer keys `Trace.outputs` ("" for the only one)."""
     graph = _graph(model)
     if graph is not None:
-        output = (recorder or _Recorder(training=training)).run(graph, inputs)
+        output = (recorder or _Recorder()).run(graph, inputs)
     else:
-        output = model(inputs if len(inputs) > 1 else inputs[0], training=training)
+        output = model(inputs if len(inputs) > 1 else inputs[0], training=True)
     leaves = tensors_in(output)
     names = list(getattr(model, "output_names", None) or [])
     names = names if len(names) == len(leaves) else [f"[{index}]" for index in range(len(leaves))]
@@ -154,23 +155,22 @@ def _prediction(outputs: dict[str, tf.Tensor], head: AuditHead) -> tf.Tensor | N
 def _labels(head: AuditHead, prediction: tf.Tensor | None, full: int, batch: int) -> tuple[np.ndarray | None, bool]:
     """The user's labels for the audit's samples (the first `batch` of the check's `full`), else valid stand-ins the
     loss accepts; and whether they are the user's."""
-    labels, loss = head.labels, head.loss
-    shape = tuple(labels.shape)
-    per_sample = bool(shape) and shape[0] == full
-    if labels.array is not None:
-        values = np.asarray(labels.array)
+    shape, per_sample = audit_labels(head.labels, full, batch)
+    if head.labels.array is not None:
+        values = np.asarray(head.labels.array)
         return (values[:batch] if per_sample else values), True
     if prediction is None or not shape:
         return None, False
-    shape = (batch, *shape[1:]) if per_sample else shape
     generator = np.random.default_rng(0)
-    classes = prediction.shape[loss.class_axis] if prediction.shape.rank > 1 else 2
-    if loss.wants_class_indices:
+    axis = head.loss.class_axis
+    classes = prediction.shape[axis] if prediction.shape.rank > 1 else 2
+    kind = stand_in_kind(head.loss)
+    if kind == "class_ids":
         return generator.integers(0, classes, shape), False
-    if loss.target == "one_hot":   # distributions over the classes, like the output
+    if kind == "distribution":   # distributions over the classes, like the output
         scores = np.exp(generator.standard_normal(tuple(prediction.shape)))
-        return (scores / scores.sum(axis=loss.class_axis, keepdims=True)).astype(np.float32), False
-    if loss.family == "binary":
+        return (scores / scores.sum(axis=axis, keepdims=True)).astype(np.float32), False
+    if kind == "binary":
         return generator.integers(0, 2, shape).astype(np.float32), False
     return generator.standard_normal(shape, dtype=np.float32), False
 
@@ -241,8 +241,8 @@ class _Recorder:
     `outer.inner`): each layer with its input and output tensors. With a tape, every float output is watched, so
     that the gradient reaching it can be read after the backward pass."""
 
-    def __init__(self, tape: tf.GradientTape | None = None, training: bool = True):
-        self.tape, self.training = tape, training
+    def __init__(self, tape: tf.GradientTape | None = None):
+        self.tape = tape
         self.calls: list[tuple[str, keras.layers.Layer, list, list]] = []
 
     def run(self, graph, inputs: list, prefix: str = ""):
@@ -256,7 +256,7 @@ class _Recorder:
             if graph is not None:
                 return self.run(graph, tensors_in(args), name + ".")
             if "training" in getattr(operation, "_call_context_args", ()):
-                kwargs["training"] = self.training   # as `Functional.call(training=...)` passes it to every layer
+                kwargs["training"] = True   # as `Functional.call(training=True)` passes it to every layer
             outputs = operation(*args, **kwargs)
             produced = tensors_in(outputs)
             if self.tape is not None:

@@ -50,9 +50,11 @@ from shapecheck.audit import (
     OutputValues,
     Stop,
     Unreached,
+    audit_labels,
+    stand_in_kind,
 )
 from shapecheck.ops import canonical
-from shapecheck.oracle import void_marker
+from shapecheck.oracle import first_line, void_marker
 from shapecheck.shapes import TensorMeta
 
 FRESH_SAMPLES = 64   # the second, larger batch that may reach a layer only some samples use
@@ -205,23 +207,21 @@ def _labels(head: AuditHead, prediction: torch.Tensor | None, full: int, batch: 
             ) -> tuple[torch.Tensor | None, bool]:
     """The user's labels for the audit's samples (the first `batch` of the check's `full`), else valid stand-ins the
     loss accepts; and whether they are the user's."""
-    labels, loss = head.labels, head.loss
-    shape = tuple(labels.shape)
-    per_sample = bool(shape) and shape[0] == full
-    if labels.array is not None:
-        values = torch.as_tensor(labels.array)
+    shape, per_sample = audit_labels(head.labels, full, batch)
+    if head.labels.array is not None:
+        values = torch.as_tensor(head.labels.array)
         return (values[:batch] if per_sample else values), True
     if prediction is None or not shape:
         return None, False
-    shape = (batch, *shape[1:]) if per_sample else shape
     generator = torch.Generator().manual_seed(0)
-    axis = loss.class_axis if prediction.dim() > 1 else 0
+    axis = head.loss.class_axis if prediction.dim() > 1 else 0
     classes = prediction.shape[axis] if prediction.dim() > 1 else 2
-    if loss.wants_class_indices:
+    kind = stand_in_kind(head.loss)
+    if kind == "class_ids":
         return torch.randint(0, classes, shape, generator=generator), False
-    if loss.target == "one_hot":
+    if kind == "distribution":
         return torch.softmax(torch.randn(prediction.shape, generator=generator), dim=axis), False
-    if loss.family == "binary":
+    if kind == "binary":
         return torch.randint(0, 2, shape, generator=generator).float(), False
     return torch.randn(shape, generator=generator), False
 
@@ -251,7 +251,7 @@ def _head_audit(head: AuditHead, prediction: torch.Tensor | None, labels: dict) 
         with torch.no_grad():
             value = float(function(prediction.detach(), target))
     except Exception as exc:
-        return HeadAudit(values=values, loss_error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+        return HeadAudit(values=values, loss_error=f"{type(exc).__name__}: {first_line(exc)}",
                          labels_real=real)
     return HeadAudit(values=values, loss_value=value, labels_real=real)
 
