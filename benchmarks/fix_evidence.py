@@ -52,7 +52,7 @@ def _report(name: str, counts: Counter):
 
 def _verified_recipes(path: Path, verbose: bool) -> Counter:
     counts = Counter()
-    run = corpus.run_case(path)
+    run = corpus.run_case(path, verify_fixes=True)
     for finding in (f for f in run.buggy if f.severity == "error"):
         verified = any(fix.verified for fix in finding.fixes)
         counts["findings"] += 1

@@ -65,17 +65,25 @@ def check(trace: Trace, loss: LossContract | None, labels: LabelInfo | None, rec
         for finding in rule().check(ctx):
             finding.subject = rule.subject_of(finding, ctx)
             found.append((finding, finding.subject))
-    kept = [finding for finding, subject in found if not _superseded(finding, subject, found)]
+    kept = []
+    for finding, subject in found:
+        by = _superseding(finding, subject, found)
+        if by:
+            for other in by:
+                other.explains = tuple(sorted({*other.explains, finding.rule}))
+        else:
+            kept.append(finding)
     return sorted(kept, key=lambda f: (SEVERITY_ORDER[f.severity], f.rule))
 
 
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 
 
-def _superseded(finding: Finding, subject: Subject, found: list[tuple[Finding, Subject]]) -> bool:
-    """Another finding on the same subject, at least as severe, from a rule that supersedes this one's."""
-    return any(finding.rule in PRECEDENCE[other.rule] and other_subject.covers(subject)
-               and SEVERITY_ORDER[other.severity] <= SEVERITY_ORDER[finding.severity] for other, other_subject in found)
+def _superseding(finding: Finding, subject: Subject, found: list[tuple[Finding, Subject]]) -> list[Finding]:
+    """The findings on the same subject, at least as severe, from a rule that supersedes this one's."""
+    return [other for other, other_subject in found
+            if finding.rule in PRECEDENCE[other.rule] and other_subject.covers(subject)
+            and SEVERITY_ORDER[other.severity] <= SEVERITY_ORDER[finding.severity]]
 
 
 def _selected(code: str, select: Collection[str] | None, ignore: Collection[str]) -> bool:

@@ -78,6 +78,7 @@ class Finding:
     fixes: list[Fix] = field(default_factory=list)
     subject: Subject | None = None   # set by the rule, else by the engine from the rule's declared subject
     head: str = ""                   # the output it is about, when a check covers several
+    explains: tuple[str, ...] = ()   # the rules whose findings this one superseded (set by the engine)
 
     def to_json(self) -> dict:
         return {

@@ -207,6 +207,8 @@ def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
         where, callee = layer.source, layer.type
         if edit.op == "drop_op":
             return where, Change(where.line, "replace_call", callee, value="nn.Identity()")
+        if edit.op == "swap_op" and edit.args[2] == "sigmoid":   # elementwise: nn.Sigmoid() takes no `dim`
+            return where, Change(where.line, "replace_call", callee, value="nn.Sigmoid()")
         if edit.op == "swap_op":
             return where, Change(where.line, "rename", callee, value=_MODULE_NAMES.get(edit.args[2]))
         return where, Change(where.line, "keyword", callee, keyword="dim", value=edit.args[2])
@@ -219,6 +221,8 @@ def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
         return where, Change(where.line, "method", name, value=("permute", ", ".join(map(str, edit.args[2]))))
     if edit.op == "drop_op":
         return where, Change(where.line, "unwrap", name)
+    if edit.op == "swap_op" and edit.args[2] == "sigmoid":
+        return where, Change(where.line, "replace_call", name, value="{x}.sigmoid()")   # no import needed
     if edit.op == "swap_op":
         return where, Change(where.line, "rename", name, value=edit.args[2])
     return where, Change(where.line, "keyword", name, keyword="dim", value=edit.args[2])
@@ -373,8 +377,15 @@ def _apply(cst, change: Change, call):
         receiver = cst.Module([]).code_for_node(func.value)
         method, arguments = change.value
         return cst.parse_expression(f"{receiver}.{method}({arguments.format(x=receiver)})")
-    if change.kind == "replace_call":
-        return cst.parse_expression(change.value)
+    if change.kind == "replace_call":   # `{x}`: the call's first argument, as written
+        if "{x}" not in change.value:
+            return cst.parse_expression(change.value)
+        if not call.args or call.args[0].keyword is not None:
+            return None
+        first = call.args[0].value
+        code = cst.Module([]).code_for_node(first)
+        atomic = isinstance(first, (cst.Name, cst.Attribute, cst.Call, cst.Subscript))
+        return cst.parse_expression(change.value.replace("{x}", code if atomic else f"({code})"))
     return None
 
 

@@ -21,6 +21,7 @@ from shapecheck.labels import LabelInfo, LabelSpec
 from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, resolve_loss
 from shapecheck.recipes import Recipes, ReExport
 from shapecheck.request import Head, Request
+from shapecheck.rules import load_rules
 from shapecheck.shapes import TensorMeta
 from shapecheck.trace import Trace
 
@@ -186,10 +187,17 @@ def verify(result: Result, loaded: targets.LoadedTarget, request: Request) -> No
                 mine = [f for f in result.findings if f.head == head.name or (index == 0 and not f.head)]
                 view = Result(result.target, trace.at_output(head.output), [head],
                               [f for f in result.findings if f.head in ("", head.name)])
-                verification.verify(view, loaded, _example(loaded, request), Recheck(request, head),
+                audited = any(_measured(f) for f in mine)
+                verification.verify(view, loaded, _example(loaded, request), Recheck(request, head, audited),
                                     _head_post(request.post, head), mine)
     except TraceTimeout:
         trace.notes.append("verifying the fix recipes took longer than --timeout; they are unverified")
+
+
+def _measured(finding: Finding) -> bool:
+    """The finding is, or explains, a fact the training-signal audit measured."""
+    rules = load_rules()
+    return any(code in rules and rules[code].subject == "signal" for code in (finding.rule, *finding.explains))
 
 
 def patch(result: Result) -> None:
@@ -210,10 +218,12 @@ def patch(result: Result) -> None:
 @dataclasses.dataclass(frozen=True)
 class Recheck:
     """How verification re-enters the pipeline (`verify.Recheck`): an edited copy is traced, judged and ruled
-    on as `request` was, at `head`."""
+    on as `request` was, at `head`; `audited`: the head's training signal was measured, and is measured again on
+    the copy, so that a recipe must clear what the audit found, not only what a rule recognised."""
 
     request: Request
     head: HeadCheck
+    audited: bool = False
 
     def __call__(self, loaded: targets.LoadedTarget, labels: LabelInfo | None, loss: LossContract | None,
                  trace: Trace | None, inputs: list[TensorMeta] | None) -> tuple[Trace, list[Finding]]:
@@ -222,9 +232,11 @@ class Recheck:
         head = dataclasses.replace(self.head, loss=loss, labels=labels, loss_check=None)
         result = Result(target=loaded.target, heads=[head])
         # a reused trace keeps no audit: it measured the model under the loss and labels before the recipe
-        result.trace = dataclasses.replace(trace, audit=None) if trace is not None else \
+        result.trace = dataclasses.replace(trace, audit=None, notes=list(trace.notes)) if trace is not None else \
             _traced(loaded, request, labels.shape[0] if labels is not None and labels.shape else _batch(request))
         judge(result, loaded.adapter)
+        if self.audited:
+            audit(result, loaded, request)
         rules(result, request)
         return traced(result), result.findings
 

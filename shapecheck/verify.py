@@ -147,20 +147,21 @@ def _copy(editor, model, changes, labels):
 def _step(loaded, model, example, trace, labels, loss, post) -> tuple[bool, str]:
     """The real training step that confirms a re-checked recipe, where the framework and the model allow one."""
     stepper = loaded.adapter.train_step
+    done = "re-checked clean" if trace.audit is None else "re-checked and re-audited clean"
     if not loaded.adapter.TRAINS:
-        return True, "re-checked clean (no training step for this framework)"
+        return True, f"{done} (no training step for this framework)"
     if model is None:
-        return True, "re-checked clean (no training step: the model cannot be copied for one)"
+        return True, f"{done} (no training step: the model cannot be copied for one)"
     if labels is None or loss is None or trace.failure is not None:
-        return True, "re-checked clean (no labels or loss to train with)"
+        return True, f"{done} (no labels or loss to train with)"
     if labels.per_output and loaded.adapter.FRAMEWORK == "keras":
-        return True, "re-checked clean (no training step: Keras trains every output at once, with one loss each)"
+        return True, f"{done} (no training step: Keras trains every output at once, with one loss each)"
     try:
-        return True, f"re-checked clean; {stepper(model, trace.inputs, example, labels, loss, post=post)}"
+        return True, f"{done}; {stepper(model, trace.inputs, example, labels, loss, post=post)}"
     except Unsupported as why:
-        return True, f"re-checked clean (no training step: {why})"
+        return True, f"{done} (no training step: {why})"
     except Exception as exc:
-        return False, f"re-checked clean, but the training step failed: {_line(exc)}"
+        return False, f"{done}, but the training step failed: {_line(exc)}"
 
 
 def _line(exc: BaseException) -> str:

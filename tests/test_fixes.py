@@ -117,6 +117,20 @@ def test_fix_drops_a_functional_softmax_and_a_sigmoid_module(project):
 
 
 @pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
+def test_softmax_over_one_value_becomes_a_sigmoid_proven_by_the_audit_of_the_copy(project):
+    np.save("binary_column.npy", np.array([[0.0], [1.0], [1.0], [0.0]], dtype=np.float32))
+    args = ("models.py:one_value_softmax", "--input", "4,16", "--loss", "BCELoss", "--labels-file", "binary_column.npy")
+    [finding] = json_findings(*args)
+    sigmoid = finding["fixes"][0]
+    assert finding["rule"] == "SC155" and sigmoid["verified"]
+    # the measured facts (no gradient, a constant output) were measured again on the fixed copy, and are gone
+    assert sigmoid["evidence"].startswith("re-checked and re-audited clean")
+    assert sigmoid["edits"][0]["op"] == "swap_op"   # the softmax itself, not a sigmoid appended after it
+    diff = run("check", *args, "--fix-diff").output
+    assert "+        return (self.fc(x) + 0.5).sigmoid()" in diff   # no import needed, the argument kept whole
+
+
+@pytest.mark.subprocess   # the project fixture commits with git; --fix asks git too
 def test_library_head_is_replaced_after_the_users_call(project):
     result = run("check", "models.py:single_class_resnet", "--input", "4,3,64,64", "--loss", "BCEWithLogitsLoss",
                  "--labels", "4", "--fix-diff")

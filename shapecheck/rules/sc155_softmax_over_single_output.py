@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import final_activation, op_site
+from shapecheck.rules.common import final_activation, op_edit, op_site
 from shapecheck.rules.predicates import softmax_axis
 from shapecheck.shapes import fmt
 
@@ -23,8 +23,12 @@ class SoftmaxOverSingleOutput(Rule):
         where, layer = op_site(ctx, op)
         message = (f"{where} normalises over an axis of size 1 in {fmt(shape)}: every output is exactly 1.0, so "
                    "nothing is learnt")
-        sigmoid = ctx.recipes.replace_head(layer, 1, "sigmoid") if layer is not None and layer.kind == "linear" \
-            else ctx.recipes.end_with("sigmoid")
+        if layer is not None and layer.kind == "linear":   # Dense(1, activation="softmax")
+            sigmoid = ctx.recipes.replace_head(layer, 1, "sigmoid")
+        elif ctx.trace.framework == "torch":   # the softmax call itself becomes the sigmoid
+            sigmoid = ctx.recipes.end_with("sigmoid").applied_as(op_edit(ctx, op, "swap_op", "sigmoid"))
+        else:
+            sigmoid = ctx.recipes.end_with("sigmoid")
         fixes = [Fix("For one output per sample use a sigmoid", sigmoid),
                  Fix("Or give the head one output per class and keep the softmax")]
         yield self.finding(message, layer or op.layer or None, fixes, location=layer.source if layer else op.source)

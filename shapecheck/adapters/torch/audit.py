@@ -34,6 +34,7 @@ from shapecheck.adapters.torch.tracer import (
     set_train_mode,
     tensor_leaves,
 )
+from shapecheck.adapters.torch.weights import materialize
 from shapecheck.audit import (
     FIT_LEARNING_RATE,
     FIT_MAX_PARAMETERS,
@@ -70,8 +71,6 @@ def audit(model: nn.Module, specs: list[TensorMeta], example, heads: Sequence[Au
     if count > MAX_PARAMETERS:
         return None, f"training-signal audit skipped: {count / 1e6:.0f}M parameters (limit " \
                      f"{MAX_PARAMETERS // 10**6}M)"
-    from shapecheck.adapters.torch import materialize  # a factory's model is built on the meta device
-
     if isinstance(model, torch.jit.ScriptModule) or not materialize(model):
         return None, "training-signal audit skipped: the model cannot run with real weights here"
     started = time.perf_counter()

@@ -18,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS
 from shapecheck.adapters.torch.tracer import choose_output, example_tensors, make_inputs, tensor_leaves
+from shapecheck.adapters.torch.weights import materialize, own_copy
 from shapecheck.edits import Edit, Unsupported
 from shapecheck.labels import LabelInfo
 from shapecheck.losses import LossContract
@@ -52,6 +53,7 @@ def edited(model: nn.Module, edits: tuple[Edit, ...], labels: LabelInfo | None) 
             raise Unsupported(f"{edit.on} edit `{edit.op}`")
     if before or after or dropped:
         _rewire(copied, before, after, dropped, tuple(labels.shape) if labels is not None else ())
+    own_copy(copied)
     return copied
 
 
@@ -209,6 +211,8 @@ class _ReplacedOps(TorchFunctionMode):
         if edit.op == "drop_op":
             return args[0]
         if edit.op == "swap_op":
+            if edit.args[2] == "sigmoid":   # elementwise: no axis
+                return torch.sigmoid(args[0])
             return getattr(F, edit.args[2])(args[0], dim=_dim(args, kwargs, args[0]))
         if edit.op == "flatten_op":   # a reshape that keeps axis 0 and folds the rest
             return args[0].reshape(args[0].shape[0], -1)
@@ -235,7 +239,8 @@ def train_step(model: nn.Module, specs: list[TensorMeta], example, labels: Label
     parameters = sum(p.numel() for p in model.parameters())
     if parameters > MAX_PARAMETERS:
         raise Unsupported(f"{parameters / 1e6:.0f}M parameters is too large for a real step here")
-    _materialize_copy(model)
+    if not materialize(model):
+        raise Unsupported("the copy cannot be given real weights here")
     full = specs[0].shape[0] if specs and specs[0].shape else STEP_BATCH
     # two samples, unless the labels are not one row per sample (positions flattened by the user's code)
     batch = min(STEP_BATCH, full) if not labels.shape or labels.shape[0] == full else full
@@ -258,22 +263,6 @@ def train_step(model: nn.Module, specs: list[TensorMeta], example, labels: Label
     if not torch.isfinite(value):
         raise RuntimeError(f"the loss is {value.item()}")
     return f"one training step on {batch} samples: loss {value.item():.4g}, backward ran"
-
-
-def _materialize_copy(model: nn.Module):
-    from shapecheck.adapters.torch import _initialise
-
-    for module in model.modules():
-        fresh = [name for name, p in module.named_parameters(recurse=False) if p.is_meta]
-        for name in fresh:
-            old = getattr(module, name)
-            setattr(module, name, nn.Parameter(torch.empty(old.shape, dtype=old.dtype),
-                                               requires_grad=old.requires_grad))
-        if fresh:
-            _initialise(module, fresh)
-        for name, buffer in module.named_buffers(recurse=False):
-            if buffer is not None and buffer.is_meta:
-                module._buffers[name] = torch.zeros(buffer.shape, dtype=buffer.dtype)
 
 
 def _step_labels(labels: LabelInfo, input_batch: int | None, batch: int) -> torch.Tensor:
