@@ -66,6 +66,17 @@ class Unreached:
 
 
 @dataclass(frozen=True)
+class Unregistered:
+    """Parameters the loss gives a gradient that the model does not list (`model.parameters()`): an optimiser built
+    from the model never updates them."""
+
+    held: tuple[str, ...]     # modules held in plain lists, tuples or dicts, by attribute path (`hids[0]`)
+    created: bool             # some were created during the forward pass (`nn.Linear(...)(x)` in `forward`)
+    values: int               # how many values they hold
+    source: Location | None = None   # the user's line that first read one
+
+
+@dataclass(frozen=True)
 class Constant:
     """An output that did not move when every sample's input changed, at initialisation and after the steps."""
 
@@ -131,6 +142,7 @@ class Audit:
     """What the audit measured on a model: facts about the whole model, and per head (by output path)."""
 
     unreached: Unreached | None = None
+    unregistered: Unregistered | None = None
     fit: Fit | None = None
     heads: dict[str, HeadAudit] = field(default_factory=dict)
     samples: int = 0

@@ -105,6 +105,40 @@ def test_a_no_grad_block_is_named_as_the_stop():
     assert (stop.op, stop.layer, stop.shape) == ("no_grad", "encoder", (8, 16))
 
 
+class HeldOutside(nn.Module):
+    """Layers the loss trains that `parameters()` does not list: held in a plain list, or built in `forward`."""
+
+    def __init__(self, built_in_forward=False, teacher=False):
+        super().__init__()
+        self.hidden = [nn.Linear(16, 8)]   # a plain list registers nothing
+        self.head = nn.Linear(8, 3)
+        self.built_in_forward, self.teacher = built_in_forward, teacher
+
+    def forward(self, x):
+        if self.teacher:   # kept outside on purpose, and run without a gradient
+            with torch.no_grad():
+                x = self.hidden[0](x)
+        elif self.built_in_forward:
+            x = nn.Linear(16, 8)(x)
+        else:
+            x = self.hidden[0](x)
+        return self.head(torch.relu(x))
+
+
+def test_layers_the_model_does_not_list_are_named_by_where_they_are_held():
+    model = HeldOutside()
+    found = measure(model, "CrossEntropyLoss", CLASS_IDS)
+    assert found.unregistered.held == ("hidden[0]",) and not found.unregistered.created
+    assert found.unregistered.values == 16 * 8 + 8
+    assert model.hidden[0].weight.grad is None   # the audit's gradient is not left behind
+    created = measure(HeldOutside(built_in_forward=True), "CrossEntropyLoss", CLASS_IDS).unregistered
+    assert created.held == () and created.created
+
+
+def test_a_teacher_held_outside_and_run_without_gradient_is_not_reported():
+    assert measure(HeldOutside(teacher=True), "CrossEntropyLoss", CLASS_IDS).unregistered is None
+
+
 def test_frozen_layers_are_the_users_choice():
     model = Encoder(lambda h: h)
     model.encoder.requires_grad_(False)

@@ -33,7 +33,7 @@ from engine_builders import (
     torch_loss,
     unreached,
 )
-from shapecheck.audit import Constant, Stop
+from shapecheck.audit import Audit, Constant, Stop, Unregistered
 from shapecheck.rules import load_rules
 from shapecheck.trace import Layer, ProbeResult, Trace, traced_at_two_batches
 
@@ -461,6 +461,13 @@ def _():   # a regression head squashed by 5 * tanh(x / 100): the loss on target
     trace = head(meta(8, 16), (8, 1), then=[("tanh", (8, 1), {}), ("mul", (8, 1), {})])
     trace.audit = fitted(2.9e5, 2.88e5)
     return Case(trace, torch_loss("MSELoss"), labels_shaped("8,1"))
+
+
+@case("SC406")
+def _():   # hidden layers in a plain list: the loss trains them, the optimiser never sees them
+    trace = head(meta(8, 16), (8, 3))
+    trace.audit = Audit(unregistered=Unregistered(("hids[0]", "hids[1]"), False, 1088))
+    return Case(trace, torch_loss("CrossEntropyLoss"), labels_shaped("8:int64"))
 
 
 @case("SC901")

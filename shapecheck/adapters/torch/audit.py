@@ -34,7 +34,7 @@ from shapecheck.adapters.torch.tracer import (
     set_train_mode,
     tensor_leaves,
 )
-from shapecheck.adapters.torch.weights import materialize
+from shapecheck.adapters.torch.weights import held_modules, materialize
 from shapecheck.audit import (
     FIT_LEARNING_RATE,
     FIT_MAX_PARAMETERS,
@@ -51,6 +51,7 @@ from shapecheck.audit import (
     OutputValues,
     Stop,
     Unreached,
+    Unregistered,
     audit_labels,
     stand_in_kind,
 )
@@ -107,7 +108,7 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     """`fresh` makes another random batch (None when the inputs are the user's values, which cannot be invented)."""
     trainable = {name: p for name, p in model.named_parameters() if p.requires_grad and p.numel()}
     modules = _Modules(model)
-    recorder = _Recorder(modules)
+    recorder = _Recorder(modules, frozenset(id(p) for p in model.parameters()))
     model.zero_grad(set_to_none=True)
     torch.manual_seed(0)
     with modules, recorder:
@@ -122,6 +123,7 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     if total is None:
         return found
     total.backward()
+    found.unregistered = _unregistered(model, recorder.foreign)
     weakest = _weakest(trainable)
     # a parameter no op read is unused in this mode (wav2vec2's `masked_spec_embed` serves training-time masking
     # only): SC207's concern, not a cut gradient
@@ -148,6 +150,19 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     if found.unreached is None and not any(head.constant for head in found.heads.values()):
         found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest, recorder.computed)
     return found
+
+
+def _unregistered(model: nn.Module, foreign: dict[int, tuple[nn.Parameter, object, object]]) -> Unregistered | None:
+    """The parameters outside the model's registry that the loss trains, their `.grad` set back as it was."""
+    trained = [(parameter, source) for parameter, _, source in foreign.values() if _has_gradient(parameter)]
+    for parameter, grad, _ in foreign.values():
+        parameter.grad = grad
+    if not trained:
+        return None
+    paths = {id(p): path for path, module in held_modules(model).items() for p in module.parameters()}
+    held = tuple(dict.fromkeys(paths[id(p)] for p, _ in trained if id(p) in paths))
+    return Unregistered(held, any(id(p) not in paths for p, _ in trained), sum(p.numel() for p, _ in trained),
+                        trained[0][1])
 
 
 def _weakest(trainable: dict[str, nn.Parameter]) -> tuple[str, float] | None:
@@ -318,9 +333,11 @@ class _Modules:
 class _Recorder(TorchFunctionMode):
     """Every op of the forward pass with its tensors, to find where the gradient stops after the backward pass."""
 
-    def __init__(self, modules: _Modules):
+    def __init__(self, modules: _Modules, registered: frozenset[int] | None = None):
         super().__init__()
         self.modules = modules
+        self.registered = registered   # ids of the model's own parameters (None: do not look for others)
+        self.foreign: dict[int, tuple[nn.Parameter, object, object]] = {}   # others read: (parameter, .grad, line)
         self.grad_outside = True
         self.ops: list[tuple[str, str, list[torch.Tensor], list[torch.Tensor], object]] = []
         self.reached: set[int] = set()   # ids of tensors that got a non-zero gradient
@@ -343,6 +360,10 @@ class _Recorder(TorchFunctionMode):
             return result
         inputs = [t for _, t in tensor_leaves((args, kwargs))]   # with lists: an LSTM's flat weights
         self.read.update(id(t) for t in inputs if isinstance(t, nn.Parameter))
+        for tensor in inputs:
+            if self.registered is not None and isinstance(tensor, nn.Parameter) and tensor.requires_grad and \
+                    id(tensor) not in self.registered:
+                self.foreign.setdefault(id(tensor), (tensor, tensor.grad, user_frame((TORCH_DIR,), depth=2)))
         outputs = [t for _, t in tensor_leaves(result)]
         if inputs and outputs:
             if self.grad_outside and not torch.is_grad_enabled():   # in a `torch.no_grad()` block: it stops them

@@ -38,24 +38,52 @@ def building_without_weights():
 _WITHOUT_WEIGHTS: weakref.WeakSet = weakref.WeakSet()
 
 
+def held_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules the model holds in plain lists, tuples or dicts (`self.hids = [nn.Linear(...)]`), by attribute path
+    (`hids[0]`): they run in forward, but `model.parameters()` does not list their weights."""
+    registered = set(model.modules())
+    held: dict[str, nn.Module] = {}
+    for owner_name, owner in model.named_modules():
+        for attribute, value in vars(owner).items():
+            if attribute.startswith("_") or not isinstance(value, (list, tuple, dict)):
+                continue
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            prefix = f"{owner_name}.{attribute}" if owner_name else attribute
+            for key, item in items:
+                if isinstance(item, nn.Module) and item not in registered:
+                    held[f"{prefix}[{key!r}]" if isinstance(key, str) else f"{prefix}[{key}]"] = item
+    return held
+
+
+def every_module(model: nn.Module) -> list[nn.Module]:
+    """The model's modules and those it holds outside its registry, each once."""
+    found = dict.fromkeys(model.modules())
+    for module in held_modules(model).values():
+        found.update(dict.fromkeys(module.modules()))
+    return list(found)
+
+
 def materialize(model: nn.Module) -> bool:
     """Give the parameters shapecheck moved to the meta device real storage, freshly initialised (each module's
     `reset_parameters`, else a normal(0, 0.02) fill), when the model is small enough to run: what the probe and a
     real pass need. False when the model still has meta parameters."""
-    sized = [p for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter)]
-    ours = [module for module in model.modules() if module in _WITHOUT_WEIGHTS]
+    modules = every_module(model)
+    parameters = [p for module in modules for p in module.parameters(recurse=False)]
+    sized = [p for p in parameters if not isinstance(p, nn.parameter.UninitializedParameter)]
+    ours = [module for module in modules if module in _WITHOUT_WEIGHTS]
     if ours and sum(p.numel() for p in sized) <= MAX_PARAMETERS:
         with torch.random.fork_rng():   # seeded, so every run measures the same weights; the caller's RNG kept
             torch.manual_seed(0)
             for module in ours:
                 _materialize_module(module)
                 _WITHOUT_WEIGHTS.discard(module)
-    return not any(p.is_meta for p in model.parameters() if not isinstance(p, nn.parameter.UninitializedParameter))
+    return not any(p.is_meta for module in modules for p in module.parameters(recurse=False)
+                   if not isinstance(p, nn.parameter.UninitializedParameter))
 
 
 def own_copy(model: nn.Module):
     """A copy shapecheck made (an edited model) is its own to give real weights, whatever the original's were."""
-    _WITHOUT_WEIGHTS.update(module for module in model.modules()
+    _WITHOUT_WEIGHTS.update(module for module in every_module(model)
                             if any(p.is_meta for p in module.parameters(recurse=False)))
 
 
