@@ -319,7 +319,7 @@ def meta_as_cpu_fakes(model: nn.Module, mode, run: _Run):
     without weights then meets CPU inputs, and real buffers, on one device. The meta originals come back after."""
     from torch._subclasses.fake_tensor import FakeTensor
 
-    from shapecheck.adapters.torch.weights import every_module   # weights -> probe -> tracer: imported here
+    from shapecheck.adapters.torch.weights import every_module  # weights -> probe -> tracer: imported here
 
     swapped = []
     for module in every_module(model):   # with layers held in plain lists: they run too
