@@ -28,6 +28,7 @@ MAX_ACTIVATIONS = 400_000_000   # values the forward pass computes at the audit'
 # several times that with the backward pass and the trained copy (MViT on 16 frames of 224 px is 2.9 billion)
 MAX_SAMPLES = 16      # the audit's batch: the first samples of the check's
 SUM_TOLERANCE = 1e-3  # how close to 1 a row must sum to be a probability distribution
+CLAMPED_SHARE = 0.05  # values exactly 0 at the output's minimum: scores from a linear layer are never exactly 0
 
 
 @dataclass(frozen=True)
@@ -95,12 +96,18 @@ class OutputValues:
     classes: int                                    # the size of the class axis (1 for one value per sample)
     row_sums: tuple[float, float] | None = None     # min and max of the rows' sums along the class axis
     exp_row_sums: tuple[float, float] | None = None   # the same for exp(values): log-probabilities sum to 1
+    zeros: float = 0.0                              # the share of values that are exactly 0 (a clamp's floor)
 
     @property
     def are_probabilities(self) -> bool:
         """Every row is a distribution: values in [0, 1] summing to 1 over two or more classes."""
         return self.classes > 1 and self.minimum >= 0.0 and self.maximum <= 1.0 and \
             self.row_sums is not None and _near_one(self.row_sums)
+
+    @property
+    def clamped_at_zero(self) -> bool:
+        """A floor at exactly 0 that a share of the values sits on, others above: a ReLU's output, not scores."""
+        return self.minimum == 0.0 and self.maximum > 0.0 and self.zeros >= CLAMPED_SHARE
 
     @property
     def are_log_probabilities(self) -> bool:

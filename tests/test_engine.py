@@ -33,7 +33,7 @@ from engine_builders import (
     torch_loss,
     unreached,
 )
-from shapecheck.audit import Audit, Constant, Stop, Unregistered
+from shapecheck.audit import Audit, Constant, OutputValues, Stop, Unregistered
 from shapecheck.rules import load_rules
 from shapecheck.trace import Layer, ProbeResult, Trace, traced_at_two_batches
 
@@ -449,6 +449,15 @@ def _():   # scores normalised by hand (exp / sum) before CrossEntropyLoss: no s
     return Case(trace, torch_loss("CrossEntropyLoss"), labels_shaped("8:int64"))
 
 
+def test_logits_clamped_at_zero_by_a_relu_are_unfit_for_a_logits_loss():
+    trace = head(meta(8, 20), (8, 10), then=[("relu", (8, 10), {})])
+    trace.audit = measured_head(values=OutputValues(0.0, 1.7, 10, (2.0, 6.0), (11.0, 19.0), zeros=0.55))
+    [finding] = findings(Case(trace, torch_loss("CrossEntropyLoss"), labels_shaped("8:int64")), "SC403")
+    assert "55% of the output's values are exactly 0" in finding.message
+    trace.audit = measured_head(values=OutputValues(0.0, 0.0, 10, (0.0, 0.0), (10.0, 10.0), zeros=1.0))
+    assert not findings(Case(trace, torch_loss("CrossEntropyLoss"), labels_shaped("8:int64")), "SC403")  # zero-init head
+
+
 @case("SC404")
 def _():   # KLDivLoss against a teacher's raw logits: nan from the first step
     trace = head(meta(8, 20), (8, 10), then=[("log_softmax", (8, 10), {"dim": 1})])
@@ -461,6 +470,12 @@ def _():   # a regression head squashed by 5 * tanh(x / 100): the loss on target
     trace = head(meta(8, 16), (8, 1), then=[("tanh", (8, 1), {}), ("mul", (8, 1), {})])
     trace.audit = fitted(2.9e5, 2.88e5)
     return Case(trace, torch_loss("MSELoss"), labels_shaped("8,1"))
+
+
+@case("SC158")
+def _():   # a sigmoid of a sigmoid before BCELoss: predictions stay within (0.5, 0.731)
+    trace = head(meta(8, 16), (8, 1), then=[("sigmoid", (8, 1), {}), ("sigmoid", (8, 1), {})])
+    return Case(trace, torch_loss("BCELoss"), labels_shaped("8,1"))
 
 
 @case("SC406")

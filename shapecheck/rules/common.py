@@ -202,6 +202,11 @@ def from_phrase(ctx: Context, layer: Layer) -> str:
 _UNBOUNDED = (-math.inf, math.inf)
 
 
+def sigmoid(value: float) -> float:
+    """The logistic function, exact at the infinities (a sigmoid of a sigmoid stays within (0.5, 0.731))."""
+    return 1.0 / (1.0 + math.exp(-value)) if value >= 0 else math.exp(value) / (1.0 + math.exp(value))
+
+
 def _abs_range(low, high):
     return (low, high) if low >= 0 else (-high, -low) if high <= 0 else (0.0, max(-low, high))
 
@@ -214,8 +219,8 @@ _RANGE_OPS = {
     "abs": _abs_range, "norm": lambda low, high: (0.0, math.inf),
     "neg": lambda low, high: (-high, -low),
     "exp": lambda low, high: (math.exp(low) if low > -math.inf else 0.0, math.inf if high > 700 else math.exp(high)),
-    "sigmoid": lambda low, high: (0.0, 1.0), "hardsigmoid": lambda low, high: (0.0, 1.0),
-    "softmax": lambda low, high: (0.0, 1.0), "tanh": lambda low, high: (-1.0, 1.0),
+    "sigmoid": lambda low, high: (sigmoid(low), sigmoid(high)), "hardsigmoid": lambda low, high: (0.0, 1.0),
+    "softmax": lambda low, high: (0.0, 1.0), "tanh": lambda low, high: (math.tanh(low), math.tanh(high)),
     "relu": lambda low, high: (max(low, 0.0), max(high, 0.0)),
     "sum": _sum_range, "mean": lambda low, high: (low, high),
 }

@@ -35,6 +35,12 @@ def _mismatch(loss, values) -> tuple[str, str] | None:
                 f"them again, so {bound}its gradients shrink",
                 "Return the raw scores (remove the final normalisation: a softmax, or exp divided by its sum) and "
                 "keep the loss")
+    if loss.input_space == "logits" and values.clamped_at_zero:
+        effect = "every predicted probability is at least 0.5, so the negative class is never predicted" \
+            if loss.family == "binary" else "no class score can go below 0, and the clamped ones get no gradient"
+        return (f"reads raw scores (logits), but {values.zeros:.0%} of the output's values are exactly 0 and none is "
+                f"below ({span}): the output is clamped at 0 (a ReLU), so {effect}",
+                "Return the last layer's raw scores: remove the final ReLU (or clamp) before the loss")
     if loss.input_space == "log_probabilities" and values.classes > 1:
         if values.are_probabilities:
             effect = "-p[target], negative and bounded in [-1, 0]" if loss.wants_class_indices else \

@@ -277,10 +277,10 @@ def _output_values(prediction: torch.Tensor, head: AuditHead) -> OutputValues:
     axis = head.loss.class_axis if values.dim() > 1 else None
     low, high = float(values.min()), float(values.max())
     if axis is None:
-        return OutputValues(low, high, 1)
+        return OutputValues(low, high, 1, zeros=float((values == 0).float().mean()))
     sums, exp_sums = values.sum(axis), values.exp().sum(axis)
     return OutputValues(low, high, values.shape[axis], (float(sums.min()), float(sums.max())),
-                        (float(exp_sums.min()), float(exp_sums.max())))
+                        (float(exp_sums.min()), float(exp_sums.max())), float((values == 0).float().mean()))
 
 
 def _total_loss(output, heads: Sequence[AuditHead], labels: dict, evaluating: bool = False) -> torch.Tensor | None:
