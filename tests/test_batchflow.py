@@ -123,3 +123,23 @@ def test_the_proof_never_contradicts_the_probe_on_the_corpus(monkeypatch):
     mixing = sum(p.probe is not None for p, _ in traced)
     assert not contradicted
     assert proven > len(traced) // 2 and mixing >= 3, (proven, mixing, len(traced))
+
+
+class SamplesInEval(nn.Module):
+    """A VAE-like decoder that samples its latent code in eval mode too: random, but per sample."""
+
+    def __init__(self):
+        super().__init__()
+        self.mean, self.decode = nn.Linear(16, 4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        mean = self.mean(x)
+        return self.decode(mean + torch.randn_like(mean))
+
+
+def test_noise_left_on_in_eval_mode_is_not_batch_mixing():
+    model = SamplesInEval()
+    before = torch.random.get_rng_state()
+    probe, _ = probe_batch_mixing(model, [TensorMeta((2, 16))])
+    assert probe is None
+    assert torch.equal(torch.random.get_rng_state(), before)   # the caller's RNG is left as it was

@@ -14,6 +14,7 @@ from shapecheck.shapes import TensorMeta
 from shapecheck.trace import ProbeResult
 
 MAX_PARAMETERS = 100_000_000
+RUN_SEED = 1
 
 
 def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta], example=None,
@@ -26,7 +27,13 @@ def probe_batch_mixing(model: nn.Module, specs: list[TensorMeta], example=None,
         return None, f"batch-mixing probe skipped: {count / 1e6:.0f}M parameters (limit {MAX_PARAMETERS // 10**6}M)"
     if any(p.device.type == "meta" for p in model.parameters()):
         return None, "batch-mixing probe skipped: the model's parameters are on the meta device"
-    torch.manual_seed(0)
+    with torch.random.fork_rng():   # the caller's RNG is left as it was
+        torch.manual_seed(0)
+        return _probe(model, specs, example, batch_axes)
+
+
+def _probe(model: nn.Module, specs: list[TensorMeta], example, batch_axes: dict | None
+           ) -> tuple[ProbeResult | None, str]:
     base, keywords = example_tensors(example, 2) if example is not None else (make_inputs(specs, 2, real=True), {})
     changed = [_changed(t, example is None) for t in base]
     changed_keywords = {name: _changed(t, example is None) for name, t in keywords.items()}
@@ -71,6 +78,9 @@ def _run(model: nn.Module, inputs: list[torch.Tensor], keywords: dict, locate: b
     try:
         with preserved(model), torch.no_grad():
             set_train_mode(model, False)
+            # every run draws the same random numbers: noise left on in eval mode (a VAE's sampling, dropout called
+            # with training=True) then moves no sample, and only mixing does
+            torch.manual_seed(RUN_SEED)
             output = model(*inputs, **keywords)
     finally:
         for handle in handles:
