@@ -75,6 +75,7 @@ class Unregistered:
     created: bool             # some were created during the forward pass (`nn.Linear(...)(x)` in `forward`)
     values: int               # how many values they hold
     source: Location | None = None   # the user's line that first read one
+    layer: str = ""                  # the module whose forward first read one ("" the model's own)
 
 
 @dataclass(frozen=True)

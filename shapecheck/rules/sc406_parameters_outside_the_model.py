@@ -18,7 +18,7 @@ class ParametersOutsideTheModel(Rule):
         message = (f"the loss gives a gradient to {found.values:,} values that `{model}.parameters()` does not list "
                    f"({', '.join(places)}): an optimiser built from the model never updates them, so they keep "
                    "their random initialisation")
-        yield self.finding(message, None, _fixes(found), location=found.source)
+        yield self.finding(message, found.layer or None, _fixes(found), location=found.source)
 
 
 def _fixes(found) -> list[Fix]:

@@ -152,17 +152,21 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     return found
 
 
-def _unregistered(model: nn.Module, foreign: dict[int, tuple[nn.Parameter, object, object]]) -> Unregistered | None:
+def _unregistered(model: nn.Module, foreign: dict[int, tuple]) -> Unregistered | None:
     """The parameters outside the model's registry that the loss trains, their `.grad` set back as it was."""
-    trained = [(parameter, source) for parameter, _, source in foreign.values() if _has_gradient(parameter)]
-    for parameter, grad, _ in foreign.values():
+    trained = [(parameter, source, layer) for parameter, _, source, layer in foreign.values()
+               if _has_gradient(parameter)]
+    for parameter, grad, _, _ in foreign.values():
         parameter.grad = grad
     if not trained:
         return None
     paths = {id(p): path for path, module in held_modules(model).items() for p in module.parameters()}
-    held = tuple(dict.fromkeys(paths[id(p)] for p, _ in trained if id(p) in paths))
-    return Unregistered(held, any(id(p) not in paths for p, _ in trained), sum(p.numel() for p, _ in trained),
-                        trained[0][1])
+    held = tuple(dict.fromkeys(paths[id(p)] for p, _, _ in trained if id(p) in paths))
+    first, source, layer = trained[0]
+    # the attribute that holds them (`hids`), else the module whose forward built them
+    where = paths[id(first)].partition("[")[0] if id(first) in paths else layer
+    return Unregistered(held, any(id(p) not in paths for p, _, _ in trained), sum(p.numel() for p, _, _ in trained),
+                        source, where)
 
 
 def _weakest(trainable: dict[str, nn.Parameter]) -> tuple[str, float] | None:
@@ -337,7 +341,8 @@ class _Recorder(TorchFunctionMode):
         super().__init__()
         self.modules = modules
         self.registered = registered   # ids of the model's own parameters (None: do not look for others)
-        self.foreign: dict[int, tuple[nn.Parameter, object, object]] = {}   # others read: (parameter, .grad, line)
+        # the other parameters read: (parameter, its .grad before, the line and the module that read it)
+        self.foreign: dict[int, tuple[nn.Parameter, object, object, str]] = {}
         self.grad_outside = True
         self.ops: list[tuple[str, str, list[torch.Tensor], list[torch.Tensor], object]] = []
         self.reached: set[int] = set()   # ids of tensors that got a non-zero gradient
@@ -363,7 +368,8 @@ class _Recorder(TorchFunctionMode):
         for tensor in inputs:
             if self.registered is not None and isinstance(tensor, nn.Parameter) and tensor.requires_grad and \
                     id(tensor) not in self.registered:
-                self.foreign.setdefault(id(tensor), (tensor, tensor.grad, user_frame((TORCH_DIR,), depth=2)))
+                self.foreign.setdefault(id(tensor), (tensor, tensor.grad, user_frame((TORCH_DIR,), depth=2),
+                                                     self.modules.current))
         outputs = [t for _, t in tensor_leaves(result)]
         if inputs and outputs:
             if self.grad_outside and not torch.is_grad_enabled():   # in a `torch.no_grad()` block: it stops them
@@ -381,14 +387,19 @@ class _Recorder(TorchFunctionMode):
         return hook
 
     def stop(self) -> Stop | None:
-        """The first op an input of which needs a gradient and gets none, while its output gets one or needs none."""
-        for name, layer, inputs, outputs, source in self.ops:
-            if name in _SHAPED_LIKE:   # reads its input's shape, never its values
-                continue
-            silent = [t for t in inputs if t.requires_grad and not self._got(t)]
-            if silent and (any(id(t) in self.reached for t in outputs) or not any(t.requires_grad for t in outputs)):
-                data = [t for t in silent if not isinstance(t, nn.Parameter)] or silent   # the tensor, not a weight
-                return Stop(canonical(name), name, layer, tuple(data[0].shape), source)
+        """The first op an input of which needs a gradient and gets none while its output gets one (the gradient
+        arrives and dies there); else the first whose output needs none (a `detach`, an `argmax`). In that order, a
+        straight-through `x + (x.round() - x).detach()` inside a cut is not blamed for the cut around it."""
+        for dies_here in (True, False):
+            for name, layer, inputs, outputs, source in self.ops:
+                if name in _SHAPED_LIKE:   # reads its input's shape, never its values
+                    continue
+                silent = [t for t in inputs if t.requires_grad and not self._got(t)]
+                cut = any(id(t) in self.reached for t in outputs) if dies_here else \
+                    not any(t.requires_grad for t in outputs)
+                if silent and cut:
+                    data = [t for t in silent if not isinstance(t, nn.Parameter)] or silent   # the tensor, not a weight
+                    return Stop(canonical(name), name, layer, tuple(data[0].shape), source)
         return None
 
     def _got(self, tensor: torch.Tensor) -> bool:
