@@ -156,3 +156,167 @@ def test_model_above_the_parameter_limit_is_skipped(monkeypatch):
     head = AuditHead(None, resolve_loss("binary_crossentropy", "keras"), shaped(BATCH, 1))
     found, note = keras_audit.audit(one_unit_softmax(), [TensorMeta((BATCH, 4))], None, [head])
     assert found is None and note.startswith("training-signal audit skipped:") and "parameters" in note
+
+
+# ------------------------------------------------------------------------------ a model with every weight frozen
+
+
+def frozen_after_unfreezing() -> keras.Model:
+    """`model.trainable = False` on the whole model, then its last layers "unfrozen": the container's flag wins,
+    Keras reports no trainable weight and `fit` updates nothing."""
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, activation="relu", name="base"),
+                              keras.layers.Dense(3, activation="softmax", name="head")])
+    model.trainable = False
+    model.get_layer("head").trainable = True
+    return model
+
+
+def test_a_model_whose_every_weight_is_frozen_trains_nothing():
+    model = frozen_after_unfreezing()
+    assert model.weights and not model.trainable_weights
+    found = run(model, "sparse_categorical_crossentropy", shaped(BATCH, dtype="int64"))
+    fit = found.fit
+    assert fit is not None and (fit.trainable, fit.steps, fit.samples) == (0, 0, BATCH)
+    assert fit.initial == fit.final == pytest.approx(found.head(None).loss_value)
+    assert found.unreached is None
+
+
+def test_a_frozen_model_is_an_error():
+    import shapecheck
+
+    report = shapecheck.check(frozen_after_unfreezing(), input=(BATCH, 4), loss="sparse_categorical_crossentropy",
+                              labels=np.arange(BATCH) % 3, verify_fixes=False)
+    assert [(finding.rule, finding.severity) for finding in report.errors] == [("SC405", "error")]
+
+
+def test_a_model_without_weights_is_not_a_frozen_one():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Activation("softmax")])
+    found = run(model, "categorical_crossentropy", shaped(BATCH, 4))
+    assert found.fit is None
+
+
+# ------------------------------------------------------------------------------ the batch-mixing probe
+
+
+def siamese(axis: int) -> keras.Model:
+    """Two inputs through one projection, each normalised by `tf.math.l2_normalize(axis)`, multiplied: over axis 0
+    each sample's vector is divided by a norm taken over the whole batch."""
+    keras.utils.set_random_seed(1)
+    left, right = keras.Input((8,), name="left"), keras.Input((8,), name="right")
+    project = keras.layers.Dense(8, activation="relu", name="project")
+    merged = keras.layers.Lambda(lambda pair: tf.math.l2_normalize(pair[0], axis=axis) *
+                                 tf.math.l2_normalize(pair[1], axis=axis), name="cosine")([project(left),
+                                                                                          project(right)])
+    return keras.Model([left, right], keras.layers.Dense(2, activation="softmax", name="same")(merged))
+
+
+def findings_of(model, inputs, loss: str, labels) -> list:
+    import shapecheck
+
+    return shapecheck.check(model, input=inputs, loss=loss, labels=labels, verify_fixes=False).findings
+
+
+def test_a_normalisation_over_the_batch_axis_mixes_samples():
+    findings = findings_of(siamese(0), [(BATCH, 8), (BATCH, 8)], "categorical_crossentropy", (BATCH, 2))
+    mixing = [finding for finding in findings if finding.rule == "SC305"]
+    assert len(mixing) == 1 and mixing[0].severity == "error" and mixing[0].layer == "cosine"
+    assert "`cosine` (Lambda) mixes samples" in mixing[0].message
+    assert not any(finding.rule == "SC305" for finding in findings_of(
+        siamese(-1), [(BATCH, 8), (BATCH, 8)], "categorical_crossentropy", (BATCH, 2)))
+
+
+def probe(model, *specs: TensorMeta):
+    from shapecheck.adapters import keras as adapter
+
+    return adapter.trace(model, list(specs), "model")
+
+
+def test_batch_norm_and_dropout_do_not_mix_samples():
+    # inference mode: batch normalisation on its moving statistics, dropout off
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(16), keras.layers.BatchNormalization(),
+                              keras.layers.ReLU(), keras.layers.Dropout(0.5), keras.layers.Dense(3)])
+    weights = [variable.numpy() for variable in model.variables]
+    state = np.random.get_state()[1].copy()
+    trace = probe(model, TensorMeta((BATCH, 4)))
+    assert trace.probe is None and not any("probe" in note for note in trace.notes)
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(weights, model.variables))
+    assert np.array_equal(state, np.random.get_state()[1])
+    assert not any(finding.rule == "SC305" for finding in findings_of(model, (BATCH, 4), "mse", (BATCH, 3)))
+
+
+def test_the_probe_names_the_op_that_reduces_over_the_batch():
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(8, name="hidden")(inputs)
+    scaled = hidden / keras.ops.sqrt(keras.ops.sum(keras.ops.square(hidden), axis=0, keepdims=True))
+    assert probe(keras.Model(inputs, keras.layers.Dense(3)(scaled)), TensorMeta((BATCH, 4))).probe.layer == "sum"
+
+
+def test_a_time_major_transpose_names_the_recurrent_layer():
+    # the transposes only move the samples (the traces at N and N + 1 say to which axis): the LSTM mixes them
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([
+        keras.Input((5, 3)), keras.layers.Lambda(lambda t: tf.transpose(t, [1, 0, 2]), name="time_major"),
+        keras.layers.LSTM(4, return_sequences=True, name="lstm"),
+        keras.layers.Lambda(lambda t: tf.transpose(t, [1, 0, 2]), name="batch_major"), keras.layers.Dense(2)])
+    assert probe(model, TensorMeta((BATCH, 5, 3))).probe.layer == "lstm"
+
+
+class _Normalised(keras.Model):
+    def __init__(self, axis: int):
+        super().__init__()
+        self.axis, self.encoder, self.head = axis, keras.layers.Dense(8), keras.layers.Dense(3)
+
+    def call(self, inputs):
+        return self.head(tf.math.l2_normalize(self.encoder(inputs), axis=self.axis))
+
+
+def test_a_subclassed_model_that_mixes_in_its_own_call_is_the_mixing_layer():
+    keras.utils.set_random_seed(1)
+    trace = probe(_Normalised(0), TensorMeta((BATCH, 4)))
+    assert trace.probe is not None and trace.probe.layer is None   # no sublayer mixed: the model's `call` did
+    assert probe(_Normalised(-1), TensorMeta((BATCH, 4))).probe is None
+
+
+def test_a_stateful_rnn_is_probed_at_its_batch_and_keeps_its_states():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input(batch_shape=(BATCH, 5, 3)), keras.layers.LSTM(4, stateful=True),
+                              keras.layers.Dense(2)])
+    states = [variable.numpy() for variable in model.non_trainable_variables]
+    trace = probe(model, TensorMeta((BATCH, 5, 3)))
+    assert trace.probe is None and not any("probe" in note for note in trace.notes)
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(states, model.non_trainable_variables))
+
+
+def test_randomness_in_inference_mode_is_not_mixing():
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8),
+                              keras.layers.Lambda(lambda t: t + tf.random.normal(tf.shape(t)), name="noise"),
+                              keras.layers.Dense(3)])
+    assert probe(model, TensorMeta((BATCH, 4))).probe is None
+
+
+def test_model_above_the_parameter_limit_is_not_probed(monkeypatch):
+    keras_probe = importlib.import_module("shapecheck.adapters.keras.probe")
+    monkeypatch.setattr(keras_probe, "MAX_PARAMETERS", 10)
+    trace = probe(siamese(0), TensorMeta((BATCH, 8)), TensorMeta((BATCH, 8)))
+    assert trace.probe is None and any(note.startswith("batch-mixing probe skipped:") for note in trace.notes)
+
+
+def test_a_probe_stopped_by_the_timeout_leaves_the_trace(monkeypatch):
+    from shapecheck.deadline import TraceTimeout
+
+    keras_probe = importlib.import_module("shapecheck.adapters.keras.probe")
+
+    def slow(*args):
+        raise TraceTimeout(60.0, "model.py:1")
+
+    monkeypatch.setattr(keras_probe, "_run", slow)
+    model = siamese(0)
+    weights = [variable.numpy() for variable in model.variables]
+    trace = probe(model, TensorMeta((BATCH, 8)), TensorMeta((BATCH, 8)))
+    assert trace.failure is None and trace.probe is None and trace.output.shape == (BATCH, 2)
+    assert any(note.startswith("batch-mixing probe stopped after 60 s") for note in trace.notes)
+    assert all(np.array_equal(a, b.numpy()) for a, b in zip(weights, model.variables))

@@ -16,8 +16,11 @@ class BatchMixingLayer(Rule):
         if probe is None:
             return
         layer = ctx.trace.layer(probe.layer)
-        where = f"{ref(ctx, layer.name)} ({layer.type})" if layer is not None else f"`{ctx.trace.model_class}.forward`"
-        message = (f"changing sample 0 of the batch changed the output of sample 1 in eval mode: {where} mixes "
+        keras = ctx.trace.framework == "keras"
+        own = f"`{ctx.trace.model_class}.{'call' if keras else 'forward'}`"
+        where = f"{ref(ctx, layer.name)} ({layer.type})" if layer is not None else own
+        mode = "inference mode (`training=False`)" if keras else "eval mode"
+        message = (f"changing sample 0 of the batch changed the output of sample 1 in {mode}: {where} mixes "
                    "samples across the batch axis")
         yield self.finding(message, layer, [Fix("Find the reduction, reshape, normalisation or attention that runs "
                                                 "over axis 0 there: each sample must be computed on its own")])

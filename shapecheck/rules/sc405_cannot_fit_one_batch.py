@@ -18,10 +18,7 @@ class CannotFitOneBatch(Rule):
         if fit is None:
             return
         if fit.trainable == 0:
-            yield self.finding("no parameter is trainable (every `requires_grad` is False): the step trains nothing",
-                               None, [Fix("Unfreeze the layers to train after freezing the rest: "
-                                          "`for p in model.<head>.parameters(): p.requires_grad = True` (setting "
-                                          "`requires_grad` on a module object does nothing)")], severity="error")
+            yield _nothing_trainable(self, ctx.trace.framework)
             return
         # a slow learner (a deep, thin network under LayerDrop) may take all the steps; a stuck one hardly moves
         if fit.steps < FIT_STEPS or fit.initial <= 1e-3 or fit.final <= FIT_STUCK * fit.initial:
@@ -35,3 +32,16 @@ class CannotFitOneBatch(Rule):
         yield self.finding(message, fit.weakest[0] if fit.weakest else None, [Fix(
             "Look for what limits the output between the input and the loss: a bottleneck of width 1, a bounded "
             "activation before a loss on unbounded targets, an input scaled so every unit saturates")])
+
+
+def _nothing_trainable(rule, framework: str):
+    if framework == "keras":
+        return rule.finding(
+            "no weight is trainable (`model.trainable_weights` is empty: `trainable = False` on the model, or on a "
+            "model nested in it, freezes every layer inside whatever their own flags say): `fit` trains nothing",
+            None, [Fix("Leave the model trainable and freeze layer by layer, then compile again: "
+                       "`for layer in model.layers[:k]: layer.trainable = False`")], severity="error")
+    return rule.finding("no parameter is trainable (every `requires_grad` is False): the step trains nothing",
+                        None, [Fix("Unfreeze the layers to train after freezing the rest: "
+                                   "`for p in model.<head>.parameters(): p.requires_grad = True` (setting "
+                                   "`requires_grad` on a module object does nothing)")], severity="error")

@@ -1,6 +1,8 @@
-"""Keras 3 adapter: load `.keras`/`.h5` files and factories, read the compiled loss, trace symbolically.
+"""Keras 3 adapter: load `.keras`/`.h5` files and factories, read the compiled loss, trace symbolically, probe for
+batch mixing.
 
-Shapes come from Keras' own shape inference on symbolic tensors: no weights are read and nothing is computed.
+Shapes come from Keras' own shape inference on symbolic tensors: no weights are read and nothing is computed for
+them. The batch-mixing probe then runs the model for real on two made-up samples (`probe.py`).
 tensorflow (or the configured backend) is imported only when a Keras target is checked.
 """
 
@@ -22,8 +24,10 @@ import keras  # noqa: E402
 from shapecheck.adapters.keras.audit import audit  # noqa: E402, F401 (the training-signal audit)
 from shapecheck.adapters.keras.edit import edited, train_step  # noqa: E402, F401 (recipe verification)
 from shapecheck.adapters.keras.loss import check_loss  # noqa: E402, F401 (the adapter's loss oracle)
+from shapecheck.adapters.keras.probe import probe_batch_mixing  # noqa: E402
 from shapecheck.adapters.keras.tracer import KERAS_DIR, Recorder, trace_model  # noqa: E402
 from shapecheck.adapters.sources import user_frame  # noqa: E402
+from shapecheck.deadline import TraceTimeout  # noqa: E402
 from shapecheck.errors import ShapecheckError  # noqa: E402
 from shapecheck.losses import LossContract, resolve_loss  # noqa: E402
 from shapecheck.shapes import TensorMeta, normalize_dtype  # noqa: E402
@@ -271,4 +275,11 @@ def trace(model, specs: list[TensorMeta], target: str, sites=None, example=None,
         trace.input_names = [tensor.name for tensor in model.inputs or []]
     except (AttributeError, ValueError):   # a subclassed model declares no inputs
         pass
+    if trace.failure is None:   # the model runs for real, at two samples; too large a model is skipped, noted
+        try:
+            trace.probe, note = probe_batch_mixing(model, specs, trace)
+        except TraceTimeout as stopped:   # the symbolic trace finished: only the probe's real passes were slow
+            note = f"batch-mixing probe stopped after {stopped.seconds:g} s (--timeout): it did not run"
+        if note:
+            trace.notes.append(note)
     return trace

@@ -31,6 +31,7 @@ from shapecheck.audit import (
     Audit,
     AuditHead,
     Constant,
+    Fit,
     HeadAudit,
     OutputValues,
     Stop,
@@ -75,29 +76,42 @@ def audit(model: keras.Model, specs: list[TensorMeta], example, heads: Sequence[
 def _inputs(specs: list[TensorMeta]) -> tuple[list[tf.Tensor], int, int]:
     full = specs[0].shape[0]
     batch = min(full, MAX_SAMPLES)
-    generator = np.random.default_rng(0)
+    return made_up_inputs(specs, batch), full, batch
+
+
+def made_up_inputs(specs: list[TensorMeta], batch: int, seed: int = 0) -> list[tf.Tensor]:
+    """Seeded values for `batch` samples of each input (a generator of their own: the global RNGs are left
+    alone): standard-normal floats, 0/1 for integer (ids, masks) and boolean inputs."""
+    generator = np.random.default_rng(seed)
     inputs = []
     for spec in specs:
         shape = (batch, *spec.shape[1:])
         values = generator.standard_normal(shape, dtype=np.float32) if "float" in spec.dtype else \
             generator.integers(0, 2, shape)
         inputs.append(tf.cast(values, spec.dtype))
-    return inputs, full, batch
+    return inputs
 
 
 def _measure(model: keras.Model, inputs: list[tf.Tensor], full: int, batch: int,
              heads: Sequence[AuditHead]) -> Audit:
     with tf.GradientTape() as tape:
-        recorder = _Recorder(tape)
+        recorder = LayerByLayer(tape)
         outputs = _forward(model, inputs, recorder)
         predictions = {_key(head): _prediction(outputs, head) for head in heads}
         labels = {_key(head): _labels(head, predictions[_key(head)], full, batch) for head in heads}
         total = _total_loss(outputs, heads, labels)
     found = Audit(heads={_key(head): _head_audit(head, predictions[_key(head)], labels[_key(head)])
                          for head in heads})
+    variables, watched = _trainable(model), recorder.watched   # after the pass that builds an unbuilt model
+    if not variables and any(math.prod(variable.shape) for variable in model.weights):
+        # weights, every one frozen (`trainable = False` on the model or on a container of them wins over the
+        # flags of the layers inside): the step trains nothing, as torch's audit reports a model whose every
+        # parameter has `requires_grad=False`
+        losses = [head.loss_value for head in found.heads.values() if head.loss_value is not None]
+        found.fit = Fit(batch, 0, sum(losses), sum(losses), 0) if losses else None
+        return found
     if total is None:
         return found
-    variables, watched = _trainable(model), recorder.watched   # after the pass that builds an unbuilt model
     gradients = tape.gradient(total, [*variables, *watched])
     silent = {index for index, gradient in enumerate(gradients[:len(variables)]) if not _has_gradient(gradient)}
     reached = {id(tensor) for tensor, gradient in zip(watched, gradients[len(variables):]) if _has_gradient(gradient)}
@@ -128,17 +142,17 @@ def _trainable(model: keras.Model) -> list:
     return [variable for variable in model.trainable_variables if math.prod(variable.shape)]
 
 
-def _graph(model):
+def functional_graph(model):
     """The graph a functional or Sequential model runs through, None for a subclassed model's Python `call`."""
     return model if hasattr(model, "_run_through_graph") else getattr(model, "_functional", None)
 
 
-def _forward(model: keras.Model, inputs: list[tf.Tensor], recorder: _Recorder | None = None
+def _forward(model: keras.Model, inputs: list[tf.Tensor], recorder: LayerByLayer | None = None
              ) -> dict[str, tf.Tensor]:
     """The model's outputs in training mode, keyed as the tracer keys `Trace.outputs` ("" for the only one)."""
-    graph = _graph(model)
+    graph = functional_graph(model)
     if graph is not None:
-        output = (recorder or _Recorder()).run(graph, inputs)
+        output = (recorder or LayerByLayer()).run(graph, inputs)
     else:
         output = model(inputs if len(inputs) > 1 else inputs[0], training=True)
     leaves = tensors_in(output)
@@ -236,13 +250,14 @@ def _has_gradient(gradient) -> bool:
     return gradient is not None and bool(np.any(np.asarray(gradient) != 0))
 
 
-class _Recorder:
+class LayerByLayer:
     """A functional model's pass layer by layer, as the tracer runs it (nested models entered, their layers named
     `outer.inner`): each layer with its input and output tensors. With a tape, every float output is watched, so
-    that the gradient reaching it can be read after the backward pass."""
+    that the gradient reaching it can be read after the backward pass. Layers that take `training` get `training`
+    (True: as `fit` runs them; False: inference, as the batch-mixing probe runs them)."""
 
-    def __init__(self, tape: tf.GradientTape | None = None):
-        self.tape = tape
+    def __init__(self, tape: tf.GradientTape | None = None, training: bool = True):
+        self.tape, self.training = tape, training
         self.calls: list[tuple[str, keras.layers.Layer, list, list]] = []
 
     def run(self, graph, inputs: list, prefix: str = ""):
@@ -252,11 +267,11 @@ class _Recorder:
         name = prefix + operation.name
 
         def call(*args, **kwargs):
-            graph = _graph(operation) if isinstance(operation, keras.Model) else None
+            graph = functional_graph(operation) if isinstance(operation, keras.Model) else None
             if graph is not None:
                 return self.run(graph, tensors_in(args), name + ".")
             if "training" in getattr(operation, "_call_context_args", ()):
-                kwargs["training"] = True   # as `Functional.call(training=True)` passes it to every layer
+                kwargs["training"] = self.training   # as `Functional.call(training=...)` passes it to every layer
             outputs = operation(*args, **kwargs)
             produced = tensors_in(outputs)
             if self.tape is not None:
@@ -296,7 +311,7 @@ def _op_name(layer) -> str:
     return activation_name(layer) or type(inner).__name__.lower()
 
 
-def _owners(model: keras.Model, recorder: _Recorder) -> dict[int, str]:
+def _owners(model: keras.Model, recorder: LayerByLayer) -> dict[int, str]:
     """Each trainable variable's layer, named as the tracer names it: a functional model's layers as they ran, a
     subclassed model's sublayers by the attribute that holds them."""
     if recorder.calls:
@@ -322,7 +337,7 @@ def _copy_layer(layer):
 
 def _clone(model: keras.Model, inputs: list[tf.Tensor]) -> keras.Model:
     """A copy of the model with variables of its own, holding the model's weights."""
-    if _graph(model) is not None:
+    if functional_graph(model) is not None:
         clone = keras.models.clone_model(model, clone_function=_copy_layer, recursive=True)
     else:
         clone = keras.models.clone_model(model)   # a subclassed model, rebuilt from its config
@@ -414,7 +429,7 @@ def _moved(a: tf.Tensor, b: tf.Tensor) -> bool:
 def _with_constant(measured: HeadAudit, model: keras.Model, inputs: list[tf.Tensor], head: AuditHead) -> HeadAudit:
     """The head's measurements with the fact that its output ignores the input, and the first layer where the
     input's variation stops (a layer whose input moved and whose output did not)."""
-    first, second = _Recorder(), _Recorder()
+    first, second = LayerByLayer(), LayerByLayer()
     prediction = _prediction(_forward(model, inputs, first), head)
     _forward(model, _rolled(inputs), second)
     values = np.asarray(prediction, dtype=np.float32) if prediction is not None else np.zeros(0)
@@ -424,7 +439,7 @@ def _with_constant(measured: HeadAudit, model: keras.Model, inputs: list[tf.Tens
                      Constant((low, high), op, layer))
 
 
-def _variation_stop(first: _Recorder, second: _Recorder) -> tuple[str, str] | None:
+def _variation_stop(first: LayerByLayer, second: LayerByLayer) -> tuple[str, str] | None:
     if len(first.calls) != len(second.calls):
         return None
     for (name, layer, inputs_a, outputs_a), (_, _, inputs_b, outputs_b) in zip(first.calls, second.calls):
