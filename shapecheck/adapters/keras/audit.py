@@ -218,13 +218,13 @@ def _output_values(prediction: tf.Tensor, head: AuditHead) -> OutputValues:
     values = np.asarray(prediction, dtype=np.float32)
     if not values.size:
         return OutputValues(0.0, 0.0, 0)
-    low, high = float(values.min()), float(values.max())
+    low, high, zeros = float(values.min()), float(values.max()), float((values == 0).mean())
     if values.ndim < 2:
-        return OutputValues(low, high, 1)
+        return OutputValues(low, high, 1, zeros=zeros)
     axis = head.loss.class_axis
     sums, exp_sums = values.sum(axis), np.exp(values).sum(axis)
     return OutputValues(low, high, values.shape[axis], (float(sums.min()), float(sums.max())),
-                        (float(exp_sums.min()), float(exp_sums.max())))
+                        (float(exp_sums.min()), float(exp_sums.max())), zeros)
 
 
 def _total_loss(outputs: dict[str, tf.Tensor], heads: Sequence[AuditHead], labels: dict) -> tf.Tensor | None:
