@@ -133,3 +133,28 @@ def test_the_users_own_model_object_is_not_touched():
     loaded = targets.LoadedTarget("model", model, targets.adapter_for(model))
     pipeline.run(Flags(inputs=["4,8"], loss="CrossEntropyLoss", labels="4:int64").request(loaded.target, loaded))
     assert torch.equal(model.weight, before) and not model.weight.is_meta
+
+
+class Initialised(nn.Module):
+    """Initialisations a factory writes into parameters that are on the meta device while it runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.head, self.proj = nn.Linear(8, 8), nn.Linear(8, 3), nn.Linear(8, 8)
+        self.token = nn.Parameter(torch.zeros(1, 8))          # made with its values
+        nn.init.zeros_(self.hidden.weight)                      # an nn.init call (some skip meta tensors)
+        self.hidden.bias.data.fill_(0.5)                        # through `.data`
+        nn.init.trunc_normal_(self.head.weight, std=0.02)       # returns early on a meta tensor
+        self.proj.weight.data.copy_(self.hidden.weight.data)    # from another meta tensor: not replayable
+
+
+def test_the_factorys_initialisation_is_replayed_when_weights_are_made():
+    from shapecheck.adapters.torch.weights import building_without_weights, materialize
+
+    with building_without_weights():
+        model = Initialised()
+    assert model.hidden.weight.is_meta and materialize(model)
+    assert torch.equal(model.hidden.weight, torch.zeros(8, 8)) and torch.equal(model.hidden.bias, torch.full((8,), 0.5))
+    assert torch.equal(model.token, torch.zeros(1, 8))
+    assert 0.01 < float(model.head.weight.std()) < 0.04   # not the default kaiming bound of 1/sqrt(8)
+    assert float(model.proj.weight.abs().max()) > 0       # its module's default initialisation instead
