@@ -79,6 +79,16 @@ class Unregistered:
 
 
 @dataclass(frozen=True)
+class Symmetric:
+    """Layers whose units (the rows of a weight) were identical at initialisation and still are after `steps` steps:
+    every unit gets the same gradient, so the layer computes one feature however wide it is."""
+
+    layers: tuple[str, ...]   # their modules, in forward order
+    units: int                # the rows of the first one's weight
+    steps: int
+
+
+@dataclass(frozen=True)
 class Constant:
     """An output that did not move when every sample's input changed, at initialisation and after the steps."""
 
@@ -151,6 +161,7 @@ class Audit:
 
     unreached: Unreached | None = None
     unregistered: Unregistered | None = None
+    symmetric: Symmetric | None = None
     fit: Fit | None = None
     heads: dict[str, HeadAudit] = field(default_factory=dict)
     samples: int = 0

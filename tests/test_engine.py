@@ -33,7 +33,7 @@ from engine_builders import (
     torch_loss,
     unreached,
 )
-from shapecheck.audit import Audit, Constant, OutputValues, Stop, Unregistered
+from shapecheck.audit import Audit, Constant, OutputValues, Stop, Symmetric, Unregistered
 from shapecheck.rules import load_rules
 from shapecheck.trace import Layer, ProbeResult, Trace, traced_at_two_batches
 
@@ -482,6 +482,13 @@ def _():   # a sigmoid of a sigmoid before BCELoss: predictions stay within (0.5
 def _():   # hidden layers in a plain list: the loss trains them, the optimiser never sees them
     trace = head(meta(8, 16), (8, 3))
     trace.audit = Audit(unregistered=Unregistered(("hids[0]", "hids[1]"), False, 1088))
+    return Case(trace, torch_loss("CrossEntropyLoss"), labels_shaped("8:int64"))
+
+
+@case("SC407")
+def _():   # a zero-initialised MLP: its hidden units stay identical
+    trace = head(meta(8, 16), (8, 3))
+    trace.audit = Audit(symmetric=Symmetric(("fc1", "fc2"), 32, 3))
     return Case(trace, torch_loss("CrossEntropyLoss"), labels_shaped("8:int64"))
 
 

@@ -50,6 +50,7 @@ from shapecheck.audit import (
     HeadAudit,
     OutputValues,
     Stop,
+    Symmetric,
     Unreached,
     Unregistered,
     audit_labels,
@@ -129,10 +130,16 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
     # only): SC207's concern, not a cut gradient
     silent = {name for name, p in trainable.items() if id(p) in recorder.read and not _has_gradient(p)}
     constant = [head for head in heads if not _moves(model, args, kwargs, head, batch)]
-    if not silent and not constant:
+    alike = {name for name, p in trainable.items() if _identical_rows(p)}   # a constant initialisation
+    if not silent and not constant and not alike:
         found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest, recorder.computed)
         return found
     trained = _trained_copy(model, args, kwargs, heads, labels, silent)
+    still = dict(trained.model.named_parameters())
+    alike = [name for name in trainable if name in alike and _identical_rows(still[name])]
+    if alike:
+        found.symmetric = Symmetric(tuple(dict.fromkeys(name.rpartition(".")[0] for name in alike)),
+                                    trainable[alike[0]].shape[0], STEPS)
     silent &= trained.silent
     silent -= _reaching_other_outputs(trained.model, args, kwargs, silent)
     silent -= _reached_by_other_samples(trained.model, fresh, heads, full, batch, silent)
@@ -147,7 +154,7 @@ def _measure(model: nn.Module, args, kwargs, full: int, batch: int, heads: Seque
         if not _moves(trained.model, args, kwargs, head, batch):
             key = head.output or ""
             found.heads[key] = _with_constant(found.heads[key], model, args, kwargs, head, batch)
-    if found.unreached is None and not any(head.constant for head in found.heads.values()):
+    if found.unreached is None and found.symmetric is None and not any(head.constant for head in found.heads.values()):
         found.fit = _fit_one_batch(model, args, kwargs, heads, labels, batch, weakest, recorder.computed)
     return found
 
@@ -167,6 +174,14 @@ def _unregistered(model: nn.Module, foreign: dict[int, tuple]) -> Unregistered |
     where = paths[id(first)].partition("[")[0] if id(first) in paths else layer
     return Unregistered(held, any(id(p) not in paths for p, _, _ in trained), sum(p.numel() for p, _, _ in trained),
                         source, where)
+
+
+def _identical_rows(parameter: torch.Tensor) -> bool:
+    """Two or more units (rows of a weight) that hold the same values."""
+    if parameter.dim() < 2 or parameter.shape[0] < 2:
+        return False
+    rows = parameter.detach().flatten(1)
+    return bool((rows - rows[:1]).abs().max() <= 1e-7 * (1 + rows.abs().max()))
 
 
 def _weakest(trainable: dict[str, nn.Parameter]) -> tuple[str, float] | None:
