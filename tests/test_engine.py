@@ -478,6 +478,15 @@ def _():   # a sigmoid of a sigmoid before BCELoss: predictions stay within (0.5
     return Case(trace, torch_loss("BCELoss"), labels_shaped("8,1"))
 
 
+@case("SC159")
+def _():   # channels-first class maps under Keras: labels one-hot along axis 1, the loss reads the last axis
+    trace = Forward(meta(8, 16, 4), framework="keras").op("conv", (8, 16, 3), "logits") \
+        .op("permute", (8, 3, 16)).op("softmax", (8, 3, 16), "softmax", axis=-1).trace()
+    classes = np.random.default_rng(0).integers(0, 2, (8, 16))   # class 2 never occurs: its rows are empty too
+    labels = labels_of(np.eye(3, dtype="float32")[classes].transpose(0, 2, 1), "float32")
+    return Case(trace, keras_loss("categorical_crossentropy"), labels)
+
+
 @case("SC406")
 def _():   # hidden layers in a plain list: the loss trains them, the optimiser never sees them
     trace = head(meta(8, 16), (8, 3))

@@ -113,7 +113,7 @@ CASE_OF.update({pair: audited(own_case(pair), pair.split(">")[1]) for pair in su
 # Pairs whose superseder's own case already meets the other rule's condition.
 CASE_OF.update({pair: own_case(pair) for pair in (
     "SC101>SC102", "SC109>SC101", "SC111>SC110", "SC112>SC110", "SC116>SC107", "SC117>SC101", "SC117>SC102",
-    "SC119>SC101", "SC156>SC157", "SC202>SC212", "SC212>SC102", "SC218>SC206", "SC301>SC302", "SC306>SC211",
+    "SC119>SC101", "SC156>SC157", "SC159>SC114", "SC159>SC115", "SC202>SC212", "SC212>SC102", "SC218>SC206", "SC301>SC302", "SC306>SC211",
     "SC307>SC302")})
 
 # Pairs one fact away from a rule case: inputs declared with a fixed batch, a probe that saw samples mix.
