@@ -409,9 +409,12 @@ class _Recorder(TorchFunctionMode):
             for name, layer, inputs, outputs, source in self.ops:
                 if name in _SHAPED_LIKE:   # reads its input's shape, never its values
                     continue
-                silent = [t for t in inputs if t.requires_grad and not self._got(t)]
-                cut = any(id(t) in self.reached for t in outputs) if dies_here else \
-                    not any(t.requires_grad for t in outputs)
+                needing = [t for t in inputs if t.requires_grad]
+                silent = [t for t in needing if not self._got(t)]
+                # dies here: every input that needs a gradient gets none, though the output got one (an expert's
+                # output stacked with the others, unused by this batch, is not where the signal stops)
+                cut = len(silent) == len(needing) and any(id(t) in self.reached for t in outputs) if dies_here \
+                    else not any(t.requires_grad for t in outputs)
                 if silent and cut:
                     data = [t for t in silent if not isinstance(t, nn.Parameter)] or silent   # the tensor, not a weight
                     return Stop(canonical(name), name, layer, tuple(data[0].shape), source)
