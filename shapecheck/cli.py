@@ -121,8 +121,9 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     _guard(lambda: mistakes.reject_invocation_mistakes(planned, results))
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
+    fixed: set = set()
     if fix_diff or apply_fixes:
-        _fix_sources(results, write=apply_fixes)
+        fixed = _fix_sources(results, write=apply_fixes)
     else:
         click.echo(renderers[output_format](results))
     for result in results:
@@ -130,7 +131,13 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
             click.echo(f"shapecheck: {result.target}: {result.error['message']}", err=True)
     if any(r.error for r in results):
         sys.exit(EXIT_USAGE)
-    sys.exit(EXIT_FINDINGS if any(r.has_errors for r in results) else EXIT_CLEAN)
+    # after --fix, the exit code says whether errors remain: those no patch fixed, or whose fix goes on in the
+    # training code too
+    remaining = [f for r in results for f in r.findings if f.severity == "error" and (r.target, f.rule, f.layer)
+                 not in fixed]
+    if apply_fixes and remaining:
+        click.echo(f"shapecheck: {len(remaining)} error{'s' if len(remaining) != 1 else ''} left to fix", err=True)
+    sys.exit(EXIT_FINDINGS if remaining else EXIT_CLEAN)
 
 
 @main.command("run", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -234,8 +241,9 @@ def rule_command(code):
     click.echo(_guard(lambda: rule_doc(code)))
 
 
-def _fix_sources(results: list, write: bool):
-    """--fix-diff prints the patch of the verified recipes; --fix writes it and says what it wrote (stderr)."""
+def _fix_sources(results: list, write: bool) -> set:
+    """--fix-diff prints the patch of the verified recipes; --fix writes it and says what it wrote (stderr).
+    Returns the (target, rule, layer) of the findings the written patches fix entirely."""
     from shapecheck import patch
 
     patches = _guard(lambda: patch.plan(results))
@@ -249,6 +257,10 @@ def _fix_sources(results: list, write: bool):
         click.echo("shapecheck: no verified fix maps onto your own source files", err=True)
     for note in patch.outside_source(results) if patches else ():
         click.echo(f"shapecheck: also change your training code: {note}", err=True)
+    if not write:
+        return set()
+    unfinished = {(r.target, f.rule, f.layer) for r in results for f in r.findings if patch.needs_training_code(r, f)}
+    return {change.finding_key for p in patches for change in p.changes} - unfinished
 
 
 def _usage_error(message: str):

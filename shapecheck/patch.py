@@ -132,6 +132,12 @@ def applied_chain(result: Result, finding) -> list:
                  and result.trace is not None and _changes(result.trace, _chain(finding.fixes, fix))), [])
 
 
+def needs_training_code(result: Result, finding) -> bool:
+    """The patched recipe of `finding` also has a label or loss step, which only the user's training code can take."""
+    return any(fix.edits and all(edit.on in ("labels", "loss") for edit in fix.edits)
+               for fix in applied_chain(result, finding))
+
+
 def outside_source(results: list[Result]) -> list[str]:
     """The label and loss steps of the patched recipes, which the user applies in their training code."""
     return [f"{finding.rule}: {fix}" for result in results for finding in result.findings
