@@ -134,15 +134,18 @@ def applied_chain(result: Result, finding) -> list:
 
 def needs_training_code(result: Result, finding) -> bool:
     """The patched recipe of `finding` also has a label or loss step, which only the user's training code can take."""
-    return any(fix.edits and all(edit.on in ("labels", "loss") for edit in fix.edits)
-               for fix in applied_chain(result, finding))
+    return any(_in_training_code(fix) for fix in applied_chain(result, finding))
 
 
 def outside_source(results: list[Result]) -> list[str]:
     """The label and loss steps of the patched recipes, which the user applies in their training code."""
     return [f"{finding.rule}: {fix}" for result in results for finding in result.findings
-            for fix in applied_chain(result, finding)
-            if fix.edits and all(edit.on in ("labels", "loss") for edit in fix.edits)]
+            for fix in applied_chain(result, finding) if _in_training_code(fix)]
+
+
+def _in_training_code(fix) -> bool:
+    """A label or loss step: it lives in code shapecheck does not see."""
+    return bool(fix.edits) and all(edit.on in ("labels", "loss") for edit in fix.edits)
 
 
 def _change(trace: Trace, edit: Edit, insert: str) -> list[tuple[Location, Change]] | None:

@@ -411,17 +411,21 @@ def _ignoring_input(model: keras.Model, inputs: list[tf.Tensor], heads: Sequence
     still = []
     for head in heads:
         a, b = _prediction(first, head), _prediction(second, head)
-        if a is not None and b is not None and a.shape == b.shape and not _moved(a, b):
+        if a is not None and b is not None and a.shape == b.shape and not moved(a, b):
             still.append(head)
     return still
 
 
-def _moved(a: tf.Tensor, b: tf.Tensor) -> bool:
+def moved(a, b) -> bool:
+    """Whether two passes' values of one tensor differ, relative to their own scale (a layer that neither reads
+    nor mixes what changed repeats them exactly); other shapes count as moved, NaN or inf as still."""
     a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        return True
     if not a.size:
         return False
-    if np.issubdtype(a.dtype, np.floating):
-        a, b = a.astype(np.float32), b.astype(np.float32)
+    if a.dtype.kind in "fc":
+        a, b = a.astype(np.float64), b.astype(np.float64)
         return bool(np.abs(a - b).max() > 1e-6 * (1 + np.abs(a).max()))
     return not np.array_equal(a, b)
 
@@ -445,7 +449,7 @@ def _variation_stop(first: LayerByLayer, second: LayerByLayer) -> tuple[str, str
     for (name, layer, inputs_a, outputs_a), (_, _, inputs_b, outputs_b) in zip(first.calls, second.calls):
         if any(a.shape != b.shape for a, b in zip(inputs_a + outputs_a, inputs_b + outputs_b)):
             continue
-        if any(_moved(a, b) for a, b in zip(inputs_a, inputs_b)) and not any(
-                _moved(a, b) for a, b in zip(outputs_a, outputs_b)):
+        if any(moved(a, b) for a, b in zip(inputs_a, inputs_b)) and not any(
+                moved(a, b) for a, b in zip(outputs_a, outputs_b)):
             return canonical(_op_name(layer)), name
     return None

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from shapecheck.adapters.keras.audit import LayerByLayer, functional_graph, made_up_inputs
+from shapecheck.adapters.keras.audit import LayerByLayer, functional_graph, made_up_inputs, moved
 from shapecheck.adapters.keras.edit import MAX_PARAMETERS
 from shapecheck.adapters.keras.tracer import attribute_names, tensors_in
 from shapecheck.audit import MAX_ACTIVATIONS, activations
@@ -30,7 +30,6 @@ from shapecheck.shapes import TensorMeta, batch_axis
 from shapecheck.trace import ProbeResult, Trace
 
 SAMPLES = 2   # as the PyTorch probe: one sample changed, one watched
-TOLERANCE = 1e-6   # relative to the values' own scale: a layer that does not mix repeats them exactly
 UNKNOWN = "unknown"   # a tensor's batch axis the traces do not give
 
 
@@ -204,18 +203,6 @@ def _others(tensor, axis, batch: int) -> np.ndarray | None:
     return np.take(values, np.arange(1, batch), axis=axis)
 
 
-def _moved(a, b) -> bool:
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        return True
-    if not a.size:
-        return False
-    if a.dtype.kind in "fc":
-        a, b = a.astype(np.float64), b.astype(np.float64)
-        return bool(np.abs(a - b).max() > TOLERANCE * (1 + np.abs(a).max()))   # NaN or inf compares as still
-    return not np.array_equal(a, b)
-
-
 def _at(axes: list, index: int):
     return axes[index] if index < len(axes) else UNKNOWN
 
@@ -226,7 +213,7 @@ def _outputs_moved(first: list, second: list, axes: list, batch: int) -> bool:
         return False
     for index, (a, b) in enumerate(zip(first, second)):
         ours, theirs = _others(a, _at(axes, index), batch), _others(b, _at(axes, index), batch)
-        if ours is not None and theirs is not None and _moved(ours, theirs):
+        if ours is not None and theirs is not None and moved(ours, theirs):
             return True
     return False
 
@@ -253,4 +240,4 @@ def _first_mixing_layer(first: list, second: list, axes: _Axes, batch: int) -> s
 def _part_moved(a, b, axis, batch: int) -> bool:
     """Whether the part of a tensor that samples 1.. own moved; the whole tensor when it has no batch axis."""
     ours, theirs = _others(a, axis, batch), _others(b, axis, batch)
-    return _moved(a, b) if ours is None or theirs is None else _moved(ours, theirs)
+    return moved(a, b) if ours is None or theirs is None else moved(ours, theirs)

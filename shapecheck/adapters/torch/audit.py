@@ -294,12 +294,12 @@ def _output_values(prediction: torch.Tensor, head: AuditHead) -> OutputValues:
     if not values.numel():
         return OutputValues(0.0, 0.0, 0)
     axis = head.loss.class_axis if values.dim() > 1 else None
-    low, high = float(values.min()), float(values.max())
+    low, high, zeros = float(values.min()), float(values.max()), float((values == 0).float().mean())
     if axis is None:
-        return OutputValues(low, high, 1, zeros=float((values == 0).float().mean()))
+        return OutputValues(low, high, 1, zeros=zeros)
     sums, exp_sums = values.sum(axis), values.exp().sum(axis)
     return OutputValues(low, high, values.shape[axis], (float(sums.min()), float(sums.max())),
-                        (float(exp_sums.min()), float(exp_sums.max())), float((values == 0).float().mean()))
+                        (float(exp_sums.min()), float(exp_sums.max())), zeros)
 
 
 def _total_loss(output, heads: Sequence[AuditHead], labels: dict, evaluating: bool = False) -> torch.Tensor | None:

@@ -12,6 +12,8 @@ from torch.overrides import TorchFunctionMode
 
 from shapecheck.adapters.torch.probe import MAX_PARAMETERS
 
+KEPT_VALUES = 1_000_000   # values of one parameter kept from the build to give it later (a cls token, a mask)
+
 
 @contextlib.contextmanager
 def building_without_weights():
@@ -44,9 +46,6 @@ def building_without_weights():
         nn.Module.register_parameter = original
         for name, function in initialisers.items():
             setattr(nn.init, name, function)
-
-
-KEPT_VALUES = 1_000_000   # values of one parameter kept from the build to give it later (a cls token, a mask)
 
 
 class _InitWrites(TorchFunctionMode):
@@ -138,9 +137,10 @@ def every_module(model: nn.Module) -> list[nn.Module]:
 
 
 def materialize(model: nn.Module) -> bool:
-    """Give the parameters shapecheck moved to the meta device real storage, freshly initialised (each module's
-    `reset_parameters`, else a normal(0, 0.02) fill), when the model is small enough to run: what the probe and a
-    real pass need. False when the model still has meta parameters."""
+    """Give the parameters shapecheck moved to the meta device (the model's own and those of layers it holds in plain
+    containers) real storage, initialised as the factory wrote (`_InitWrites`, else each module's
+    `reset_parameters`), seeded, when the model is small enough to run: what the probe and a real pass need. False
+    when the model still has meta parameters."""
     modules = every_module(model)
     parameters = [p for module in modules for p in module.parameters(recurse=False)]
     sized = [p for p in parameters if not isinstance(p, nn.parameter.UninitializedParameter)]
