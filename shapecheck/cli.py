@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -87,8 +88,11 @@ class _SizesBySpaces(click.Command):
               help="Prove each fix recipe: apply it to an in-memory copy, re-check, and run one training step.")
 @click.option("--fix-diff", is_flag=True, help="Print the verified fixes as a unified diff of your own source files "
               "(never library code) instead of the report.")
-@click.option("--fix", "apply_fixes", is_flag=True, help="Write the verified fixes into your own source files "
-              "(refused for files outside the project or with uncommitted changes).")
+@click.option("--fix", "apply_fixes", is_flag=True, help="Write the verified safe fixes into your own source files "
+              "(refused for files outside the project or with uncommitted changes), then check again; a fix after "
+              "which a new error appears is reverted.")
+@click.option("--unsafe-fixes", is_flag=True, help="With --fix or --fix-diff, also the verified fixes that change what "
+              "the model computes (an activation dropped, a layer added).")
 @click.option("--audit/--no-audit", default=None,
               help="Measure the training signal on a tiny real batch (SC4xx): gradients reaching each layer, the "
               "output's dependence on the input, the loss at initialisation (default: on, or the configuration's "
@@ -96,7 +100,7 @@ class _SizesBySpaces(click.Command):
 @click.option("--changed-files", is_flag=True, help="TARGETS are files that changed (pre-commit's hooks pass them): "
               "a .py file that defines no configured target is skipped instead of being an error.")
 def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, output_format, from_logits, trust,
-                  timeout, select, ignore, verify_fixes, fix_diff, apply_fixes, audit, changed_files):
+                  timeout, select, ignore, verify_fixes, fix_diff, apply_fixes, unsafe_fixes, audit, changed_files):
     """Trace TARGETS and check them against the loss and labels.
 
     TARGET is path/to/file.py:factory, package.module:factory, a TorchScript archive, a torch.export .pt2 file,
@@ -112,6 +116,8 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
 
     if (fix_diff or apply_fixes) and not verify_fixes:
         _usage_error("--fix-diff and --fix apply verified fixes only: drop --no-verify-fixes")
+    if unsafe_fixes and not (fix_diff or apply_fixes):
+        _usage_error("--unsafe-fixes goes with --fix or --fix-diff")
     flags = Flags(inputs=inputs, input_file=input_file, loss=loss, labels=labels_spec, labels_file=labels_file,
                   from_logits=from_logits, select=_codes(select), ignore=_codes(ignore), trust=trust, timeout=timeout,
                   verify_fixes=verify_fixes, compute_patches=output_format == "sarif" and not (fix_diff or apply_fixes),
@@ -121,9 +127,12 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     _guard(lambda: mistakes.reject_invocation_mistakes(planned, results))
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
-    fixed: set = set()
-    if fix_diff or apply_fixes:
-        fixed = _fix_sources(results, write=apply_fixes)
+    allowed = ("safe", "unsafe") if unsafe_fixes else ("safe",)
+    if fix_diff:
+        _show_fixes(results, allowed)
+    elif apply_fixes:
+        results = _apply_fixes(results, allowed, lambda: _check_with_progress(
+            _guard(lambda: plan(list(targets), dataclasses.replace(flags, verify_fixes=False), config.load()))))
     else:
         click.echo(renderers[output_format](results))
     for result in results:
@@ -131,12 +140,12 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
             click.echo(f"shapecheck: {result.target}: {result.error['message']}", err=True)
     if any(r.error for r in results):
         sys.exit(EXIT_USAGE)
-    # after --fix, the exit code says whether errors remain: those no patch fixed, or whose fix goes on in the
-    # training code too
-    remaining = [f for r in results for f in r.findings if f.severity == "error" and (r.target, f.rule, f.layer)
-                 not in fixed]
+    remaining = [f for r in results for f in r.findings if f.severity == "error"]
     if apply_fixes and remaining:
-        click.echo(f"shapecheck: {len(remaining)} error{'s' if len(remaining) != 1 else ''} left to fix", err=True)
+        hidden = sum(any(fix.applicability == "unsafe" and fix.verified for fix in f.fixes) for f in remaining)
+        more = f" ({hidden} with an unsafe fix: --fix --unsafe-fixes)" if hidden and not unsafe_fixes else ""
+        click.echo(f"shapecheck: {len(remaining)} error{'s' if len(remaining) != 1 else ''} left to fix{more}",
+                   err=True)
     sys.exit(EXIT_FINDINGS if remaining else EXIT_CLEAN)
 
 
@@ -241,26 +250,57 @@ def rule_command(code):
     click.echo(_guard(lambda: rule_doc(code)))
 
 
-def _fix_sources(results: list, write: bool) -> set:
-    """--fix-diff prints the patch of the verified recipes; --fix writes it and says what it wrote (stderr).
-    Returns the (target, rule, layer) of the findings the written patches fix entirely."""
+def _show_fixes(results: list, allowed: tuple[str, ...]) -> None:
+    """--fix-diff: the patch the verified fixes of an applicability in `allowed` make, as a unified diff."""
     from shapecheck import patch
 
-    patches = _guard(lambda: patch.plan(results))
-    if not write:
-        click.echo("".join(p.diff for p in patches), nl=False)
-    else:
-        written = _guard(lambda: patch.write(patches))
-        for shown, count in written:
-            click.echo(f"shapecheck: fixed {count} finding{'s' if count != 1 else ''} in {shown}", err=True)
+    patches = _guard(lambda: patch.plan(results, allowed))
+    click.echo("".join(p.diff for p in patches), nl=False)
+    _fix_notes(results, patches, allowed)
+
+
+def _apply_fixes(results: list, allowed: tuple[str, ...], recheck) -> list:
+    """--fix: write the patches, then check again (`recheck`, without verification) for what remains. A patch
+    after which an error appears that was not there before is reverted, with a message. Returns the results the
+    exit code answers to: the re-check's, or the first check's when nothing was written or all was reverted."""
+    from shapecheck import patch, targets
+
+    patches = _guard(lambda: patch.plan(results, allowed))
+    _fix_notes(results, patches, allowed)
     if not patches:
-        click.echo("shapecheck: no verified fix maps onto your own source files", err=True)
-    for note in patch.outside_source(results) if patches else ():
+        return results
+    written = _guard(lambda: patch.write(patches))
+    targets.forget_user_modules()   # the re-check imports the patched source, not the modules loaded before
+    after = recheck()
+    new = sorted(_error_keys(after) - _error_keys(results))
+    if new:
+        patch.revert(patches)
+        targets.forget_user_modules()
+        click.echo(f"shapecheck: reverted the fixes in {', '.join(p.shown for p in patches)}: after them the check "
+                   f"reports {', '.join(f'{rule} ({layer})' if layer else rule for _, rule, layer in new)}, which "
+                   "it did not before", err=True)
+        return results
+    for shown, count in written:
+        click.echo(f"shapecheck: fixed {count} finding{'s' if count != 1 else ''} in {shown}", err=True)
+    return after
+
+
+def _fix_notes(results: list, patches: list, allowed: tuple[str, ...]) -> None:
+    from shapecheck import patch
+
+    if not patches and any(f.fixes for r in results for f in r.findings):
+        hidden = "safe" in allowed and "unsafe" not in allowed and patch.plan(results, ("safe", "unsafe"))
+        more = " (some unsafe ones do: add --unsafe-fixes)" if hidden else ""
+        click.echo(f"shapecheck: no verified fix maps onto your own source files{more}", err=True)
+    for note in patch.outside_source(results, allowed) if patches else ():
         click.echo(f"shapecheck: also change your training code: {note}", err=True)
-    if not write:
-        return set()
-    unfinished = {(r.target, f.rule, f.layer) for r in results for f in r.findings if patch.needs_training_code(r, f)}
-    return {change.finding_key for p in patches for change in p.changes} - unfinished
+
+
+def _error_keys(results: list) -> set:
+    """What a check reports as errors: (target, rule, layer) of each error finding; a target that could not be
+    checked counts as an error of its own."""
+    return {(r.target, f.rule, f.layer) for r in results for f in r.findings if f.severity == "error"} | \
+        {(r.target, "load", r.error["message"]) for r in results if r.error}
 
 
 def _usage_error(message: str):

@@ -11,6 +11,11 @@ from shapecheck.trace import Location
 Category = Literal["output_vs_loss", "labels_vs_loss", "activation_vs_loss", "label_range", "dtype",
                    "internal_layer", "input_shape", "batch_dim"]
 Severity = Literal["error", "warning", "info"]
+# What `--fix` may do with a fix (ruff's applicability): "safe" keeps what the user meant (a size made to agree with
+# the labels' shape or with what the layer receives) and `--fix` applies it; "unsafe" changes behaviour (an
+# activation dropped, a loss switched, a layer added) and needs `--unsafe-fixes`; "display" is shown, never
+# applied, and `Fix.reason` says why (advice, a step in the training code, a size only known to be at least N).
+Applicability = Literal["safe", "unsafe", "display"]
 SubjectKind = Literal["loss", "forward", "batch", "op", "layer", "labels", "signal"]
 Aspect = Literal["", "shape", "dtype", "values", "options"]   # options: the loss's own (class weights)
 CATEGORIES: tuple[Category, ...] = get_args(Category)
@@ -48,10 +53,23 @@ class Fix:
     joins: bool = False              # applies together with the fix before it ("Then match the labels ...")
     verified: bool | None = None     # None: not tried; True: re-checked clean (and trained) with it applied
     evidence: str = ""               # how it was verified, or why it failed
+    certain: bool = True             # False: its size is a lower bound read from one batch ("at least 10 classes")
+    applicability: Applicability = "display"   # set by the pipeline once it knows where the edit would go
+    reason: str = ""                 # why it is display-only (or unsafe), for the user who wonders
+    placed: str = ""                 # where the edit goes when not at the layer's own line (the call that chose it)
 
     @property
     def recipe(self) -> Recipe:
         return self.code if isinstance(self.code, Recipe) else Recipe(self.code)
+
+    @property
+    def applies(self) -> bool:
+        """`--fix` writes it (verified and safe); `unsafe_applies` with `--unsafe-fixes`."""
+        return bool(self.verified) and self.applicability == "safe"
+
+    @property
+    def unsafe_applies(self) -> bool:
+        return bool(self.verified) and self.applicability == "unsafe"
 
     @property
     def edits(self) -> tuple[Edit, ...]:
@@ -60,7 +78,8 @@ class Fix:
 
     def to_json(self) -> dict:
         return {"title": self.title, "code": self.recipe.text, "verified": bool(self.verified),
-                "evidence": self.evidence or None, "edits": [edit.to_json() for edit in self.edits]}
+                "evidence": self.evidence or None, "applicability": self.applicability, "reason": self.reason or None, "placed": self.placed or None,
+                "edits": [edit.to_json() for edit in self.edits]}
 
     def __str__(self) -> str:
         return f"{self.title}: `{self.recipe.text}`" if self.recipe.text else self.title

@@ -1,14 +1,19 @@
 """Turn verified recipes into edits of the user's own source (`--fix-diff`, `--fix`), with libcst so formatting and
 comments stay as they were.
 
-Only a line the user wrote is changed: the constructor call of the offending layer (`nn.Linear(512, 1000)` ->
-`nn.Linear(512, 1)`), the call of an op in `forward` (`F.softmax(x, dim=1)` -> `x`), or, for a layer a library
-built (torchvision's `fc`), a replacement statement after the user's line that called the library. Library code
+Only a line the user wrote is changed, the one that decides (`shapecheck/decides.py`): the constructor call of the
+offending layer (`nn.Linear(512, 1000)` -> `nn.Linear(512, 1)`), or the call or constant that chose a size passed
+down to it (`TagNet(num_tags=10)`); the call of an op in `forward` (`F.softmax(x, dim=1)` -> `x`); for a layer a
+library built, the library's own argument (`num_classes=`, `num_labels=` on the config, `classes=`) or a
+replacement statement after the user's line that called the library (`model.fc = nn.Linear(...)`). Library code
 (site-packages, torchvision, keras.applications) is never touched.
+
+Each fix has an applicability (`applicability`): `--fix` applies the safe ones, `--unsafe-fixes` the rest.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import itertools
 import json
@@ -20,6 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shapecheck import decides
 from shapecheck.edits import Edit
 from shapecheck.engine import Result
 from shapecheck.errors import ShapecheckError
@@ -44,17 +50,19 @@ class Change:
     """One change to one line of a file: what `_Rewriter` does at that line."""
 
     line: int
-    kind: str                   # "argument", "keyword", "unwrap", "rename", "insert_after"
+    kind: str                   # "argument", "keyword", "assign", "unwrap", "rename", "method", "replace_call",
+                                # "insert_after"
     callee: str = ""            # the last name of the call to change (`Linear`, `softmax`)
     index: int | None = None
     keyword: str = ""
     value: object = None
     finding_key: tuple = ()     # (target, rule, layer) of the finding it fixes, to count findings fixed
+    ordinal: int | None = None  # which of the line's calls of `callee` (left to right); None: the first that fits
 
     @property
     def key(self) -> tuple:
         """Two findings fixed by the same change (a head both SC101 and SC108 name) change the line once."""
-        return self.line, self.kind, self.callee, self.keyword, repr(self.value)
+        return self.line, self.kind, self.callee, self.keyword, repr(self.value), self.ordinal
 
 
 @dataclass
@@ -81,24 +89,22 @@ class FilePatch:
                                             f"a/{self.shown}", f"b/{self.shown}"))
 
 
-def plan(results: list[Result]) -> list[FilePatch]:
-    """The source patches of every finding's first verified recipe that maps onto the user's code."""
-    return _patches([(result, finding) for result in results for finding in result.findings])
+def plan(results: list[Result], allowed=("safe",)) -> list[FilePatch]:
+    """The source patches of every finding's first verified recipe, of an applicability in `allowed`, that maps
+    onto the user's code."""
+    return _patches([(result, finding) for result in results for finding in result.findings], allowed)
 
 
-def for_finding(result: Result, finding) -> list[FilePatch]:
+def for_finding(result: Result, finding, allowed=("safe", "unsafe")) -> list[FilePatch]:
     """The source patch of one finding's first verified recipe (SARIF `fixes`)."""
-    return _patches([(result, finding)])
+    return _patches([(result, finding)], allowed)
 
 
-def _patches(findings) -> list[FilePatch]:
+def _patches(findings, allowed) -> list[FilePatch]:
     patches: dict[Path, FilePatch] = {}
     for result, finding in findings:
-        if result.trace is None:
-            continue
-        changes = next((found for fix in finding.fixes if fix.verified
-                        for found in [_changes(result.trace, _chain(finding.fixes, fix))] if found), None)
-        for location, change in changes or ():
+        chain = applied_chain(result, finding, allowed)
+        for location, change in _changes(result.trace, chain) if chain else ():
             change.finding_key = (result.target, finding.rule, finding.layer)
             path = Path(location.file or location.path).resolve()
             patch = patches.setdefault(path, FilePatch(path, location.path))
@@ -118,29 +124,45 @@ def _chain(fixes, first) -> list:
     return [first] + list(itertools.takewhile(lambda fix: fix.joins, fixes[start + 1:]))
 
 
+class NoPlace(Exception):
+    """A recipe's model edit has no place in the user's own code; the message says why, for the user."""
+
+
 def _changes(trace: Trace, chain: list) -> list[tuple[Location, Change]] | None:
     """The source changes for a recipe's model edits, or None when one of them has no place in the user's code.
     Its label and loss edits live in the training code shapecheck does not see: `plan` lists them as notes."""
-    found = [_change(trace, edit, fix.recipe.insert) for fix in chain for edit in fix.edits
-             if edit.on not in ("labels", "loss")]
-    return [change for changes in found for change in changes] if found and None not in found else None
+    try:
+        return placed_changes(trace, chain)
+    except NoPlace:
+        return None
 
 
-def applied_chain(result: Result, finding) -> list:
-    """The fixes whose recipe the patch of `finding` applies (the first verified one that maps onto source)."""
-    return next((_chain(finding.fixes, fix) for fix in finding.fixes if fix.verified
-                 and result.trace is not None and _changes(result.trace, _chain(finding.fixes, fix))), [])
+def placed_changes(trace: Trace, chain: list) -> list[tuple[Location, Change]]:
+    """The source changes of a recipe chain's model edits; raises `NoPlace` when one has none (or it has none)."""
+    found = [change for fix in chain for edit in fix.edits if edit.on not in ("labels", "loss")
+             for change in _change(trace, edit, fix.recipe.insert)]
+    if not found:
+        raise NoPlace("it changes nothing in the model's source")
+    return found
 
 
-def needs_training_code(result: Result, finding) -> bool:
+def applied_chain(result: Result, finding, allowed=("safe",)) -> list:
+    """The fixes whose recipe the patch of `finding` applies: the first verified one, of an applicability in
+    `allowed`, that maps onto source."""
+    return next((chain for fix in finding.fixes if fix.verified and fix.applicability in allowed
+                 and result.trace is not None for chain in [_chain(finding.fixes, fix)]
+                 if chain and _changes(result.trace, chain)), [])
+
+
+def needs_training_code(result: Result, finding, allowed=("safe",)) -> bool:
     """The patched recipe of `finding` also has a label or loss step, which only the user's training code can take."""
-    return any(_in_training_code(fix) for fix in applied_chain(result, finding))
+    return any(_in_training_code(fix) for fix in applied_chain(result, finding, allowed))
 
 
-def outside_source(results: list[Result]) -> list[str]:
+def outside_source(results: list[Result], allowed=("safe",)) -> list[str]:
     """The label and loss steps of the patched recipes, which the user applies in their training code."""
     return [f"{finding.rule}: {fix}" for result in results for finding in result.findings
-            for fix in applied_chain(result, finding) if _in_training_code(fix)]
+            for fix in applied_chain(result, finding, allowed) if _in_training_code(fix)]
 
 
 def _in_training_code(fix) -> bool:
@@ -148,7 +170,63 @@ def _in_training_code(fix) -> bool:
     return bool(fix.edits) and all(edit.on in ("labels", "loss") for edit in fix.edits)
 
 
-def _change(trace: Trace, edit: Edit, insert: str) -> list[tuple[Location, Change]] | None:
+def _keeps_meaning(trace: Trace, edit: Edit) -> bool:
+    """A model edit that keeps what the user meant: a size made to agree with what the layer receives or the labels
+    hold, and a Keras head's activation written again as it already is."""
+    if edit.op == "resize":
+        return True
+    setting = dict(edit.args) if edit.op == "set" else {}
+    return set(setting) == {"activation"} and any(
+        op.layer == edit.layer and op.name == setting["activation"] for op in trace.ops)
+
+
+def applicability(trace: Trace | None, fixes: list, fix) -> tuple[str, str, str]:
+    """(applicability, reason, where) of `fix` among `fixes` (`findings.Applicability`); `where` describes the
+    changes made away from the layer's own line (the call that passed its size down), "" when none are."""
+    if not fix.edits:
+        return "display", "advice: there is no code edit to apply", ""
+    if trace is not None and trace.framework == "onnx":
+        return "display", "an exported graph: change the source model, then export it again", ""
+    if not fix.certain:
+        return "display", "the size is only known to be at least this from one batch of labels: set your dataset's", ""
+    if _in_training_code(fix) or all(edit.on in ("labels", "loss", "input") for edit in fix.edits):
+        return "display", "the change goes in your training code (the labels, the loss or the input it feeds)", ""
+    chain = _chain(fixes, fix)
+    if trace is None or not chain:
+        return "display", "it applies together with the fix before it", ""
+    try:
+        placed = placed_changes(trace, chain)
+    except NoPlace as why:
+        return "display", str(why), ""
+    where = "; ".join(_described(location, change) for location, change in placed
+                      if _passed_down(trace, chain, location, change))
+    model_edits = [edit for one in chain for edit in one.edits if edit.on not in ("labels", "loss")]
+    if all(_keeps_meaning(trace, edit) for edit in model_edits) and all(one.certain for one in chain):
+        return "safe", "", where
+    return "unsafe", "it changes what the model computes", where
+
+
+def _passed_down(trace: Trace, chain: list, location: Location, change: Change) -> bool:
+    """A size written away from the line that built the layer it resizes: where it was chosen further out."""
+    if change.kind not in ("argument", "keyword", "assign"):
+        return False
+    built = {trace.layer(edit.layer).source for one in chain for edit in one.edits
+             if edit.on == "layer" and edit.op == "resize" and trace.layer(edit.layer) is not None}
+    return bool(built) and location not in built
+
+
+def _described(location: Location, change: Change) -> str:
+    """`m.py:51: num_tags=20 in the TagNet(...) call`, where a change goes, for the report."""
+    value = json.dumps(change.value) if isinstance(change.value, str) else repr(change.value)
+    if change.kind == "assign":
+        return f"{location}: {change.keyword} = {value}"
+    if change.kind in ("argument", "keyword"):
+        argument = f"{change.keyword}={value}" if change.keyword else f"argument {change.index + 1} = {value}"
+        return f"{location}: {argument} in the `{change.callee}(...)` call"
+    return str(location)
+
+
+def _change(trace: Trace, edit: Edit, insert: str) -> list[tuple[Location, Change]]:
     found = _one_change(trace, edit, insert)
     return [found] if isinstance(found, tuple) else found
 
@@ -156,53 +234,105 @@ def _change(trace: Trace, edit: Edit, insert: str) -> list[tuple[Location, Chang
 def _one_change(trace: Trace, edit: Edit, insert: str):
     if edit.on == "layer" and edit.op in ("resize", "set"):
         layer = trace.layer(edit.layer)
-        if layer is None or layer.source is None or not _is_project_file(layer.source):
-            return None
+        if layer is None or layer.source is None:
+            raise NoPlace(f"shapecheck does not know which line built `{edit.layer}`")
+        if not _is_project_file(layer.source):
+            raise NoPlace(f"`{edit.layer}` is built at {layer.source}, outside your project")
         if layer.source.defined_in is not None:   # built inside a library: change the user's call into it
             if edit.op == "set" and {name for name, _ in edit.args} == {"activation"}:
                 return []   # the new head the resize writes carries its activation
-            return _library_head(trace, layer.source, edit, insert) if edit.op == "resize" else None
-        if _built_several(trace, layer):   # a loop or a helper builds them all: one literal would fit none
-            return None
+            if edit.op != "resize":
+                raise NoPlace(f"`{edit.layer}` is built inside a library ({layer.source.defined_in})")
+            return _library_head(trace, layer.source, edit, insert)
+        ordinal = _call_ordinal(trace, layer)
         if edit.op == "set":
             (name, value), = edit.args
-            return layer.source, Change(layer.source.line, "keyword", layer.type, keyword=name, value=value)
+            return layer.source, Change(layer.source.line, "keyword", layer.type, keyword=name, value=value,
+                                        ordinal=ordinal)
         (key, size), = edit.args
         slot = _size_slot(key, layer.type)
         if slot is None:
-            return None
-        return layer.source, Change(layer.source.line, "argument", layer.type, slot[0], slot[1], size)
+            raise NoPlace(f"shapecheck does not know which argument of `{layer.type}` sets its size")
+        return _decided(deciding_argument(layer.source, layer.type, *slot, ordinal), size)
     if edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim", "flatten_op", "permute_op"):
-        return _op_change(trace, edit)
-    return None
+        found = _op_change(trace, edit)
+        if found is None:
+            raise NoPlace("the op is not called in your own code")
+        return found
+    raise NoPlace(f"a `{edit.op}` edit of the {edit.on} is not written into source")
 
 
-def _built_several(trace: Trace, layer) -> bool:
-    return sum(1 for other in trace.layers if other.source == layer.source and other.type == layer.type) > 1
+def deciding_argument(location: Location, callee: str, index: int | None, keyword: str, ordinal: int = 0):
+    """`decides.deciding_argument`, its `Undecided` reason as `NoPlace`."""
+    try:
+        return decides.deciding_argument(location, callee, index, keyword, ordinal)
+    except decides.Undecided as why:
+        raise NoPlace(str(why)) from None
 
 
-def _library_head(trace: Trace, where: Location, edit: Edit, insert: str) -> list[tuple[Location, Change]] | None:
-    """A head a library built, resized the library's way at the user's line: `num_classes=` for timm,
-    `num_labels=` for transformers' `from_pretrained`, `include_top=False` and a new head for keras.applications,
-    else a replacement statement after the line (`model.fc = nn.Linear(model.fc.in_features, 1)`). `insert` is the
+def _decided(decision: decides.Decision, value) -> tuple[Location, Change]:
+    where = decision.location
+    if decision.constant:
+        return where, Change(where.line, "assign", keyword=decision.constant, value=value)
+    kind = "argument" if decision.present else "keyword"
+    return where, Change(where.line, kind, decision.callee, decision.index, decision.keyword, value,
+                         ordinal=decision.ordinal)
+
+
+def _call_ordinal(trace: Trace, layer) -> int:
+    """Which of its line's calls of the layer's class built `layer` (layers are built, and traced, left to right);
+    raises `NoPlace` when one call built several (a loop, a helper): one literal there would fit none of them."""
+    built = [other for other in trace.layers if other.source == layer.source and other.type == layer.type]
+    if len(built) != decides.count_calls(layer.source, layer.type):
+        raise NoPlace(f"the line {layer.source} builds several `{layer.type}` layers")
+    return built.index(layer)
+
+
+def _library_head(trace: Trace, where: Location, edit: Edit, insert: str) -> list[tuple[Location, Change]]:
+    """A head a library built, resized the library's way where the user chose its size: `num_classes=` for timm,
+    `num_labels=` for transformers (on `from_pretrained`, or on the config a model is built from), `classes=` for
+    a keras.applications model built without weights (else `include_top=False` and a new head), else a
+    replacement statement after the line (`model.fc = nn.Linear(model.fc.in_features, 1)`). `insert` is the
     recipe's statement for after the line, "" when it has none."""
     (key, size), = edit.args
     line = where.line
     if key != "out":
-        return None
+        raise NoPlace(f"the layer's input size is set inside the library ({where.defined_in})")
+    called = {decides.last_name(call) for call in decides.calls_at(where)}
     if trace.library.startswith("timm"):
-        return [(where, Change(line, "keyword", "create_model", keyword="num_classes", value=size))]
+        callee = next((name for name in ("create_model", "reset_classifier") if name in called), "")
+        if not callee:
+            raise NoPlace(f"no `timm.create_model(...)` or `reset_classifier(...)` call at {where}")
+        return [_decided(deciding_argument(where, callee, 0 if callee == "reset_classifier" else None,
+                                           "num_classes"), size)]
     if trace.library.startswith("transformers"):
-        return [(where, Change(line, "keyword", "from_pretrained", keyword="num_labels", value=size)),
-                (where, Change(line, "keyword", "from_pretrained", keyword="ignore_mismatched_sizes", value=True))]
+        if "from_pretrained" in called:
+            return [_decided(deciding_argument(where, "from_pretrained", None, "num_labels"), size),
+                    (where, Change(line, "keyword", "from_pretrained", keyword="ignore_mismatched_sizes", value=True))]
+        model_class = trace.library.partition(":")[2]
+        decision = next((found for callee in (model_class, "from_config") if callee in called
+                         for found in [decides.config_argument(where, callee, "num_labels")] if found), None)
+        if decision is None:
+            raise NoPlace(f"the model at {where} is built from a config shapecheck cannot find: set its `num_labels`")
+        return [_decided(decision, size)]
     if trace.library.startswith("keras.applications"):
         function = trace.library.partition(":")[2]
+        if function and _without_weights(where, function):
+            return [_decided(deciding_argument(where, function, None, "classes"), size)]
         if not function or not insert:
-            return None
+            raise NoPlace(f"no `{function or 'keras.applications'}(...)` call at {where}")
         return [(where, Change(line, "keyword", function, keyword="include_top", value=False)),
                 (where, Change(line, "keyword", function, keyword="pooling", value="avg")),
                 (where, Change(line, "insert_after", value=insert))]
-    return [(where, Change(line, "insert_after", value=insert))] if insert else None
+    if not insert:
+        raise NoPlace(f"`{edit.layer}` is built inside a library ({where.defined_in}) and has no replacement")
+    return [(where, Change(line, "insert_after", value=insert))]
+
+
+def _without_weights(where: Location, function: str) -> bool:
+    """`ResNet50(weights=None, ...)`: its top takes any `classes=` (with pretrained weights it must be 1000)."""
+    weights = decides.keyword_value(where, function, "weights")
+    return weights is not None and isinstance(weights, ast.Constant) and weights.value is None
 
 
 def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
@@ -259,7 +389,43 @@ def _rewrite(source: str, changes: list[Change]) -> str:
 
     module = cst.parse_module(source)
     rewriter = _rewriter(changes)
-    return MetadataWrapper(module).visit(rewriter).code
+    return _without_dead_imports(source, MetadataWrapper(module).visit(rewriter).code)
+
+
+def _without_dead_imports(before: str, after: str) -> str:
+    """`after` less the imports that the rewrite left unused (`import torch.nn.functional as F` once the only
+    `F.softmax` is gone); an import that was unused before is the user's business, not the fix's."""
+    import libcst as cst
+
+    dead = _used_names(before) - _used_names(after)
+    if not dead:
+        return after
+
+    class DropImports(cst.CSTTransformer):
+        def leave_SimpleStatementLine(self, original, updated):
+            body = []
+            for small in updated.body:
+                if isinstance(small, (cst.Import, cst.ImportFrom)) and isinstance(small.names, (list, tuple)):
+                    kept = [alias for alias in small.names if _bound_name(cst, alias) not in dead]
+                    if not kept:
+                        continue
+                    kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                    small = small.with_changes(names=kept)
+                body.append(small)
+            return updated.with_changes(body=body) if body else cst.RemoveFromParent()
+
+    return cst.parse_module(after).visit(DropImports()).code
+
+
+def _used_names(source: str) -> set[str]:
+    """The names the module reads (not those its imports bind)."""
+    return {node.id for node in ast.walk(ast.parse(source)) if isinstance(node, ast.Name)}
+
+
+def _bound_name(cst, alias) -> str:
+    if alias.asname is not None:
+        return alias.asname.name.value
+    return cst.helpers.get_full_name_for_node(alias.name).split(".")[0]
 
 
 def _rewriter(changes: list[Change]):
@@ -276,11 +442,22 @@ def _rewriter(changes: list[Change]):
         def __init__(self):
             super().__init__()
             self.done: set[int] = set()
+            self.calls: dict[tuple[int, str], int] = defaultdict(int)   # calls met so far, per line and name
+            self.order: dict[int, int] = {}   # each call's ordinal among its line's calls of the same name
+
+        def visit_Call(self, node):   # pre-order, so that the count follows the source left to right
+            line = self.get_metadata(PositionProvider, node).start.line
+            key = (line, _last_name(node.func))
+            self.order[id(node)] = self.calls[key]
+            self.calls[key] += 1
+            return True
 
         def leave_Call(self, original, updated):
             line = self.get_metadata(PositionProvider, original).start.line
             for change in by_line.get(line, ()):
                 if id(change) in self.done or _last_name(original.func) != change.callee:
+                    continue
+                if change.ordinal is not None and self.order.get(id(original)) != change.ordinal:
                     continue
                 replaced = _apply(cst, change, updated)
                 if replaced is not None:
@@ -290,8 +467,18 @@ def _rewriter(changes: list[Change]):
                     updated = replaced
             return updated
 
+        def leave_Assign(self, original, updated):
+            line = self.get_metadata(PositionProvider, original).start.line
+            for change in by_line.get(line, ()):
+                target = original.targets[0].target if len(original.targets) == 1 else None
+                if change.kind == "assign" and isinstance(target, cst.Name) and target.value == change.keyword:
+                    self.done.add(id(change))
+                    return updated.with_changes(value=cst.Integer(str(change.value)))
+            return updated
+
         def leave_SimpleStatementLine(self, original, updated):
             line = self.get_metadata(PositionProvider, original).start.line
+            updated = _without_stale_comments(cst, updated, [c for c in by_line.get(line, ()) if id(c) in self.done])
             inserts = [c for c in by_line.get(line, ()) if c.kind == "insert_after" and id(c) not in self.done]
             if not inserts:
                 return updated
@@ -320,6 +507,26 @@ def _rewriter(changes: list[Change]):
             return updated.with_changes(body=body)
 
     return Rewriter()
+
+
+def _without_stale_comments(cst, statement, changes: list[Change]):
+    """`statement` less its comments that describe an op the changes removed or replaced (`# softmax turns scores
+    into probabilities` once the softmax is gone): the trailing one and those on the lines just above."""
+    removed = {c.callee.lower() for c in changes if c.kind in ("unwrap", "replace_call", "rename") and c.callee}
+    if not removed:
+        return statement
+
+    def stale(comment) -> bool:
+        return comment is not None and any(name in comment.value.lower() for name in removed)
+
+    trailing = statement.trailing_whitespace
+    if stale(trailing.comment):
+        statement = statement.with_changes(trailing_whitespace=trailing.with_changes(
+            whitespace=cst.SimpleWhitespace(""), comment=None))
+    leading = list(statement.leading_lines)
+    while leading and stale(leading[-1].comment):
+        leading.pop()
+    return statement.with_changes(leading_lines=leading)
 
 
 # names the replacement statements spell, and the import that binds each
@@ -440,6 +647,12 @@ def write(patches: list[FilePatch]) -> list[str]:
     for patch in patches:
         _atomic_write(patch.path, patch.after)
     return [(p.shown, len({c.finding_key for c in p.changes})) for p in patches]
+
+
+def revert(patches: list[FilePatch]) -> None:
+    """Put back what `write` replaced."""
+    for patch in patches:
+        _atomic_write(patch.path, patch.before)
 
 
 def _has_uncommitted_changes(path: Path) -> bool:

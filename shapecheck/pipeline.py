@@ -1,11 +1,12 @@
 """One check, end to end: `run(request)` goes through its stages in order, load -> trace -> pair (which output each
 loss and labels belong to) -> judge (the loss oracle) -> audit (the training signal, measured) -> rules -> verify
--> patch, and returns the `Result` every renderer reads. Every front-end (the CLI,
+-> applicability (what `--fix` may apply) -> patch, and returns the `Result` every renderer reads. Every front-end (the CLI,
 `[tool.shapecheck]`, the Python API, `run`/`watch`, the pytest plugin) builds a `Request` and calls `run`."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 
 from shapecheck import audit as audit_mod
@@ -19,7 +20,7 @@ from shapecheck.findings import Finding, Severity
 from shapecheck.inputs import ExampleInputs
 from shapecheck.labels import LabelInfo, LabelSpec
 from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, resolve_loss
-from shapecheck.recipes import Recipes, ReExport
+from shapecheck.recipes import Recipes, ReExport, ScriptNames
 from shapecheck.request import Head, Request
 from shapecheck.rules import load_rules
 from shapecheck.shapes import TensorMeta
@@ -49,6 +50,7 @@ def run(request: Request) -> Result:
     audit(result, loaded, request)
     rules(result, request)
     verify(result, loaded, request)
+    applicability(result)
     if request.compute_patches:
         patch(result)
     return result
@@ -146,7 +148,8 @@ def rules(result: Result, request: Request) -> None:
     ones. A finding every head's check gives is about the model and reported once; the others name their head."""
     progress.stage("rules")
     trace = traced(result)
-    recipes = recipes_for(trace.framework, trace.producer, trace.library)
+    names = script_names(request.loss_site)
+    recipes = recipes_for(trace.framework, trace.producer, trace.library, names)
     runs = [engine.check(trace.at_output(head.output), head.loss, head.labels, recipes, request.select,
                          request.ignore, head.loss_check) for head in result.heads]
     findings: list[Finding] = []
@@ -161,6 +164,9 @@ def rules(result: Result, request: Request) -> None:
     severity: dict[str, Severity] = dict(request.severity)
     for finding in findings:
         finding.severity = severity.get(finding.rule, finding.severity)
+    for finding in findings:   # recipes speak of the labels as the training code names them
+        finding.fixes = [dataclasses.replace(fix, code=dataclasses.replace(fix.recipe, text=names.speak(
+            fix.recipe.text))) for fix in finding.fixes]
     kept, result.suppressed = suppress.partition(findings)
     result.findings = sorted(kept, key=lambda f: (engine.SEVERITY_ORDER[f.severity], f.rule))
 
@@ -198,6 +204,16 @@ def _measured(finding: Finding) -> bool:
     """The finding is, or explains, a fact the training-signal audit measured."""
     rules = load_rules()
     return any(code in rules and rules[code].subject == "signal" for code in (finding.rule, *finding.explains))
+
+
+def applicability(result: Result) -> None:
+    """Whether `--fix` may apply each fix, `--unsafe-fixes` only, or neither (and why): where its edit would go."""
+    from shapecheck import patch as patch_mod
+
+    for finding in result.findings:
+        kinds = [patch_mod.applicability(result.trace, finding.fixes, fix) for fix in finding.fixes]
+        finding.fixes = [dataclasses.replace(fix, applicability=kind, reason=reason, placed=placed)
+                         for fix, (kind, reason, placed) in zip(finding.fixes, kinds)]
 
 
 def patch(result: Result) -> None:
@@ -241,23 +257,37 @@ class Recheck:
         return traced(result), result.findings
 
 
-def recipes_for(framework: str, producer: str = "", library: str = "") -> Recipes | ReExport:
+def recipes_for(framework: str, producer: str = "", library: str = "",
+                names: ScriptNames | None = None) -> Recipes | ReExport:
     if framework == "onnx":   # an exported graph: fix it in the framework it came from, then re-export
         from shapecheck.recipes.onnx import OnnxRecipes
 
         source = {"pytorch": "torch", "tf2onnx": "keras", "keras2onnx": "keras"}.get(producer)
-        return ReExport(_framework_recipes(source), OnnxRecipes()) if source else OnnxRecipes()
-    return _framework_recipes(framework, library)
+        return ReExport(_framework_recipes(source), OnnxRecipes(), producer) if source else OnnxRecipes()
+    return _framework_recipes(framework, library, names)
 
 
-def _framework_recipes(framework: str, library: str = "") -> Recipes:
+def _framework_recipes(framework: str, library: str = "", names: ScriptNames | None = None) -> Recipes:
     if framework == "torch":
         from shapecheck.recipes.torch import TorchRecipes
-        return TorchRecipes(library)
+        return TorchRecipes(library, names)
     if framework == "keras":
         from shapecheck.recipes.keras import KerasRecipes
-        return KerasRecipes(library)
+        return KerasRecipes(library, names)
     return Recipes()
+
+
+def script_names(site) -> ScriptNames:
+    """The names the user's loss call uses (`F.cross_entropy(logits, yb)`), when `run` saw it; else the defaults."""
+    from shapecheck import decides
+
+    found = decides.loss_call(site) if site is not None else None
+    if found is None:
+        return ScriptNames()
+    callee, output, labels = found
+    simple = re.compile(r"[A-Za-z_][\w.]*(\[[^\]]*\])?$")   # `yb`, `batch.y`, `batch["label"]`: not an expression
+    return ScriptNames(labels=labels if simple.match(labels) else "labels",
+                       output=output if simple.match(output) else "output", loss=callee or "criterion")
 
 
 def _loss(loaded: targets.LoadedTarget, head: Head) -> LossContract | None:

@@ -39,7 +39,7 @@ def check(model, input=None, loss=None, labels=None, *, batch=None, from_logits=
 def request_for(model, input=None, loss=None, labels=None, *, batch=None, from_logits=None, select=None, ignore=(),
                 verify_fixes: bool = True, timeout: float | None = DEFAULT_TIMEOUT, target: str | None = None,
                 sites=None, post=None, loss_options: tuple | None = None, compute_patches: bool = False,
-                audit: bool = True) -> Request:
+                audit: bool = True, loss_site=None) -> Request:
     """The request `check` runs, built from the objects given (`run` also asks for SARIF's patches)."""
     from shapecheck.targets import LoadedTarget, adapter_for
 
@@ -53,7 +53,7 @@ def request_for(model, input=None, loss=None, labels=None, *, batch=None, from_l
                    heads=_heads(loss, labels, from_logits, tuple(loss_options or ())),
                    select=frozenset(select) if select else None, ignore=frozenset(ignore),
                    timeout=checked_timeout(timeout), verify_fixes=verify_fixes, compute_patches=compute_patches,
-                   audit=audit, post=post)
+                   audit=audit, post=post, loss_site=loss_site)
 
 
 def _heads(loss, labels, from_logits, loss_options: tuple) -> tuple[Head, ...]:

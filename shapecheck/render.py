@@ -65,8 +65,9 @@ def to_text(results: list[Result], color: bool = False, errors_on_stderr: bool =
             if finding.location:
                 lines.append(f"    --> {finding.location.describe()}")
             for fix in finding.fixes:
-                mark = f" ({paint.green('verified')})" if fix.verified else ""
-                lines.append(f"    {paint.cyan('help')}{mark}: {fix}")
+                lines.append(f"    {paint.cyan('help')}{_mark(fix, paint.green)}: {fix}")
+                if fix.placed:
+                    lines.append(f"      (the edit goes at {fix.placed})")
         for note in result.trace.notes if result.trace else []:
             lines.append(f"  note: {note}")
         if not result.findings and not result.error:
@@ -116,7 +117,20 @@ def _totals(results: list[Result]) -> str:
     suppressed = sum(r.suppressed for r in results)
     text = f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {_plural(len(results), 'target')}"
     text += f" ({suppressed} suppressed)" if suppressed else ""
-    return text + (f"; {failed} could not be checked" if failed else "")
+    text += f"; {failed} could not be checked" if failed else ""
+    return text + _fixable(results)
+
+
+def _fixable(results: list[Result]) -> str:
+    """`; 1 fixable with --fix (2 more with --fix --unsafe-fixes)`, as ruff counts them."""
+    findings = [f for r in results for f in r.findings]
+    safe = sum(any(fix.applies for fix in f.fixes) for f in findings)
+    unsafe = sum(not any(fix.applies for fix in f.fixes) and any(fix.unsafe_applies for fix in f.fixes)
+                 for f in findings)
+    if not safe and not unsafe:
+        return ""
+    more = f"{unsafe} more with --fix --unsafe-fixes" if unsafe else ""
+    return f"; {safe} fixable with --fix" + (f" ({more})" if more else "") if safe else f"; {more}"
 
 
 def _plural(count: int, word: str) -> str:
@@ -162,7 +176,16 @@ def to_github(results: list[Result]) -> str:
 
 
 def _help(fix) -> str:
-    return f"help{' (verified)' if fix.verified else ''}: {fix}"
+    placed = f" (the edit goes at {fix.placed})" if fix.placed else ""
+    return f"help{_mark(fix)}: {fix}{placed}"
+
+
+def _mark(fix, paint=str) -> str:
+    """` (verified, safe fix)`: whether it was proven, and whether `--fix` (or `--unsafe-fixes`) applies it."""
+    if not fix.verified:
+        return ""
+    kind = {"safe": ", safe fix", "unsafe": ", unsafe fix"}.get(fix.applicability, "")
+    return f" ({paint('verified')}{kind})"
 
 
 def _escape(text: str, property_value: bool = False) -> str:
@@ -230,12 +253,13 @@ def _sarif_fixes(finding, patches: list, root: Path) -> list[dict]:
     """The verified recipe as a SARIF fix: the pipeline's patch of the user's own source (never library code)."""
     from shapecheck.trace import Location
 
-    verified = next((fix for fix in finding.fixes if fix.verified), None)
-    if verified is None:
+    applied = next((fix for fix in finding.fixes if fix.applies or fix.unsafe_applies), None)
+    if applied is None:
         return []
     changes = [{"artifactLocation": _artifact(Location(p.shown, 1, str(p.path)), root),
                 "replacements": p.replacements()} for p in patches]
-    return [{"description": {"text": verified.title}, "artifactChanges": changes}] if changes else []
+    return [{"description": {"text": applied.title}, "artifactChanges": changes,
+             "properties": {"applicability": applied.applicability}}] if changes else []
 
 
 def _physical(location, root: Path) -> dict:

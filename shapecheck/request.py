@@ -21,6 +21,7 @@ from shapecheck.labels import LabelInfo, LabelSpec
 from shapecheck.losses import known_loss, suggest_loss
 from shapecheck.shapes import TensorMeta, parse_spec
 from shapecheck.targets import LoadedTarget
+from shapecheck.trace import Location
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Request:
     audit: bool = True                # measure the training signal on a tiny real batch (`shapecheck.audit`)
     compute_patches: bool = False     # the source patch of each verified recipe, for renderers that show it (SARIF)
     post: object = None               # the user's code between the model and the loss (PyTorch), from `run`
+    loss_site: Location | None = None  # the user's line that computed the loss (`run`): recipes use its names
 
 
 @dataclass(frozen=True)

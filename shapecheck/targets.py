@@ -183,6 +183,18 @@ class _Merged:
         return next((m[key] for m in self.maps if key in m), default)
 
 
+def forget_user_modules() -> None:
+    """Drop the user's modules (under the working directory, outside site-packages) from `sys.modules`, so that the
+    next load imports their source as it is now (after `--fix` wrote it)."""
+    root, own = Path.cwd().resolve(), Path(__file__).resolve().parent
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        path = Path(file).resolve() if file and name != "__main__" else None
+        if path is not None and path.is_relative_to(root) and not path.is_relative_to(own) \
+                and "site-packages" not in path.parts:
+            del sys.modules[name]
+
+
 def _import(where: str):
     keep_triton_out_after_tensorflow()   # the user's module may import torch after a Keras target loaded TensorFlow
     if is_file_path(where):

@@ -33,6 +33,9 @@ class Location:
     line: int
     file: str = field(default="", compare=False)   # the absolute path, for renderers that need a real URI
     defined_in: Location | None = None
+    # the user's lines that called this one, innermost first (`TagNet(num_tags=10)` for a head built in
+    # `TagNet.__init__`): where a size passed down as an argument was chosen
+    callers: tuple[Location, ...] = field(default=(), compare=False, repr=False)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}"

@@ -67,6 +67,10 @@ def verify(result: Result, loaded: LoadedTarget, example, recheck: Recheck, post
             if not edits or not all(fix.edits for fix in chain):
                 verified_fixes.append(chain)
                 continue
+            if not all(fix.certain for fix in chain):   # a re-check would only prove the lower bound it was given
+                verified_fixes.append(_marked(chain, False, "not verified: the size is a lower bound read from one "
+                                              "batch of labels, not the dataset's class count"))
+                continue
             if attempts >= MAX_ATTEMPTS:
                 verified_fixes.append(_marked(chain, False, "not tried: the verification budget was spent"))
                 continue

@@ -43,7 +43,7 @@ def test_error_finding_exits_1_with_help_lines():
                  "--labels", "4")
     assert result.exit_code == 1, result.output
     assert "error[SC101] `BCEWithLogitsLoss` input from `fc` has shape [4, 10]; labels have shape [4]" in result.output
-    assert "help (verified): Replace the head with 1 output: `model.fc = nn.Linear(model.fc.in_features, 1)`" \
+    assert "help (verified, safe fix): Replace the head with 1 output: `model.fc = nn.Linear(model.fc.in_features, 1)`" \
         in result.output
     assert f"--> {MODELS}:19\n" in result.output   # the line that defines the layer
 

@@ -124,7 +124,7 @@ def test_github_annotations(project):
     result = run("check", "--format", "github")
     assert result.output.startswith("::warning file=models.py,line=6,title=SC101 head-width-mismatch::")
     [annotation] = result.output.splitlines()      # one line per finding: the help lines are %0A-escaped
-    assert annotation.endswith("(1 target per sample, not 10)%0Ahelp (verified): Replace the head with 1 output: "
+    assert annotation.endswith("(1 target per sample, not 10)%0Ahelp (verified, safe fix): Replace the head with 1 output: "
                                "`model[1] = nn.Linear(model[1].in_features, 1)`")
 
 

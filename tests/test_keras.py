@@ -46,7 +46,7 @@ def test_application_model_with_its_imagenet_top_is_diagnosed():
     assert "loss binary_crossentropy(from_logits=False), from the compile config" in result.output
     assert "error[SC101] `binary_crossentropy` input from `predictions` has shape [8, 1000]" in result.output
     # keras.applications' own way: no ImageNet top, a pooled base and a new head
-    assert 'help (verified): Replace the head with 1 output: `base = keras.applications.ResNet50(include_top=False, ' \
+    assert 'help (verified, safe fix): Replace the head with 1 output: `base = keras.applications.ResNet50(include_top=False, ' \
         'pooling="avg", weights="imagenet"); model = keras.Model(base.input, layers.Dense(1, activation="sigmoid")' \
         '(base.output))`' in result.output
 

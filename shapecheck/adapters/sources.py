@@ -29,9 +29,11 @@ def display_path(filename: str) -> str:
     return path if relative.startswith("..") else relative
 
 
-def user_frame(skip_dirs: tuple[str, ...], skip_self=None, depth: int = 2) -> Location | None:
+def user_frame(skip_dirs: tuple[str, ...], skip_self=None, depth: int = 2,
+               with_callers: bool = False) -> Location | None:
     """The innermost caller that is neither framework code nor the `__init__` chain of `skip_self`; when that is
-    a library (site-packages, the standard library), the user's line that called into it, if there is one."""
+    a library (site-packages, the standard library), the user's line that called into it, if there is one.
+    `with_callers`: also the user's lines further out (`Location.callers`), for a layer's definition site."""
     frame = sys._getframe(depth)
     cwd = os.getcwd()
     definition = None
@@ -41,10 +43,28 @@ def user_frame(skip_dirs: tuple[str, ...], skip_self=None, depth: int = 2) -> Lo
         if kind != "skipped" and (skip_self is None or frame.f_locals.get("self") is not skip_self):
             here = _location(filename, frame.f_lineno, cwd)
             if kind == "user":
-                return replace(here, defined_in=definition) if definition else here
+                callers = _callers(frame.f_back, skip_dirs, cwd) if with_callers else ()
+                return replace(here, defined_in=definition, callers=callers)
             definition = definition or here
         frame = frame.f_back
     return definition
+
+
+_MAX_CALLERS = 8
+
+
+def _callers(frame, skip_dirs: tuple[str, ...], cwd: str) -> tuple[Location, ...]:
+    """The user's frames from `frame` outwards, up to the first frame of shapecheck or the framework (which called
+    the user's factory) or `_MAX_CALLERS` of them."""
+    found: list[Location] = []
+    while frame is not None and len(found) < _MAX_CALLERS:
+        kind = _kind(frame.f_code.co_filename, skip_dirs)
+        if kind == "skipped":
+            break
+        if kind == "user":
+            found.append(_location(frame.f_code.co_filename, frame.f_lineno, cwd))
+        frame = frame.f_back
+    return tuple(found)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-from dataclasses import replace
+import re
+from dataclasses import dataclass, replace
 
 from shapecheck.edits import Edit, LabelStep, Recipe, labels_edit
 from shapecheck.trace import Layer
@@ -93,7 +94,6 @@ _EDITS = {
     "unsqueeze": lambda self, axis: labels_edit(("unsqueeze", axis)),
     "to_dtype": lambda self, dtype: labels_edit(("cast", dtype)),
     "argmax": lambda self, axis: labels_edit(("argmax", axis)),
-    "remap_labels": lambda self: labels_edit(("remap",)),
     "positive_mask": lambda self, dtype: labels_edit(("positive", dtype)),
     "unscale_ids": lambda self, scale: labels_edit(("unscale", scale)),
     "one_hot": lambda self, ids, classes: labels_edit(("one_hot", classes)) if ids == "labels" else (),
@@ -108,6 +108,32 @@ _EDITS = {
                                 lambda loss: bool(loss.from_logits)),
     "one_hot_loss": _switch("CrossEntropyLoss", "categorical_crossentropy", lambda loss: loss.from_logits),
 }
+
+
+@dataclass(frozen=True)
+class ScriptNames:
+    """What the user's training code calls things at its loss call (`loss = F.cross_entropy(logits, yb)`): recipes
+    are written with these names instead of `labels`, `output` and `criterion`."""
+
+    labels: str = "labels"
+    output: str = "output"
+    loss: str = "criterion"     # a loss object's name, or the function called (`F.cross_entropy`)
+
+    @property
+    def functional(self) -> bool:
+        """The loss is a function call (`F.cross_entropy(...)`), not a loss object (`criterion(...)`)."""
+        return self.loss.rpartition(".")[2] in FUNCTIONAL_LOSSES.values()
+
+    def speak(self, text: str) -> str:
+        """`text` with the user's labels name for `labels` (a word of code, not part of another name)."""
+        return re.sub(r"(?<![\w.])labels\b", lambda _: self.labels, text) if self.labels != "labels" else text
+
+
+# torch.nn loss classes and their torch.nn.functional forms
+FUNCTIONAL_LOSSES = {"CrossEntropyLoss": "cross_entropy", "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
+                     "BCELoss": "binary_cross_entropy", "NLLLoss": "nll_loss", "MSELoss": "mse_loss",
+                     "L1Loss": "l1_loss", "SmoothL1Loss": "smooth_l1_loss", "HuberLoss": "huber_loss",
+                     "KLDivLoss": "kl_div"}
 
 
 def _as_recipe(name: str, method):
@@ -132,8 +158,9 @@ class Recipes:
     framework = "generic"
     model_var = "model"
 
-    def __init__(self, library: str = ""):
+    def __init__(self, library: str = "", names: ScriptNames | None = None):
         self.library = library   # the library that built the model (`Trace.library`): fixes in its words
+        self.names = names or ScriptNames()   # the training code's own names, when shapecheck saw its loss call
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -180,7 +207,8 @@ class Recipes:
         raise NotImplementedError
 
     def remap_labels(self) -> Recipe:
-        """Renumber the label values as 0..C-1, in their sorted order."""
+        """Number the classes 0..C-1 once, over the whole dataset: advice, since a per-batch renumbering
+        (`unique(return_inverse=True)`) gives the same class a different id in every batch."""
         raise NotImplementedError
 
     def finite_rows(self) -> Recipe:
@@ -381,7 +409,8 @@ class NumpyLabels:
         return "keep = np.isfinite(labels).reshape(len(labels), -1).all(1); x, labels = x[keep], labels[keep]"
 
     def remap_labels(self) -> str:
-        return "labels = np.unique(labels, return_inverse=True)[1]"
+        return ("class_id = {v: i for i, v in enumerate(sorted(set(all_labels)))}  # once, over the whole dataset; "
+                "then labels = np.array([class_id[v] for v in labels])")
 
     def squeeze(self, axis: int) -> str:
         return f"labels = np.squeeze(labels, axis={axis})"
@@ -410,9 +439,16 @@ class ReExport:
                       "return_last_step", "end_with")
     _ON_OUTPUTS = ("permute_output", "resize_output")
 
-    def __init__(self, recipes: Recipes, runtime: Recipes):
+    # the call that exports the graph again, by the producer the graph names
+    _EXPORT_CALLS = {"pytorch": 'torch.onnx.export(model, (x,), "model.onnx")',
+                     "tf2onnx": 'tf2onnx.convert.from_keras(model, output_path="model.onnx")',
+                     "keras2onnx": 'onnx.save(keras2onnx.convert_keras(model), "model.onnx")'}
+
+    def __init__(self, recipes: Recipes, runtime: Recipes, producer: str = ""):
         self._recipes = recipes
         self._runtime = runtime
+        export = self._EXPORT_CALLS.get(producer)
+        self._note = f"in the source model, then re-export: {export}" if export else "in the source model, then re-export"
 
     def __getattr__(self, name):
         if name in self._ON_OUTPUTS:
@@ -421,5 +457,5 @@ class ReExport:
         if not name.startswith(self._CHANGES_MODEL):
             return method
         def in_source(*args, **kwargs) -> Recipe:
-            return method(*args, **kwargs).commented("in the source model, then re-export")
+            return method(*args, **kwargs).commented(self._note)
         return in_source

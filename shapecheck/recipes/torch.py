@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shapecheck.edits import Recipe
-from shapecheck.recipes import TORCH_CASTS, Recipes, keyword_arguments
+from shapecheck.recipes import FUNCTIONAL_LOSSES, TORCH_CASTS, Recipes, keyword_arguments
 from shapecheck.trace import Layer
 
 
@@ -66,7 +66,8 @@ class TorchRecipes(Recipes):
         return f"output = output.permute{tuple(order)}"
 
     def remap_labels(self) -> str:
-        return "labels = torch.unique(labels, return_inverse=True)[1]"
+        return ("class_id = {v: i for i, v in enumerate(sorted(set(all_labels)))}  # once, over the whole dataset; "
+                "then labels = torch.tensor([class_id[int(v)] for v in labels])")
 
     def finite_rows(self) -> str:
         return "keep = torch.isfinite(labels).flatten(1).all(1); x, labels = x[keep], labels[keep]"
@@ -146,13 +147,20 @@ class TorchRecipes(Recipes):
         return f"labels = (labels * {scale}).round().long()  # or read the mask with PILToTensor(), not ToTensor()"
 
     def loss(self, name: str, **options) -> str:
-        return f"criterion = nn.{name}({keyword_arguments(options)})"
+        names = self.names
+        if names.functional and name in FUNCTIONAL_LOSSES:   # the script calls a function: the same, renamed
+            module = names.loss.rpartition(".")[0]
+            call = f"{module + '.' if module else ''}{FUNCTIONAL_LOSSES[name]}"
+            extra = f", {keyword_arguments(options)}" if options else ""
+            return f"loss = {call}({names.output}, labels{extra})"
+        return f"{names.loss} = nn.{name}({keyword_arguments(options)})"
 
     def move_class_axis(self, rank: int) -> str:
         order = ", ".join(["0", str(rank - 1)] + [str(i) for i in range(1, rank - 1)])
+        loss, output = self.names.loss, self.names.output
         if rank == 3:
-            return "loss = criterion(output.transpose(1, 2), labels)"
-        return f"loss = criterion(output.permute({order}), labels)"
+            return f"loss = {loss}({output}.transpose(1, 2), labels)"
+        return f"loss = {loss}({output}.permute({order}), labels)"
 
     def resize_output(self) -> str:
         return 'output = F.interpolate(output, size=labels.shape[-2:], mode="bilinear", align_corners=False)'

@@ -28,9 +28,10 @@ def head_activation(ctx: Context, outputs: int) -> str | None:
     return "sigmoid" if outputs == 1 or loss.family == "binary" else "softmax"
 
 
-def new_head(ctx: Context, head: Layer, outputs: int, title: str) -> Fix:
-    """`title`, with the recipe for a head with `outputs` outputs. A convolution whose maps are pooled into the
-    output is a feature extractor with no classifier (an exported embedding): add one instead of resizing it."""
+def new_head(ctx: Context, head: Layer, outputs: int, title: str, certain: bool = True) -> Fix:
+    """`title`, with the recipe for a head with `outputs` outputs (`certain=False`: a lower bound read from the
+    label values of one batch). A convolution whose maps are pooled into the output is a feature extractor with
+    no classifier (an exported embedding): add one instead of resizing it."""
     activation = head_activation(ctx, outputs)
     out = head.output.shape if head.output else ()
     features = ctx.output.shape[1] if ctx.output is not None and len(ctx.output.shape) == 2 else 0
@@ -39,8 +40,9 @@ def new_head(ctx: Context, head: Layer, outputs: int, title: str) -> Fix:
     classifier_known = ctx.trace.library.startswith("timm:")
     if head.kind == "conv" and len(out) > 2 and features >= max(32, 4 * outputs) and not classifier_known:
         return Fix(f"The model outputs {features} pooled features and no classifier: add one with {outputs} "
-                   f"output{'s' if outputs > 1 else ''}", ctx.recipes.add_classifier(features, outputs, activation))
-    return Fix(title, ctx.recipes.replace_head(head, outputs, activation))
+                   f"output{'s' if outputs > 1 else ''}", ctx.recipes.add_classifier(features, outputs, activation),
+                   certain=certain)
+    return Fix(title, ctx.recipes.replace_head(head, outputs, activation), certain=certain)
 
 
 def output_phrase(ctx: Context) -> str:

@@ -31,5 +31,7 @@ class UnusedOutputClasses(Rule):
         head = ctx.head
         message = (f"`{ctx.loss.name}` input has {classes} classes but the labels use {values_text(stats)} "
                    f"(at most {used} classes): {classes - used} outputs are trained only to be pushed down")
-        fixes = [new_head(ctx, head, used, f"Replace the head with {used} outputs")] if head else []
+        fixes = [new_head(ctx, head, used, f"Replace the head with one output per class: at least {used} (ids up to "
+                          f"{used - 1} occur in these labels); use your dataset's class count", certain=False)] \
+            if head else []
         yield self.finding(message, head, fixes)

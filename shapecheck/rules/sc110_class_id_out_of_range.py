@@ -35,13 +35,15 @@ class ClassIdOutOfRange(Rule):
             yield self.finding(message, head, fixes, severity="warning" if value == 255 else None)
             return
         fixes = []
-        if head is not None and not negative:
-            fixes.append(new_head(ctx, head, needed, f"Give the head one output per class ({needed})"))
+        if head is not None and not negative:   # one batch shows the highest id in it, not the dataset's class count
+            fixes.append(new_head(ctx, head, needed, f"Give the head one output per class: at least {needed} (ids up to "
+                                  f"{needed - 1} occur in these labels); use your dataset's class count",
+                                  certain=False))
         lowest = int(stats.minimum)
         if lowest != 0 and stats.maximum - stats.minimum < classes:   # a fixed offset (a -6..6 scale, ratings - 1)
             remap = f"shift the labels to start at 0 ({lowest} becomes 0)"
             recipe = ctx.recipes.labels_steps(("shift", -lowest))
         else:
-            remap, recipe = "re-map the labels to 0..C-1", ctx.recipes.remap_labels()
+            remap, recipe = "number the classes 0..C-1, once for the whole dataset", ctx.recipes.remap_labels()
         fixes.append(Fix(f"Or {remap}" if fixes else remap[0].upper() + remap[1:], recipe))
         yield self.finding(message, head, fixes)

@@ -17,7 +17,7 @@ class MaskValuesAsClassIds(Rule):
         if found is None:
             return
         stats, classes = found
-        if not looks_like_mask_levels(stats, classes):
+        if len(ctx.labels.shape) < 2 or not looks_like_mask_levels(stats, classes):   # a mask has pixels
             return
         levels = [int(v) for v in stats.distinct]
         lookup = ", ".join(f"{level}: {index}" for index, level in enumerate(levels))
@@ -30,8 +30,11 @@ class MaskValuesAsClassIds(Rule):
 
 def looks_like_mask_levels(stats, classes: int) -> bool:
     """Few distinct values, some far beyond the class count: gray levels (0/128/255) read straight from an image.
-    Valid ids plus one out-of-range value are an 'ignore' marker (255 in VOC), not gray levels."""
+    Valid ids plus one out-of-range value are an 'ignore' marker (255 in VOC), not gray levels; ids that fill most
+    of their range (0..10) are class ids beyond the head, not levels spread over 0..255."""
     if not stats.distinct or ignore_marker(stats, classes) is not None:
+        return False
+    if len(stats.distinct) > (stats.maximum - stats.minimum + 1) / 2:
         return False
     return len(stats.distinct) <= max(classes, 2) * 2 and stats.maximum >= 2 * classes \
         and stats.maximum <= 255 and stats.minimum >= 0

@@ -27,8 +27,8 @@ class BinaryTargetsOutOfRange(Rule):
             head, classes = ctx.head, int(stats.maximum) + 1
             if head is not None and ctx.output is not None and ctx.output.shape[-1 if loss.lenient else 1] < classes:
                 softmax = "softmax" if loss.framework == "keras" else None   # Keras' class-index loss takes probabilities
-                fixes.append(Fix(f"with one output per class ({classes})", ctx.recipes.replace_head(head, classes, softmax),
-                                 joins=True))
+                fixes.append(Fix(f"with one output per class (at least {classes}: ids up to {classes - 1} occur)",
+                                 ctx.recipes.replace_head(head, classes, softmax), joins=True, certain=False))
         else:
             fixes = [Fix("Binarise the targets", ctx.recipes.positive_mask("float32"))]
         yield self.finding(message, ctx.head, fixes)

@@ -100,5 +100,6 @@ def _check(state, model, x, y, sites):
     labels = _per_output(model, _numpy(y))
     report = state.check(model, input=inputs if not isinstance(inputs, list) or len(inputs) > 1 else inputs[0],
                          labels=labels if not isinstance(labels, list) or len(labels) > 1 else labels[0],
-                         target=f"{model.name} (trained at {where})" if where else model.name, sites=sites)
+                         target=f"{model.name} (trained at {where})" if where else model.name, sites=sites,
+                         loss_site=where)
     state.checked(report, str(where) if where else "")

@@ -148,7 +148,7 @@ class TorchSpy:
             inputs = {**{f"arg{i}": a for i, a in enumerate(args)}, **kwargs}
         report = self.state.check(model, input=_detached(inputs), loss=name, labels=_detached(target),
                                   target=_label(model, where), sites=self.state.sites, post=post,
-                                  loss_options=options)
+                                  loss_options=options, loss_site=where)
         self.state.checked(report, str(where) if where else "")
 
 

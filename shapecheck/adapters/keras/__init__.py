@@ -71,7 +71,7 @@ def recording_sites():
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         if self not in sites:
-            location = user_frame(_SKIP_DIRS, skip_self=self)
+            location = user_frame(_SKIP_DIRS, skip_self=self, with_callers=True)
             if location is not None:
                 sites[self] = _with_application(location)
 

@@ -52,7 +52,7 @@ def recording_definition_sites():
     def init(self, *args, **kwargs):
         original(self, *args, **kwargs)
         if self not in sites:
-            location = user_frame((TORCH_DIR,), skip_self=self)
+            location = user_frame((TORCH_DIR,), skip_self=self, with_callers=True)
             if location is not None:
                 sites[self] = location
 
