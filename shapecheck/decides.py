@@ -57,6 +57,13 @@ def keyword_value(location: Location, callee: str, keyword: str) -> ast.expr | N
     return _argument(call, None, keyword) if call is not None else None
 
 
+def without_weights(location: Location, function: str) -> bool:
+    """`ResNet50(weights=None, ...)` at `location`: a keras.applications top built without pretrained weights takes
+    any `classes=` (with ImageNet weights it must be 1000)."""
+    weights = keyword_value(location, function, "weights")
+    return isinstance(weights, ast.Constant) and weights.value is None
+
+
 def config_argument(location: Location, callee: str, keyword: str) -> Decision | None:
     """Where `keyword=` (`num_labels`) goes on the config that a `callee(config)` call at `location` is given: the
     config call inside it, or the one `config = BertConfig(...)` of the same function or module; None when the

@@ -317,7 +317,7 @@ def _library_head(trace: Trace, where: Location, edit: Edit, insert: str) -> lis
         return [_decided(decision, size)]
     if trace.library.startswith("keras.applications"):
         function = trace.library.partition(":")[2]
-        if function and _without_weights(where, function):
+        if function and decides.without_weights(where, function):
             return [_decided(deciding_argument(where, function, None, "classes"), size)]
         if not function or not insert:
             raise NoPlace(f"no `{function or 'keras.applications'}(...)` call at {where}")
@@ -327,12 +327,6 @@ def _library_head(trace: Trace, where: Location, edit: Edit, insert: str) -> lis
     if not insert:
         raise NoPlace(f"`{edit.layer}` is built inside a library ({where.defined_in}) and has no replacement")
     return [(where, Change(line, "insert_after", value=insert))]
-
-
-def _without_weights(where: Location, function: str) -> bool:
-    """`ResNet50(weights=None, ...)`: its top takes any `classes=` (with pretrained weights it must be 1000)."""
-    weights = decides.keyword_value(where, function, "weights")
-    return weights is not None and isinstance(weights, ast.Constant) and weights.value is None
 
 
 def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:

@@ -53,8 +53,21 @@ def test_seed_bug_in_a_dataloader_loop_is_the_same_diagnosis_as_check_and_no_ste
                        "--labels-file", "labels.npy", "--format", "json", cwd=tmp_path)
     [checked] = json.loads(check.stdout)["results"]
     assert [d[:3] for d in diagnosis(result)] == [d[:3] for d in diagnosis(checked)]
-    assert diagnosis(result)[0][3] == diagnosis(checked)[0][3]   # the same recipes, verified alike
+    # the same recipes, verified alike; `run` writes the label step with the script's own name for the labels
+    (head, run_labels), (same_head, check_labels) = diagnosis(result)[0][3], diagnosis(checked)[0][3]
+    assert head == same_head and run_labels[1] == check_labels[1]
+    assert run_labels[0] == "y = y.unsqueeze(1)" and check_labels[0] == "labels = labels.unsqueeze(1)"
     assert_no_training_step(tmp_path)   # stopped before the optimiser: the weights at exit are those before
+
+
+def test_recipes_speak_the_scripts_own_names(tmp_path):
+    """`xb, yb` and `F.binary_cross_entropy_with_logits(probs, yb)`: the label step reshapes `yb`, and the loss
+    switch is the functional loss the script calls, on its own arguments."""
+    done, result = run_json("functional_loss_own_names.py", tmp_path)
+    codes = {f["rule"]: [fix["code"] for fix in f["fixes"]] for f in result["findings"]}
+    assert codes["SC102"] == ["yb = yb.unsqueeze(1)"]
+    assert "loss = F.binary_cross_entropy(probs, yb)" in codes["SC151"]
+    assert "labels" not in json.dumps(codes) and "criterion" not in json.dumps(codes)
 
 
 def test_continue_lets_the_script_train_after_the_report(tmp_path):

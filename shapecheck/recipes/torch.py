@@ -25,6 +25,9 @@ class TorchRecipes(Recipes):
         if self.library.startswith("transformers:"):   # the head is built from the config: ask for the labels there
             problem = ', problem_type="multi_label_classification"' if activation == "sigmoid" else ""
             model_class = self.library.partition(":")[2]
+            config = built_from_config(layer, model_class)
+            if config:   # `BertForSequenceClassification(config)`: the config says how many labels
+                return f"{config}(..., num_labels={outputs}{problem})  # the config {model_class} is built from"
             # a checkpoint with another head loads only with ignore_mismatched_sizes=True
             return (f"model = {model_class}.from_pretrained(checkpoint, num_labels={outputs}{problem}, "
                     "ignore_mismatched_sizes=True)")
@@ -235,6 +238,21 @@ class TorchRecipes(Recipes):
     def adaptive_pool(self, height: int, width: int) -> str:
         size = height if height == width else (height, width)
         return f"x = F.adaptive_avg_pool2d(x, {size})  # before the flatten"
+
+
+def built_from_config(layer: Layer, model_class: str) -> str:
+    """The call that built the config a Hugging Face model was made from at the user's line (`BertConfig`), or ""
+    when the model came from `from_pretrained` (or shapecheck cannot tell)."""
+    from shapecheck import decides
+
+    if layer.source is None or layer.source.defined_in is None:
+        return ""
+    called = {decides.last_name(call) for call in decides.calls_at(layer.source)}
+    if "from_pretrained" in called:
+        return ""
+    decision = next((found for callee in (model_class, "from_config") if callee in called
+                     for found in [decides.config_argument(layer.source, callee, "num_labels")] if found), None)
+    return decision.callee if decision else ""
 
 
 def _replacement(statement: str) -> Recipe:
