@@ -192,6 +192,9 @@ class Trace:
     # the library that built the model, for recipes in its own words: `timm`, `transformers`, `torchvision`,
     # `keras.applications:ResNet50` (the application function)
     library: str = ""
+    # the problem the model's own configuration declares (a Hugging Face `problem_type`): "multi_label",
+    # "single_label", "regression"; "" when it declares none
+    task: str = ""
 
     @property
     def batch(self) -> int | None:

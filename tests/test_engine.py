@@ -60,6 +60,19 @@ def _():
     return Case(head(meta(8, 64), (8, 10)), torch_loss("BCEWithLogitsLoss"), labels_shaped("8"))
 
 
+def test_class_ids_under_a_model_configured_for_multi_label_become_multi_hot_rows_not_a_loss_switch():
+    """A Hugging Face config with problem_type="multi_label_classification" decides the loss: the labels change."""
+    ids = labels_of(np.arange(8) % 6, "int64")
+    trace = head(meta(8, 64), (8, 10))
+    [plain] = findings(Case(trace, torch_loss("BCEWithLogitsLoss"), ids), "SC101")
+    assert "class-index loss" in plain.fixes[0].title
+    trace.task = "multi_label"
+    [configured] = findings(Case(trace, torch_loss("BCEWithLogitsLoss"), ids), "SC101")
+    assert configured.fixes[0].recipe.text == "labels = F.one_hot(labels, 10).float()"
+    [values] = findings(Case(trace, torch_loss("BCEWithLogitsLoss"), ids), "SC113")
+    assert values.fixes[0].recipe.text == "labels = F.one_hot(labels, 10).float()"
+
+
 @case("SC102")
 def _():
     return Case(head(meta(8, 13), (8, 1)), torch_loss("MSELoss"), labels_shaped("8"))

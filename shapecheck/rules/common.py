@@ -45,6 +45,15 @@ def new_head(ctx: Context, head: Layer, outputs: int, title: str, certain: bool 
     return Fix(title, ctx.recipes.replace_head(head, outputs, activation), certain=certain)
 
 
+def ids_under_binary_loss(ctx, outputs: int) -> Fix:
+    """Class ids under a binary loss: a class-index loss, unless the model's configuration declares multi-label
+    classification, where the labels must become one multi-hot row per sample."""
+    if ctx.trace.task == "multi_label":
+        return Fix(f"The model's configuration declares multi-label classification: give each sample a multi-hot "
+                   f"row of {outputs}", ctx.recipes.one_hot("labels", outputs))
+    return Fix(f"Train the {outputs}-class output with a class-index loss", ctx.recipes.class_index_loss(ctx.loss))
+
+
 def output_phrase(ctx: Context) -> str:
     """"`BCEWithLogitsLoss` input from `fc` has shape [16, 1000]"."""
     head = ctx.head

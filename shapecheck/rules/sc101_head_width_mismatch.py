@@ -2,6 +2,7 @@ from shapecheck.findings import Fix
 from shapecheck.rules import Rule
 from shapecheck.rules.common import (
     class_axis,
+    ids_under_binary_loss,
     index_target_shape,
     loss_ready,
     new_head,
@@ -44,11 +45,10 @@ class HeadWidthMismatch(Rule):
         unit = "position" if len(ctx.output.shape) > 2 else "sample"   # a time step or pixel of a dense output
         per_sample = ("1 target" if width == 1 else f"{width} targets") + f" per {unit}"
         message = f"{output_phrase(ctx)}; labels have shape {fmt(ctx.labels.shape)} ({per_sample}, not {outputs})"
-        if class_ids_for_binary_loss(ctx, outputs):   # a multi-class head is right; the loss is not
+        if class_ids_for_binary_loss(ctx, outputs):   # a multi-class head is right; the loss or the labels are not
             stats = ctx.labels.stats
             yield self.finding(message + f": they hold class ids {int(stats.minimum)}..{int(stats.maximum)}", head,
-                               [Fix(f"Train the {outputs}-class output with a class-index loss",
-                                    ctx.recipes.class_index_loss(ctx.loss))], subject=ctx.loss_subject())
+                               [ids_under_binary_loss(ctx, outputs)], subject=ctx.loss_subject())
             return
         fixes = []
         if head is not None:

@@ -1,6 +1,6 @@
 from shapecheck.findings import Fix
 from shapecheck.rules import Rule
-from shapecheck.rules.common import values_text
+from shapecheck.rules.common import ids_under_binary_loss, values_text
 
 
 class BinaryTargetsOutOfRange(Rule):
@@ -22,6 +22,8 @@ class BinaryTargetsOutOfRange(Rule):
         message = f"`{loss.name}` targets take values {values_text(stats)}; binary cross-entropy needs targets in [0, 1]"
         if stats.maximum == 255 and stats.minimum >= 0:
             fixes = [Fix("Scale the 0/255 mask to 0/1", ctx.recipes.labels_steps(("divide", 255.0)))]
+        elif stats.integral and stats.distinct_count > 2 and ctx.trace.task == "multi_label" and ctx.output is not None:
+            fixes = [ids_under_binary_loss(ctx, ctx.output.shape[-1 if loss.lenient else 1])]
         elif stats.integral and stats.distinct_count > 2:
             fixes = [Fix("These look like class ids: use a class-index loss", ctx.recipes.loss("CrossEntropyLoss"))]
             head, classes = ctx.head, int(stats.maximum) + 1

@@ -401,7 +401,8 @@ def run_once(model: nn.Module, specs: list[TensorMeta], batch: int, target: str,
         handles.append(module.register_forward_hook(run.post_hook, with_kwargs=True))
     fake = contextlib.nullcontext() if real else FakeTensorMode(allow_non_fake_inputs=True)
     trace = Trace(target=target, framework="torch", inputs=[], mode="real" if real else "symbolic",
-                  model_class=type(model).__name__, library=f"{type(model).__module__.partition('.')[0]}:{type(model).__name__}")
+                  model_class=type(model).__name__, library=f"{type(model).__module__.partition('.')[0]}:{type(model).__name__}",
+                  task=declared_task(model))
     quiet = logging.getLogger("torch._subclasses.fake_tensor")
     level = quiet.level
     quiet.setLevel(logging.CRITICAL)
@@ -449,3 +450,14 @@ def _failure(run: _Run, exc: Exception) -> Failure:
                    message=message, inputs=inputs, op_spelling=op_name, producers=run.producers_of(tensors),
                    op_index=len(run.ops) if op_name else None, needs_values=is_data_dependent(exc), args=args,
                    source=source)
+
+
+# Hugging Face `config.problem_type` values, as `Trace.task` names them
+_PROBLEM_TYPES = {"multi_label_classification": "multi_label", "single_label_classification": "single_label",
+                  "regression": "regression"}
+
+
+def declared_task(model) -> str:
+    """The problem a model's configuration declares (`BertConfig(problem_type="multi_label_classification")`)."""
+    problem = getattr(getattr(model, "config", None), "problem_type", None)
+    return _PROBLEM_TYPES.get(problem, "") if isinstance(problem, str) else ""
