@@ -272,6 +272,8 @@ def deciding_argument(location: Location, callee: str, index: int | None, keywor
 
 def _decided(decision: decides.Decision, value) -> tuple[Location, Change]:
     where = decision.location
+    if not _is_project_file(where):
+        raise NoPlace(f"the value is chosen at {where}, outside your project")
     if decision.constant:
         return where, Change(where.line, "assign", keyword=decision.constant, value=value)
     kind = "argument" if decision.present else "keyword"

@@ -20,7 +20,7 @@ from shapecheck.findings import Finding, Severity
 from shapecheck.inputs import ExampleInputs
 from shapecheck.labels import LabelInfo, LabelSpec
 from shapecheck.losses import KERAS_LOSSES, TORCH_LOSSES, LossContract, resolve_loss
-from shapecheck.recipes import Recipes, ReExport, ScriptNames
+from shapecheck.recipes import Recipes, ReExport, ScriptNames, re_export_note
 from shapecheck.request import Head, Request
 from shapecheck.rules import load_rules
 from shapecheck.shapes import TensorMeta
@@ -164,11 +164,20 @@ def rules(result: Result, request: Request) -> None:
     severity: dict[str, Severity] = dict(request.severity)
     for finding in findings:
         finding.severity = severity.get(finding.rule, finding.severity)
-    for finding in findings:   # recipes speak of the labels as the training code names them
-        finding.fixes = [dataclasses.replace(fix, code=dataclasses.replace(fix.recipe, text=names.speak(
-            fix.recipe.text))) for fix in finding.fixes]
+    for finding in findings:
+        finding.fixes = [_in_users_terms(fix, names, trace) for fix in finding.fixes]
     kept, result.suppressed = suppress.partition(findings)
     result.findings = sorted(kept, key=lambda f: (engine.SEVERITY_ORDER[f.severity], f.rule))
+
+
+def _in_users_terms(fix, names: ScriptNames, trace: Trace):
+    """A fix as the user acts on it: its recipe naming the labels as their training code does; for an exported
+    graph, a change to the model said to go in the source model, with the export call to run again."""
+    fix = dataclasses.replace(fix, code=dataclasses.replace(fix.recipe, text=names.speak(fix.recipe.text)))
+    changes_model = any(edit.on in ("layer", "output", "model") for edit in fix.edits)
+    if trace.framework == "onnx" and changes_model and "re-export" not in fix.recipe.text:
+        fix = dataclasses.replace(fix, title=f"{fix.title} ({re_export_note(trace.producer)})")
+    return fix
 
 
 def _head_post(post, head: HeadCheck):

@@ -431,6 +431,18 @@ class NumpyLabels:
         return f'labels = np.rint(labels * {scale}).astype("int64")'
 
 
+# the call that exports a graph again, by the producer the graph names
+EXPORT_CALLS = {"pytorch": 'torch.onnx.export(model, (x,), "model.onnx")',
+                "tf2onnx": 'tf2onnx.convert.from_keras(model, output_path="model.onnx")',
+                "keras2onnx": 'onnx.save(keras2onnx.convert_keras(model), "model.onnx")'}
+
+
+def re_export_note(producer: str) -> str:
+    """Where a fix of an exported graph goes: the source model, then the export call, when the exporter is known."""
+    export = EXPORT_CALLS.get(producer)
+    return f"in the source model, then re-export: {export}" if export else "in the source model, then re-export"
+
+
 class ReExport:
     """Recipes for an exported ONNX graph: the fix goes into the source model, which is then exported again; what
     is done to the graph's outputs at run time is NumPy, whatever the graph was exported from."""
@@ -439,16 +451,10 @@ class ReExport:
                       "return_last_step", "end_with")
     _ON_OUTPUTS = ("permute_output", "resize_output")
 
-    # the call that exports the graph again, by the producer the graph names
-    _EXPORT_CALLS = {"pytorch": 'torch.onnx.export(model, (x,), "model.onnx")',
-                     "tf2onnx": 'tf2onnx.convert.from_keras(model, output_path="model.onnx")',
-                     "keras2onnx": 'onnx.save(keras2onnx.convert_keras(model), "model.onnx")'}
-
     def __init__(self, recipes: Recipes, runtime: Recipes, producer: str = ""):
         self._recipes = recipes
         self._runtime = runtime
-        export = self._EXPORT_CALLS.get(producer)
-        self._note = f"in the source model, then re-export: {export}" if export else "in the source model, then re-export"
+        self._note = re_export_note(producer)
 
     def __getattr__(self, name):
         if name in self._ON_OUTPUTS:
