@@ -180,11 +180,25 @@ def _keeps_meaning(trace: Trace, edit: Edit) -> bool:
         op.layer == edit.layer and op.name == setting["activation"] for op in trace.ops)
 
 
-def applicability(trace: Trace | None, fixes: list, fix) -> tuple[str, str, str]:
-    """(applicability, reason, where) of `fix` among `fixes` (`findings.Applicability`); `where` describes the
-    changes made away from the layer's own line (the call that passed its size down), "" when none are."""
+# why advice (a fix with no edit) is display-only, by the finding's category: where the change it asks for lives
+_ADVICE = {
+    "input_shape": "the inputs change where your data is loaded or prepared, which shapecheck does not edit",
+    "labels_vs_loss": "the labels change where your dataset makes them, which shapecheck does not edit",
+    "label_range": "the label values change where your dataset makes them, which shapecheck does not edit",
+    "dtype": "the data's types change where your dataset makes them, which shapecheck does not edit",
+    "batch_dim": "a choice about how batches are formed or the model is exported, left to you",
+    "internal_layer": "a change to the model's design with more than one right answer, left to you",
+    "output_vs_loss": "a change to the model's design or its loss with more than one right answer, left to you",
+    "activation_vs_loss": "a change to the model's design or its loss with more than one right answer, left to you",
+}
+
+
+def applicability(trace: Trace | None, finding, fix) -> tuple[str, str, str]:
+    """(applicability, reason, where) of one of `finding`'s fixes (`findings.Applicability`); `where` describes
+    the changes made away from the layer's own line (the call that passed its size down), "" when none are."""
+    fixes = finding.fixes
     if not fix.edits:
-        return "display", "advice: there is no code edit to apply", ""
+        return "display", f"advice: {_ADVICE.get(finding.category, 'no code edit to apply')}", ""
     if trace is not None and trace.framework == "onnx":
         return "display", "an exported graph: change the source model, then export it again", ""
     if not fix.certain:

@@ -220,7 +220,7 @@ def applicability(result: Result) -> None:
     from shapecheck import patch as patch_mod
 
     for finding in result.findings:
-        kinds = [patch_mod.applicability(result.trace, finding.fixes, fix) for fix in finding.fixes]
+        kinds = [patch_mod.applicability(result.trace, finding, fix) for fix in finding.fixes]
         finding.fixes = [dataclasses.replace(fix, applicability=kind, reason=reason, placed=placed)
                          for fix, (kind, reason, placed) in zip(finding.fixes, kinds)]
 
