@@ -128,6 +128,8 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
     renderers = {"json": render.to_json, "sarif": render.to_sarif, "github": render.to_github,
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
     allowed = ("safe", "unsafe") if unsafe_fixes else ("safe",)
+    # the errors an unsafe fix would take, for the hint once --fix has written the safe ones
+    unsafe = {(r.target, f.rule, f.layer) for r in results for f in r.findings if any(x.unsafe_applies for x in f.fixes)}
     if fix_diff:
         _show_fixes(results, allowed)
     elif apply_fixes:
@@ -140,9 +142,9 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
             click.echo(f"shapecheck: {result.target}: {result.error['message']}", err=True)
     if any(r.error for r in results):
         sys.exit(EXIT_USAGE)
-    remaining = [f for r in results for f in r.findings if f.severity == "error"]
+    remaining = [(r.target, f.rule, f.layer) for r in results for f in r.findings if f.severity == "error"]
     if apply_fixes and remaining:
-        hidden = sum(any(fix.applicability == "unsafe" and fix.verified for fix in f.fixes) for f in remaining)
+        hidden = sum(key in unsafe for key in remaining)
         more = f" ({hidden} with an unsafe fix: --fix --unsafe-fixes)" if hidden and not unsafe_fixes else ""
         click.echo(f"shapecheck: {len(remaining)} error{'s' if len(remaining) != 1 else ''} left to fix{more}",
                    err=True)

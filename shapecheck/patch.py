@@ -154,11 +154,6 @@ def applied_chain(result: Result, finding, allowed=("safe",)) -> list:
                  if chain and _changes(result.trace, chain)), [])
 
 
-def needs_training_code(result: Result, finding, allowed=("safe",)) -> bool:
-    """The patched recipe of `finding` also has a label or loss step, which only the user's training code can take."""
-    return any(_in_training_code(fix) for fix in applied_chain(result, finding, allowed))
-
-
 def outside_source(results: list[Result], allowed=("safe",)) -> list[str]:
     """The label and loss steps of the patched recipes, which the user applies in their training code."""
     return [f"{finding.rule}: {fix}" for result in results for finding in result.findings
