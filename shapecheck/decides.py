@@ -6,7 +6,7 @@ A head built as `nn.Linear(width * 4, num_tags)` inside `TagNet.__init__` does n
 leave the real mistake at the call. So an argument is followed outwards through the user's own frames (recorded
 when the layer was built, `Location.callers`) while it is a parameter of the function it is passed in, to the
 call that gives it a literal, gives it nothing (its default: the argument is added there), or names a constant
-assigned once (`NUM_CLASSES = 5`). Anything else (`width * 4`, `self.pool_dim`, a value read from data) is not
+assigned once (`NUM_CLASSES = 5`). The same holds for a flag (`TextModel(batch_first=False)`). Anything else (`width * 4`, `self.pool_dim`, a value read from data) is not
 rewritten: the reason names the expression and its line, for the user to set.
 
 Read with `ast` (the standard library): this runs for every finding with a recipe, not only under `--fix`.
@@ -34,6 +34,7 @@ class Decision:
     constant: str = ""
     present: bool = True      # False: the call leaves the argument to its default, so the keyword is added
     ordinal: int = 0          # which of the line's calls of `callee`, left to right
+    expression: str = ""      # the arithmetic a new value would replace (`32 * 8 * 8`), "" for a plain literal
 
 
 class Undecided(Exception):
@@ -62,6 +63,25 @@ def without_weights(location: Location, function: str) -> bool:
     any `classes=` (with ImageNet weights it must be 1000)."""
     weights = keyword_value(location, function, "weights")
     return isinstance(weights, ast.Constant) and weights.value is None
+
+
+def condition_of(location: Location, callee: str) -> str:
+    """The test of the `if` (or `a if test else b`) whose branch holds the `callee` call at `location`, as written
+    (`self.return_probabilities`); "" when the call runs unconditionally. An op under such a test is chosen by
+    whoever sets the test, not by the line that calls it."""
+    call = _call_at(location, callee)
+    tree = _tree(location.file or location.path)
+    function = _enclosing_function(tree, call) if call is not None else None
+    if function is None:
+        return ""
+    parents = {child: node for node in ast.walk(function) for child in ast.iter_child_nodes(node)}
+    node = call
+    while node in parents and node is not function:
+        parent = parents[node]
+        if isinstance(parent, (ast.If, ast.IfExp)) and node is not parent.test:
+            return ast.unparse(parent.test)
+        node = parent
+    return ""
 
 
 def config_argument(location: Location, callee: str, keyword: str) -> Decision | None:
@@ -131,8 +151,10 @@ def _follow(location: Location, callee: str, index: int | None, keyword: str,
         if not keyword:
             raise Undecided(f"`{callee}` at {location} takes the value positionally in a way shapecheck cannot edit")
         return Decision(location, callee, index, keyword, present=False, ordinal=ordinal)
-    if _is_int(given) or _literal_arithmetic(given):   # `4 * 8 * 8`: chosen here, as digits
+    if isinstance(given, ast.Constant):
         return Decision(location, callee, index, keyword, ordinal=ordinal)
+    if _literal_arithmetic(given):   # `32 * 8 * 8`: chosen here, but a number in its place reads less well
+        return Decision(location, callee, index, keyword, ordinal=ordinal, expression=ast.unparse(given))
     if isinstance(given, ast.Name):
         tree = _tree(location.file or location.path)
         function = _enclosing_function(tree, call)
@@ -141,7 +163,7 @@ def _follow(location: Location, callee: str, index: int | None, keyword: str,
             name = _class_of(tree, function) if function.name == "__init__" else function.name
             return _follow(callers[0], name, position, given.id, callers[1:])
         assigned = _single_assignment(tree, given.id, location.line)
-        if not is_parameter and assigned is not None and _is_int(assigned[1]):
+        if not is_parameter and assigned is not None and isinstance(assigned[1], ast.Constant):
             return Decision(Location(location.path, assigned[0], location.file), constant=given.id)
     shown = ast.unparse(given)
     raise Undecided(f"`{callee}`'s `{keyword or index}` is `{shown}` at {location}: set the value where `{shown}` "
@@ -179,15 +201,11 @@ def _argument(call: ast.Call, index: int | None, keyword: str) -> ast.expr | Non
     return None
 
 
-def _is_int(node: ast.expr) -> bool:
-    return isinstance(node, ast.Constant) and type(node.value) is int
-
-
 def _literal_arithmetic(node: ast.expr) -> bool:
     """`4 * 8 * 8 * 4`: integers and arithmetic only."""
     if isinstance(node, ast.BinOp):
         return _literal_arithmetic(node.left) and _literal_arithmetic(node.right)
-    return _is_int(node)
+    return isinstance(node, ast.Constant) and type(node.value) is int
 
 
 def _enclosing_function(tree: ast.Module | None, call: ast.Call) -> ast.FunctionDef | None:

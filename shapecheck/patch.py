@@ -14,6 +14,7 @@ Each fix has an applicability (`applicability`): `--fix` applies the safe ones, 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import difflib
 import itertools
 import json
@@ -58,6 +59,7 @@ class Change:
     value: object = None
     finding_key: tuple = ()     # (target, rule, layer) of the finding it fixes, to count findings fixed
     ordinal: int | None = None  # which of the line's calls of `callee` (left to right); None: the first that fits
+    replaces: str = ""          # the expression a new number replaces (`32 * 8 * 8`): makes the fix unsafe
 
     @property
     def key(self) -> tuple:
@@ -157,10 +159,10 @@ def applied_chain(result: Result, finding, allowed=("safe",)) -> list:
 def outside_source(results: list[Result], allowed=("safe",)) -> list[str]:
     """The label and loss steps of the patched recipes, which the user applies in their training code."""
     return [f"{finding.rule}: {fix}" for result in results for finding in result.findings
-            for fix in applied_chain(result, finding, allowed) if _in_training_code(fix)]
+            for fix in applied_chain(result, finding, allowed) if in_training_code(fix)]
 
 
-def _in_training_code(fix) -> bool:
+def in_training_code(fix) -> bool:
     """A label or loss step: it lives in code shapecheck does not see."""
     return bool(fix.edits) and all(edit.on in ("labels", "loss") for edit in fix.edits)
 
@@ -192,27 +194,49 @@ def applicability(trace: Trace | None, finding, fix) -> tuple[str, str, str]:
     """(applicability, reason, where) of one of `finding`'s fixes (`findings.Applicability`); `where` describes
     the changes made away from the layer's own line (the call that passed its size down), "" when none are."""
     fixes = finding.fixes
+    if fix.applicability == "display" and fix.reason:   # the rule knows why its recipe is not for --fix
+        return "display", fix.reason, ""
     if not fix.edits:
         return "display", f"advice: {_ADVICE.get(finding.category, 'no code edit to apply')}", ""
     if trace is not None and trace.framework == "onnx":
         return "display", "an exported graph: change the source model, then export it again", ""
     if not fix.certain:
         return "display", "the size is only known to be at least this from one batch of labels: set your dataset's", ""
-    if _in_training_code(fix) or all(edit.on in ("labels", "loss", "input") for edit in fix.edits):
+    if in_training_code(fix) or all(edit.on in ("labels", "loss", "input") for edit in fix.edits):
         return "display", "the change goes in your training code (the labels, the loss or the input it feeds)", ""
     chain = _chain(fixes, fix)
     if trace is None or not chain:
         return "display", "it applies together with the fix before it", ""
     try:
         placed = placed_changes(trace, chain)
+        if fix.verified:
+            _rewrites_something(placed)
     except NoPlace as why:
         return "display", str(why), ""
     where = "; ".join(_described(location, change) for location, change in placed
                       if _passed_down(trace, chain, location, change))
+    replaced = [c.replaces for _, c in placed if c.replaces]
     model_edits = [edit for one in chain for edit in one.edits if edit.on not in ("labels", "loss")]
-    if all(_keeps_meaning(trace, edit) for edit in model_edits) and all(one.certain for one in chain):
-        return "safe", "", where
-    return "unsafe", "it changes what the model computes", where
+    if not all(_keeps_meaning(trace, edit) for edit in model_edits) or not all(one.certain for one in chain):
+        return "unsafe", "it changes what the model computes", where
+    if replaced:
+        return "unsafe", f"a number replaces the expression `{replaced[0]}`, which may stand for other inputs", where
+    return "safe", "", where
+
+
+def _rewrites_something(placed: list[tuple[Location, Change]]) -> None:
+    """Raise `NoPlace` when the changes leave a file as it was: the call they aim at is not written as expected
+    (an activation the layer receives from a variable), so `--fix` would promise an edit it never makes."""
+    by_file = defaultdict(list)
+    for location, change in placed:
+        by_file[location.file or location.path].append(change)
+    for path, changes in by_file.items():
+        try:
+            before = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise NoPlace(f"cannot read {path}: {exc.strerror}") from None
+        if _rewrite(before, [dataclasses.replace(c) for c in changes]) == before:
+            raise NoPlace(f"the edit finds nothing to change at {changes[0].line} of {Path(path).name}")
 
 
 def _passed_down(trace: Trace, chain: list, location: Location, change: Change) -> bool:
@@ -254,10 +278,9 @@ def _one_change(trace: Trace, edit: Edit, insert: str):
                 raise NoPlace(f"`{edit.layer}` is built inside a library ({layer.source.defined_in})")
             return _library_head(trace, layer.source, edit, insert)
         ordinal = _call_ordinal(trace, layer)
-        if edit.op == "set":
+        if edit.op == "set":   # a flag passed down (`batch_first=batch_first`) is set where it was chosen
             (name, value), = edit.args
-            return layer.source, Change(layer.source.line, "keyword", layer.type, keyword=name, value=value,
-                                        ordinal=ordinal)
+            return _decided(deciding_argument(layer.source, layer.type, None, name, ordinal), value)
         (key, size), = edit.args
         slot = _size_slot(key, layer.type)
         if slot is None:
@@ -268,7 +291,7 @@ def _one_change(trace: Trace, edit: Edit, insert: str):
         if found is None:
             raise NoPlace("the op is not called in your own code")
         return found
-    raise NoPlace(f"a `{edit.op}` edit of the {edit.on} is not written into source")
+    raise NoPlace(f"`{edit.op}` edits of the {edit.on} are not written into source")
 
 
 def deciding_argument(location: Location, callee: str, index: int | None, keyword: str, ordinal: int = 0):
@@ -287,7 +310,7 @@ def _decided(decision: decides.Decision, value) -> tuple[Location, Change]:
         return where, Change(where.line, "assign", keyword=decision.constant, value=value)
     kind = "argument" if decision.present else "keyword"
     return where, Change(where.line, kind, decision.callee, decision.index, decision.keyword, value,
-                         ordinal=decision.ordinal)
+                         ordinal=decision.ordinal, replaces=decision.expression)
 
 
 def _call_ordinal(trace: Trace, layer) -> int:
@@ -347,18 +370,23 @@ def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
         return None
     op = ops[ordinal]
     layer = trace.layer(op.layer)
+    if layer is not None and layer.kind != "activation" and layer.source is not None and trace.framework == "keras" \
+            and edit.op in ("drop_op", "swap_op"):   # Dense(1, activation="softmax"): the layer's own argument
+        value = None if edit.op == "drop_op" else edit.args[2]
+        return _decided(deciding_argument(layer.source, layer.type, None, "activation",
+                                          _call_ordinal(trace, layer)), value)
     if layer is not None and layer.kind == "activation" and layer.source is not None:   # a module: nn.Softmax()
-        where, callee = layer.source, layer.type
+        where, callee = _unconditional(layer.source, layer.type), layer.type
         if edit.op == "drop_op":
             return where, Change(where.line, "replace_call", callee, value="nn.Identity()")
         if edit.op == "swap_op" and edit.args[2] == "sigmoid":   # elementwise: nn.Sigmoid() takes no `dim`
             return where, Change(where.line, "replace_call", callee, value="nn.Sigmoid()")
         if edit.op == "swap_op":
             return where, Change(where.line, "rename", callee, value=_MODULE_NAMES.get(edit.args[2]))
-        return where, Change(where.line, "keyword", callee, keyword="dim", value=edit.args[2])
+        return _literal_dim(where, callee), Change(where.line, "keyword", callee, keyword="dim", value=edit.args[2])
     if op.source is None or op.source.defined_in is not None:
         return None
-    where = op.source
+    where = _unconditional(op.source, name)
     if edit.op == "flatten_op":   # x.view(-1, k) -> x.view(x.size(0), -1)
         return where, Change(where.line, "method", name, value=(name, "{x}.size(0), -1"))
     if edit.op == "permute_op":   # x.view(t, n, c) -> x.permute(1, 0, 2)
@@ -369,7 +397,25 @@ def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
         return where, Change(where.line, "replace_call", name, value="{x}.sigmoid()")   # no import needed
     if edit.op == "swap_op":
         return where, Change(where.line, "rename", name, value=edit.args[2])
-    return where, Change(where.line, "keyword", name, keyword="dim", value=edit.args[2])
+    return _literal_dim(where, name), Change(where.line, "keyword", name, keyword="dim", value=edit.args[2])
+
+
+def _unconditional(where: Location, callee: str) -> Location:
+    """`where`, when its `callee` call runs whatever the model's settings; under `if self.return_probabilities:` the
+    setting decides, and editing one branch would leave a setting that no longer does what it says."""
+    test = decides.condition_of(where, callee)
+    if test:
+        raise NoPlace(f"`{callee}` at {where} runs on one branch of `{test}`: change that setting where it is chosen")
+    return where
+
+
+def _literal_dim(where: Location, callee: str) -> Location:
+    """`where`, when the call's `dim=` is written there as a number (or not at all); a `dim=self.class_dim` is
+    chosen elsewhere, and a number in its place would leave that choice doing nothing."""
+    given = decides.keyword_value(where, callee, "dim")
+    if given is not None and not isinstance(given, ast.Constant):
+        raise NoPlace(f"`{callee}`'s `dim` is `{ast.unparse(given)}` at {where}: set it where that is chosen")
+    return where
 
 
 _MODULE_NAMES = {"log_softmax": "LogSoftmax", "softmax": "Softmax"}
@@ -407,19 +453,36 @@ def _without_dead_imports(before: str, after: str) -> str:
         return after
 
     class DropImports(cst.CSTTransformer):
-        def leave_SimpleStatementLine(self, original, updated):
-            body = []
-            for small in updated.body:
-                if isinstance(small, (cst.Import, cst.ImportFrom)) and isinstance(small.names, (list, tuple)):
-                    kept = [alias for alias in small.names if _bound_name(cst, alias) not in dead]
-                    if not kept:
-                        continue
-                    kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-                    small = small.with_changes(names=kept)
-                body.append(small)
-            return updated.with_changes(body=body) if body else cst.RemoveFromParent()
+        def leave_Module(self, original, updated):
+            body, carried = [], []   # a dropped line's blank lines and comments go to the next line kept
+            for statement in updated.body:
+                kept = _without_imports_of(cst, statement, dead)
+                if kept is None:
+                    carried += list(statement.leading_lines)
+                    continue
+                if carried:
+                    kept = kept.with_changes(leading_lines=[*carried, *kept.leading_lines])
+                    carried = []
+                body.append(kept)
+            return updated.with_changes(body=body)
 
     return cst.parse_module(after).visit(DropImports()).code
+
+
+def _without_imports_of(cst, statement, dead: set[str]):
+    """A top-level statement less its imports of `dead` names; None when nothing of it is left."""
+    if not isinstance(statement, cst.SimpleStatementLine):
+        return statement
+    body = []
+    for small in statement.body:
+        if isinstance(small, (cst.Import, cst.ImportFrom)) and isinstance(small.names, (list, tuple)):
+            kept = [alias for alias in small.names if _bound_name(cst, alias) not in dead]
+            if not kept:
+                continue
+            kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+            small = small.with_changes(names=kept)
+        body.append(small)
+    return statement.with_changes(body=body) if body else None
 
 
 def _used_names(source: str) -> set[str]:
@@ -478,7 +541,7 @@ def _rewriter(changes: list[Change]):
                 target = original.targets[0].target if len(original.targets) == 1 else None
                 if change.kind == "assign" and isinstance(target, cst.Name) and target.value == change.keyword:
                     self.done.add(id(change))
-                    return updated.with_changes(value=cst.Integer(str(change.value)))
+                    return updated.with_changes(value=_literal(cst, change.value))
             return updated
 
         def leave_SimpleStatementLine(self, original, updated):
@@ -561,10 +624,15 @@ def _binds(module, name: str) -> bool:
     return False
 
 
+def _literal(cst, value):
+    """`20`, `True`, `None`, `"sigmoid"` as code."""
+    return cst.parse_expression(json.dumps(value) if isinstance(value, str) else repr(value))
+
+
 def _apply(cst, change: Change, call):
     """The call with `change` applied, or None when the call does not have the expected shape."""
     if change.kind == "argument":
-        value = cst.Integer(str(change.value))
+        value = _literal(cst, change.value)
         for position, arg in enumerate(call.args):
             if (arg.keyword is None and position == change.index and arg.star == "") or \
                     (arg.keyword is not None and arg.keyword.value == change.keyword):
@@ -573,7 +641,7 @@ def _apply(cst, change: Change, call):
                 return call.with_changes(args=args)
         return None
     if change.kind == "keyword":
-        value = cst.parse_expression(json.dumps(change.value) if isinstance(change.value, str) else repr(change.value))
+        value = _literal(cst, change.value)
         args = list(call.args)
         for position, arg in enumerate(args):
             if arg.keyword is not None and arg.keyword.value == change.keyword:

@@ -38,7 +38,10 @@ class ContinuousTargetsForClassification(Rule):
             fixes = [Fix("For a regression problem use one linear output and a regression loss",
                          ctx.recipes.loss("MSELoss"))]
             if head is not None:
-                fixes.append(Fix("with a single output", ctx.recipes.replace_head(head, 1)))
+                fixes.append(Fix("with a single output", ctx.recipes.replace_head(head, 1), joins=True))
+                if len(ctx.labels.shape) == 1:   # [N] targets for the [N, 1] output, or MSE broadcasts them
+                    fixes.append(Fix("and targets shaped like the output", ctx.recipes.labels_steps(("unsqueeze", 1)),
+                                     joins=True))
             yield self.finding(message, head, fixes)
 
 

@@ -31,6 +31,9 @@ class StaleLayerAttributes(Rule):
                        "the layer")
             if layer is head and ctx.output is not None:
                 message += f"; the model outputs {fmt(ctx.output.shape)}"
-            yield self.finding(message, layer, [Fix("Replace the layer instead of editing it",
-                                                    ctx.recipes.replace_head(layer, claimed[0], head_activation(ctx, claimed[0])))],
-                               severity="error" if layer is head else None)
+            # the mistake is the line that set the attribute, which the trace does not see: the user replaces it
+            replace = Fix("Replace the layer instead of editing it",
+                          ctx.recipes.replace_head(layer, claimed[0], head_activation(ctx, claimed[0])),
+                          applicability="display", reason=f"the line that set `{out_key}` is the one to replace, and "
+                          "shapecheck does not know where it is")
+            yield self.finding(message, layer, [replace], severity="error" if layer is head else None)
