@@ -249,12 +249,19 @@ def _single_assignment(tree: ast.Module | None, name: str, near: int) -> tuple[i
     for scope in [max(scopes, key=lambda node: node.lineno)] if scopes else []:
         found = _assignments(ast.walk(scope), name)
         if found:
-            return found[0] if len(found) == 1 else None
+            return found[0] if len(found) == 1 and found[0][1] is not None else None
     found = _assignments(tree.body, name)
-    return found[0] if len(found) == 1 else None
+    return found[0] if len(found) == 1 and found[0][1] is not None else None
 
 
-def _assignments(nodes, name: str) -> list[tuple[int, ast.expr]]:
-    return [(node.lineno, node.value) for node in nodes
-            if isinstance(node, ast.Assign) and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name) and node.targets[0].id == name]
+def _assignments(nodes, name: str) -> list[tuple[int, ast.expr | None]]:
+    """Every binding of `name` among `nodes`: `name = value`, and with no value of their own (so that a value is
+    never taken for the name's when something else changes it) `name += ...`, `name: int = ...`, `for name in`."""
+    found: list[tuple[int, ast.expr | None]] = []
+    for node in nodes:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            found.append((node.lineno, node.value if len(node.targets) == 1 else None))
+        elif isinstance(node, (ast.AugAssign, ast.AnnAssign, ast.For)) and isinstance(node.target, ast.Name) \
+                and node.target.id == name:
+            found.append((node.lineno, None))
+    return found

@@ -30,6 +30,7 @@ from shapecheck import decides
 from shapecheck.edits import Edit
 from shapecheck.engine import Result
 from shapecheck.errors import ShapecheckError
+from shapecheck.findings import Applicability
 from shapecheck.trace import Location, Trace
 
 MODEL = "model"   # the variable recipes name the model by (`Recipes.model_var`)
@@ -190,7 +191,7 @@ _ADVICE = {
 }
 
 
-def applicability(trace: Trace | None, finding, fix) -> tuple[str, str, str]:
+def applicability(trace: Trace | None, finding, fix) -> tuple[Applicability, str, str]:
     """(applicability, reason, where) of one of `finding`'s fixes (`findings.Applicability`); `where` describes
     the changes made away from the layer's own line (the call that passed its size down), "" when none are."""
     fixes = finding.fixes
