@@ -168,14 +168,20 @@ def in_training_code(fix) -> bool:
     return bool(fix.edits) and all(edit.on in ("labels", "loss") for edit in fix.edits)
 
 
-def _keeps_meaning(trace: Trace, edit: Edit) -> bool:
+def _changes_size(trace: Trace, edit: Edit) -> bool:
+    """A resize to another size than the layer has (a head "resized" to its own size only carries an activation)."""
+    (key, size), = edit.args
+    layer = trace.layer(edit.layer)
+    return layer is None or layer.config.get(f"{key}_features", layer.config.get(f"{key}_channels")) != size
+
+
+def _keeps_meaning(trace: Trace, edit: Edit, resized: set[str]) -> bool:
     """A model edit that keeps what the user meant: a size made to agree with what the layer receives or the labels
-    hold, and a Keras head's activation written again as it already is."""
+    hold, and the activation of a Keras head that is resized with it (the new head's, for its new size)."""
     if edit.op == "resize":
         return True
     setting = dict(edit.args) if edit.op == "set" else {}
-    return set(setting) == {"activation"} and any(
-        op.layer == edit.layer and op.name == setting["activation"] for op in trace.ops)
+    return set(setting) == {"activation"} and edit.layer in resized
 
 
 # why advice (a fix with no edit) is display-only, by the finding's category: where the change it asks for lives
@@ -202,7 +208,8 @@ def applicability(trace: Trace | None, finding, fix) -> tuple[Applicability, str
     if trace is not None and trace.framework == "onnx":
         return "display", "an exported graph: change the source model, then export it again", ""
     if not fix.certain:
-        return "display", "the size is only known to be at least this from one batch of labels: set your dataset's", ""
+        return "display", "the class count is only known to be at least this, from one batch of labels: set your " \
+            "dataset's count", ""
     if in_training_code(fix) or all(edit.on in ("labels", "loss", "input") for edit in fix.edits):
         return "display", "the change goes in your training code (the labels, the loss or the input it feeds)", ""
     chain = _chain(fixes, fix)
@@ -218,7 +225,8 @@ def applicability(trace: Trace | None, finding, fix) -> tuple[Applicability, str
                       if _passed_down(trace, chain, location, change))
     replaced = [c.replaces for _, c in placed if c.replaces]
     model_edits = [edit for one in chain for edit in one.edits if edit.on not in ("labels", "loss")]
-    if not all(_keeps_meaning(trace, edit) for edit in model_edits) or not all(one.certain for one in chain):
+    resized = {edit.layer for edit in model_edits if edit.op == "resize" and _changes_size(trace, edit)}
+    if not all(_keeps_meaning(trace, edit, resized) for edit in model_edits) or not all(one.certain for one in chain):
         return "unsafe", "it changes what the model computes", where
     if replaced:
         return "unsafe", f"a number replaces the expression `{replaced[0]}`, which may stand for other inputs", where
@@ -236,8 +244,12 @@ def _rewrites_something(placed: list[tuple[Location, Change]]) -> None:
             before = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise NoPlace(f"cannot read {path}: {exc.strerror}") from None
-        if _rewrite(before, [dataclasses.replace(c) for c in changes]) == before:
-            raise NoPlace(f"the edit finds nothing to change at {changes[0].line} of {Path(path).name}")
+        try:
+            after = _rewrite(before, [dataclasses.replace(c) for c in changes])
+        except Exception as exc:   # source libcst cannot parse: shown, never written
+            raise NoPlace(f"{Path(path).name} cannot be rewritten: {type(exc).__name__}") from None
+        if after == before:
+            raise NoPlace(f"the edit finds nothing to change at line {changes[0].line} of {Path(path).name}")
 
 
 def _passed_down(trace: Trace, chain: list, location: Location, change: Change) -> bool:
@@ -274,7 +286,7 @@ def _one_change(trace: Trace, edit: Edit, insert: str):
             raise NoPlace(f"`{edit.layer}` is built at {layer.source}, outside your project")
         if layer.source.defined_in is not None:   # built inside a library: change the user's call into it
             if edit.op == "set" and {name for name, _ in edit.args} == {"activation"}:
-                return []   # the new head the resize writes carries its activation
+                return _library_head_activation(trace, layer.source, edit)
             if edit.op != "resize":
                 raise NoPlace(f"`{edit.layer}` is built inside a library ({layer.source.defined_in})")
             return _library_head(trace, layer.source, edit, insert)
@@ -321,6 +333,17 @@ def _call_ordinal(trace: Trace, layer) -> int:
     if len(built) != decides.count_calls(layer.source, layer.type):
         raise NoPlace(f"the line {layer.source} builds several `{layer.type}` layers")
     return built.index(layer)
+
+
+def _library_head_activation(trace: Trace, where: Location, edit: Edit) -> list[tuple[Location, Change]]:
+    """The activation of a library head being resized: `classifier_activation=` at a keras.applications call
+    without weights (its own top is kept, with `classes=`); elsewhere the new head the resize writes carries it."""
+    function = trace.library.partition(":")[2]
+    (_, activation), = edit.args
+    if trace.library.startswith("keras.applications") and function and activation != "softmax" \
+            and decides.without_weights(where, function):   # softmax is the top's own default
+        return [(where, Change(where.line, "keyword", function, keyword="classifier_activation", value=activation))]
+    return []
 
 
 def _library_head(trace: Trace, where: Location, edit: Edit, insert: str) -> list[tuple[Location, Change]]:

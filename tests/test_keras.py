@@ -45,10 +45,9 @@ def test_application_model_with_its_imagenet_top_is_diagnosed():
     assert result.exit_code == 1
     assert "loss binary_crossentropy(from_logits=False), from the compile config" in result.output
     assert "error[SC101] `binary_crossentropy` input from `predictions` has shape [8, 1000]" in result.output
-    # keras.applications' own way: no ImageNet top, a pooled base and a new head
-    assert 'help (verified, safe fix): Replace the head with 1 output: `base = keras.applications.ResNet50(include_top=False, ' \
-        'pooling="avg", weights="imagenet"); model = keras.Model(base.input, layers.Dense(1, activation="sigmoid")' \
-        '(base.output))`' in result.output
+    # keras.applications' own way: a model built without weights keeps its top, for one class with a sigmoid
+    assert 'help (verified, safe fix): Replace the head with 1 output: `keras.applications.ResNet50(weights=None, ' \
+        'classes=1, classifier_activation="sigmoid", ...)`' in result.output
 
 
 @pytest.mark.slow

@@ -113,7 +113,8 @@ def test_hugging_face_trainer_first_compute_loss_is_checked(tmp_path):
     assert done.returncode == 1, done.stderr
     [finding] = result["findings"]
     assert finding["rule"] == "SC110" and "num_labels=4" in finding["fixes"][0]["code"]
-    assert finding["fixes"][0]["verified"]
+    # ids up to 3 in one batch say the model needs at least 4 labels, not how many the dataset has
+    assert "at least 4" in finding["fixes"][0]["title"] and not finding["fixes"][0]["verified"]
 
 
 def test_scripts_that_never_train_are_one_line_errors(tmp_path):

@@ -18,8 +18,10 @@ class KerasRecipes(NumpyLabels, Recipes):
         if self.library.startswith("keras.applications"):   # rebuild without the ImageNet top, add a head
             function = self.library.partition(":")[2] or "ResNet50"
             act = f', activation="{activation}"' if activation else ""
-            if layer.source is not None and decides.without_weights(layer.source, function):   # no pretrained top to keep: its own top takes any class count
-                return f"keras.applications.{function}(weights=None, classes={outputs}, ...)"
+            if layer.source is not None and decides.without_weights(layer.source, function):
+                # no pretrained top to keep: its own top takes any class count (softmax is its default activation)
+                top = f', classifier_activation="{activation}"' if activation and activation != "softmax" else ""
+                return f"keras.applications.{function}(weights=None, classes={outputs}{top}, ...)"
             head = f"layers.Dense({outputs}{act})"
             # the patch keeps the user's call (with include_top=False) and adds the head on the model it returns
             base = f'base = keras.applications.{function}(include_top=False, pooling="avg", weights="imagenet")'
