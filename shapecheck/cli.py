@@ -129,7 +129,8 @@ def check_command(targets, inputs, input_file, loss, labels_spec, labels_file, o
                  "text": lambda r: render.to_text(r, color=_use_color(), errors_on_stderr=True)}
     allowed = ("safe", "unsafe") if unsafe_fixes else ("safe",)
     # the errors an unsafe fix would take, for the hint once --fix has written the safe ones
-    unsafe = {(r.target, f.rule, f.layer) for r in results for f in r.findings if any(x.unsafe_applies for x in f.fixes)}
+    unsafe = {(r.target, f.rule, f.layer) for r in results for f in r.findings
+              if any(fix.unsafe_applies for fix in f.fixes)}
     if fix_diff:
         _show_fixes(results, allowed)
     elif apply_fixes:

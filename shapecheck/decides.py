@@ -6,8 +6,9 @@ A head built as `nn.Linear(width * 4, num_tags)` inside `TagNet.__init__` does n
 leave the real mistake at the call. So an argument is followed outwards through the user's own frames (recorded
 when the layer was built, `Location.callers`) while it is a parameter of the function it is passed in, to the
 call that gives it a literal, gives it nothing (its default: the argument is added there), or names a constant
-assigned once (`NUM_CLASSES = 5`). The same holds for a flag (`TextModel(batch_first=False)`). Anything else (`width * 4`, `self.pool_dim`, a value read from data) is not
-rewritten: the reason names the expression and its line, for the user to set.
+assigned once (`NUM_CLASSES = 5`). The same holds for a flag (`TextModel(batch_first=False)`). Anything else
+(`width * 4`, `self.pool_dim`, a value read from data) is not rewritten: the reason names the expression and its
+line, for the user to set.
 
 Read with `ast` (the standard library): this runs for every finding with a recipe, not only under `--fix`.
 """
@@ -98,6 +99,17 @@ def config_argument(location: Location, callee: str, keyword: str) -> Decision |
     if not isinstance(given, ast.Call) or not _takes_keyword(where, last_name(given), keyword):
         return None
     return Decision(where, last_name(given), None, keyword, present=_argument(given, None, keyword) is not None)
+
+
+def model_config(location: Location, model_class: str, keyword: str) -> Decision | None:
+    """Where `keyword=` goes for a Hugging Face model built from a config at `location`
+    (`BertForSequenceClassification(config)`, `AutoModel...from_config(config)`); None for `from_pretrained`
+    (whose own `num_labels=` decides) or a config shapecheck cannot find."""
+    called = {last_name(call) for call in calls_at(location)}
+    if "from_pretrained" in called:
+        return None
+    return next((found for callee in (model_class, "from_config") if callee in called
+                 for found in [config_argument(location, callee, keyword)] if found), None)
 
 
 def _takes_keyword(location: Location, callee: str, keyword: str) -> bool:

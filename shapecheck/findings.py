@@ -78,7 +78,8 @@ class Fix:
 
     def to_json(self) -> dict:
         return {"title": self.title, "code": self.recipe.text, "verified": bool(self.verified),
-                "evidence": self.evidence or None, "applicability": self.applicability, "reason": self.reason or None, "placed": self.placed or None,
+                "evidence": self.evidence or None, "applicability": self.applicability,
+                "reason": self.reason or None, "placed": self.placed or None,
                 "edits": [edit.to_json() for edit in self.edits]}
 
     def __str__(self) -> str:

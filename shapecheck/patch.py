@@ -14,7 +14,6 @@ Each fix has an applicability (`applicability`): `--fix` applies the safe ones, 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import difflib
 import itertools
 import json
@@ -175,7 +174,7 @@ def _changes_size(trace: Trace, edit: Edit) -> bool:
     return layer is None or layer.config.get(f"{key}_features", layer.config.get(f"{key}_channels")) != size
 
 
-def _keeps_meaning(trace: Trace, edit: Edit, resized: set[str]) -> bool:
+def _keeps_meaning(edit: Edit, resized: set[str]) -> bool:
     """A model edit that keeps what the user meant: a size made to agree with what the layer receives or the labels
     hold, and the activation of a Keras head that is resized with it (the new head's, for its new size)."""
     if edit.op == "resize":
@@ -226,7 +225,7 @@ def applicability(trace: Trace | None, finding, fix) -> tuple[Applicability, str
     replaced = [c.replaces for _, c in placed if c.replaces]
     model_edits = [edit for one in chain for edit in one.edits if edit.on not in ("labels", "loss")]
     resized = {edit.layer for edit in model_edits if edit.op == "resize" and _changes_size(trace, edit)}
-    if not all(_keeps_meaning(trace, edit, resized) for edit in model_edits) or not all(one.certain for one in chain):
+    if not all(_keeps_meaning(edit, resized) for edit in model_edits) or not all(one.certain for one in chain):
         return "unsafe", "it changes what the model computes", where
     if replaced:
         return "unsafe", f"a number replaces the expression `{replaced[0]}`, which may stand for other inputs", where
@@ -245,7 +244,7 @@ def _rewrites_something(placed: list[tuple[Location, Change]]) -> None:
         except OSError as exc:
             raise NoPlace(f"cannot read {path}: {exc.strerror}") from None
         try:
-            after = _rewrite(before, [dataclasses.replace(c) for c in changes])
+            after = _rewrite(before, changes)
         except Exception as exc:   # source libcst cannot parse: shown, never written
             raise NoPlace(f"{Path(path).name} cannot be rewritten: {type(exc).__name__}") from None
         if after == before:
@@ -263,7 +262,7 @@ def _passed_down(trace: Trace, chain: list, location: Location, change: Change) 
 
 def _described(location: Location, change: Change) -> str:
     """`m.py:51: num_tags=20 in the TagNet(...) call`, where a change goes, for the report."""
-    value = json.dumps(change.value) if isinstance(change.value, str) else repr(change.value)
+    value = _code(change.value)
     if change.kind == "assign":
         return f"{location}: {change.keyword} = {value}"
     if change.kind in ("argument", "keyword"):
@@ -300,10 +299,7 @@ def _one_change(trace: Trace, edit: Edit, insert: str):
             raise NoPlace(f"shapecheck does not know which argument of `{layer.type}` sets its size")
         return _decided(deciding_argument(layer.source, layer.type, *slot, ordinal), size)
     if edit.on == "layer" and edit.op in ("drop_op", "swap_op", "op_dim", "flatten_op", "permute_op"):
-        found = _op_change(trace, edit)
-        if found is None:
-            raise NoPlace("the op is not called in your own code")
-        return found
+        return _op_change(trace, edit)
     raise NoPlace(f"`{edit.op}` edits of the {edit.on} are not written into source")
 
 
@@ -367,9 +363,7 @@ def _library_head(trace: Trace, where: Location, edit: Edit, insert: str) -> lis
         if "from_pretrained" in called:
             return [_decided(deciding_argument(where, "from_pretrained", None, "num_labels"), size),
                     (where, Change(line, "keyword", "from_pretrained", keyword="ignore_mismatched_sizes", value=True))]
-        model_class = trace.library.partition(":")[2]
-        decision = next((found for callee in (model_class, "from_config") if callee in called
-                         for found in [decides.config_argument(where, callee, "num_labels")] if found), None)
+        decision = decides.model_config(where, trace.library.partition(":")[2], "num_labels")
         if decision is None:
             raise NoPlace(f"the model at {where} is built from a config shapecheck cannot find: set its `num_labels`")
         return [_decided(decision, size)]
@@ -387,11 +381,11 @@ def _library_head(trace: Trace, where: Location, edit: Edit, insert: str) -> lis
     return [(where, Change(line, "insert_after", value=insert))]
 
 
-def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
+def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change]:
     name, ordinal = edit.args[:2]
     ops = [op for op in trace.ops if op.name == name]
     if ordinal >= len(ops):
-        return None
+        raise NoPlace(f"the trace has no `{name}` number {ordinal + 1}")
     op = ops[ordinal]
     layer = trace.layer(op.layer)
     if layer is not None and layer.kind != "activation" and layer.source is not None and trace.framework == "keras" \
@@ -409,7 +403,7 @@ def _op_change(trace: Trace, edit: Edit) -> tuple[Location, Change] | None:
             return where, Change(where.line, "rename", callee, value=_MODULE_NAMES.get(edit.args[2]))
         return _literal_dim(where, callee), Change(where.line, "keyword", callee, keyword="dim", value=edit.args[2])
     if op.source is None or op.source.defined_in is not None:
-        return None
+        raise NoPlace("the op is not called in your own code")
     where = _unconditional(op.source, name)
     if edit.op == "flatten_op":   # x.view(-1, k) -> x.view(x.size(0), -1)
         return where, Change(where.line, "method", name, value=(name, "{x}.size(0), -1"))
@@ -636,21 +630,17 @@ def _binds(module, name: str) -> bool:
     """Whether the module's top-level imports bind `name` (`from torch import nn`, `import torch.nn as nn`)."""
     import libcst as cst
 
-    for statement in module.body:
-        if not _is_import(statement):
-            continue
-        for small in statement.body:
-            names = small.names if isinstance(small.names, (list, tuple)) else ()
-            for alias in names:
-                bound = alias.asname.name.value if alias.asname else cst.helpers.get_full_name_for_node(alias.name)
-                if bound == name:
-                    return True
-    return False
+    return any(_bound_name(cst, alias) == name for statement in module.body if _is_import(statement)
+               for small in statement.body if isinstance(small.names, (list, tuple)) for alias in small.names)
+
+
+def _code(value) -> str:
+    """`20`, `True`, `None`, `"sigmoid"`: a value as source code."""
+    return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
 def _literal(cst, value):
-    """`20`, `True`, `None`, `"sigmoid"` as code."""
-    return cst.parse_expression(json.dumps(value) if isinstance(value, str) else repr(value))
+    return cst.parse_expression(_code(value))
 
 
 def _apply(cst, change: Change, call):

@@ -1,7 +1,7 @@
 """One check, end to end: `run(request)` goes through its stages in order, load -> trace -> pair (which output each
 loss and labels belong to) -> judge (the loss oracle) -> audit (the training signal, measured) -> rules -> verify
--> applicability (what `--fix` may apply) -> patch, and returns the `Result` every renderer reads. Every front-end (the CLI,
-`[tool.shapecheck]`, the Python API, `run`/`watch`, the pytest plugin) builds a `Request` and calls `run`."""
+-> applicability (what `--fix` may apply) -> patch, and returns the `Result` every renderer reads. Every front-end
+(the CLI, `[tool.shapecheck]`, the Python API, `run`/`watch`, the pytest plugin) builds a `Request` and calls `run`."""
 
 from __future__ import annotations
 

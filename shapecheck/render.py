@@ -127,10 +127,10 @@ def _fixable(results: list[Result]) -> str:
     safe = sum(any(fix.applies for fix in f.fixes) for f in findings)
     unsafe = sum(not any(fix.applies for fix in f.fixes) and any(fix.unsafe_applies for fix in f.fixes)
                  for f in findings)
-    if not safe and not unsafe:
-        return ""
     more = f"{unsafe} more with --fix --unsafe-fixes" if unsafe else ""
-    return f"; {safe} fixable with --fix" + (f" ({more})" if more else "") if safe else f"; {more}"
+    if not safe:
+        return f"; {more}" if more else ""
+    return f"; {safe} fixable with --fix" + (f" ({more})" if more else "")
 
 
 def _plural(count: int, word: str) -> str:

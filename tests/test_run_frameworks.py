@@ -56,8 +56,8 @@ def diagnosis(result, labels: str = "labels") -> list:
     the script's name for the labels (`y`), read back as `labels` to compare with `check`."""
     def in_check_words(code: str) -> str:
         return re.sub(rf"(?<![\w.]){re.escape(labels)}\b", "labels", code)
-    return [(f["rule"], f["layer"], f["message"], [(in_check_words(fix["code"]), fix["verified"]) for fix in f["fixes"]])
-            for f in result["findings"]]
+    return [(f["rule"], f["layer"], f["message"],
+             [(in_check_words(fix["code"]), fix["verified"]) for fix in f["fixes"]]) for f in result["findings"]]
 
 
 def test_lightning_training_step_with_a_datamodule_is_checked_like_check(tmp_path):

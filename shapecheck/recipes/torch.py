@@ -247,11 +247,7 @@ def built_from_config(layer: Layer, model_class: str) -> str:
 
     if layer.source is None or layer.source.defined_in is None:
         return ""
-    called = {decides.last_name(call) for call in decides.calls_at(layer.source)}
-    if "from_pretrained" in called:
-        return ""
-    decision = next((found for callee in (model_class, "from_config") if callee in called
-                     for found in [decides.config_argument(layer.source, callee, "num_labels")] if found), None)
+    decision = decides.model_config(layer.source, model_class, "num_labels")
     return decision.callee if decision else ""
 
 
